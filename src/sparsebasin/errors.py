@@ -1,0 +1,13 @@
+"""One exception type for every mistake a user can fix.
+
+The CLI prints it as a single line (``error: ...``) and exits with status 2,
+so a Snakemake log shows what to do instead of a traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input: a file, a config key or an argument the user must fix."""
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or inf; no final output was written."""

@@ -1,0 +1,52 @@
+"""What produced a result: recorded in every result file."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of the source tree, or SPARSEBASIN_GIT_COMMIT, or None."""
+    env = os.environ.get("SPARSEBASIN_GIT_COMMIT")
+    if env:
+        return env
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def collect(config: dict | None = None, seeds: dict | None = None, device: str | torch.device | None = None) -> dict:
+    """Provenance dict: resolved config, seeds, code and library versions, host."""
+    return {
+        "config": config or {},
+        "seeds": seeds or {},
+        "sparsebasin_version": __version__,
+        "git_commit": git_commit(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": str(device) if device is not None else None,
+        "hostname": socket.gethostname(),
+        "argv": list(sys.argv),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }

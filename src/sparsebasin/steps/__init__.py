@@ -1,0 +1,1 @@
+"""CLI wrappers, one module per pipeline step (see sparsebasin.cli.STEPS)."""
