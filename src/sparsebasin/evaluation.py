@@ -1,0 +1,61 @@
+"""Evaluation of a model on a dataset: loss, top-1, top-5 and optionally logits."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import device as devices
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    ds,
+    device: torch.device | str = "cpu",
+    batch_size: int = 1000,
+    return_logits: bool = False,
+    max_batches: int | None = None,
+) -> dict:
+    """Mean cross-entropy, top-1 and top-5 accuracy (fractions) over ``ds``.
+
+    Runs in eval mode (BatchNorm uses running statistics) and restores the
+    model's previous mode afterwards.
+    """
+    from .data import batches
+
+    device = devices.resolve(device)
+    was_training = model.training
+    model.eval()
+    conv = devices.is_conv_model(model)
+    total = correct = correct5 = 0
+    loss_sum = 0.0
+    logits_all = []
+    labels_all = []
+    for i, (x, y) in enumerate(batches(ds, batch_size, shuffle=False, augment=False, device=device)):
+        if max_batches is not None and i >= max_batches:
+            break
+        x = devices.to_input(x, device, conv)
+        with devices.autocast(device):
+            out = model(x)
+        out = out.float()
+        loss_sum += F.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        k = min(5, out.shape[1])
+        correct5 += (out.topk(k, dim=1).indices == y.view(-1, 1)).any(1).sum().item()
+        total += y.numel()
+        if return_logits:
+            logits_all.append(out.cpu())
+            labels_all.append(y.cpu())
+    model.train(was_training)
+    res = {
+        "loss": loss_sum / max(total, 1),
+        "acc": correct / max(total, 1),
+        "top5": correct5 / max(total, 1),
+        "n": total,
+    }
+    if return_logits:
+        res["logits"] = torch.cat(logits_all) if logits_all else torch.empty(0)
+        res["labels"] = torch.cat(labels_all) if labels_all else torch.empty(0, dtype=torch.long)
+    return res
