@@ -4,7 +4,8 @@ Datasets that fit in device memory (MNIST-1D, CIFAR, SVHN) live as one
 tensor of inputs and one of labels. Each epoch draws its order from a
 generator seeded by (data_seed, epoch), so the data order is independent of
 the weight-init seed and an interrupted run resumes on exactly the same
-batches. Random crop with padding and horizontal flip run on whole batches.
+batches. Random crop with padding and horizontal flip run on whole batches, on the
+raw pixels (zero padding is black, as with torchvision), before normalising.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class DatasetInfo:
     input_shape: tuple[int, ...]  # one example, without the batch axis
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    augment: bool  # random crop + flip by default for training
+    augment: bool  # random crop (+ flip) by default for training
+    flip: bool = True  # horizontal flip is part of the augmentation (not for digits)
 
     @property
     def input_size(self) -> int:
@@ -119,10 +121,10 @@ def iterate_batches(
         idx = order[start:start + batch_size]
         xb = ds.x[idx.to(ds.x.device)].to(device, non_blocking=True)
         yb = ds.y[idx.to(ds.y.device)].to(device, non_blocking=True)
-        xb = normalise(xb, ds.info)
         if augment and xb.dim() == 4:
-            xb = random_crop_flip(xb, pad=4, generator=g)
-        yield xb, yb
+            # Crop before normalising: padding is black, as with torchvision's RandomCrop.
+            xb = random_crop_flip(xb, pad=4, generator=g, flip=ds.info.flip)
+        yield normalise(xb, ds.info), yb
 
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:

@@ -1,0 +1,82 @@
+"""Datasets: one entry point for every dataset the experiments use.
+
+``load_split(name, root, split)`` returns an in-memory ``ArrayDataset``
+(MNIST-1D, CIFAR-10/100, SVHN) or a lazily decoded ``ImageFolderData``
+(ImageNet); ``batches(ds, ...)`` yields normalised batches on the training
+device for either, with the order seeded by (data_seed, epoch) only. Nothing
+here downloads: the ``download`` step fetches CIFAR/SVHN, MNIST-1D is
+generated offline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from ..errors import UserError
+from . import cifar, imagenet, mnist1d, svhn
+from .base import ArrayDataset, DatasetInfo, epoch_generator, iterate_batches, normalise, num_batches, random_crop_flip
+from .catalog import DATASET_NAMES, dataset_info
+from .imagenet import ImageFolderData
+
+SPLITS = ("train", "test")
+
+__all__ = [
+    "DATASET_NAMES", "SPLITS", "ArrayDataset", "DatasetInfo", "ImageFolderData",
+    "batches", "dataset_info", "epoch_generator", "load_split", "normalise", "num_batches",
+    "num_examples", "random_crop_flip",
+]
+
+
+def load_split(
+    name: str, root: str | Path, split: str, *, train_subset: int | None = None
+) -> ArrayDataset | ImageFolderData:
+    """Load ``split`` ("train" or "test"; ImageNet's test is val) of dataset ``name`` from ``root``.
+
+    ``train_subset`` keeps the first N training examples (quick runs, tests);
+    it leaves the test split whole. MNIST-1D uses the default config (20,000 /
+    5,000, seed 0) and generates its cache on first use.
+    """
+    info = dataset_info(name)
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; use 'train' or 'test'")
+    if train_subset is not None and (isinstance(train_subset, bool) or not isinstance(train_subset, int) or train_subset < 1):
+        raise UserError(f"--train-subset must be a positive integer, got {train_subset!r}")
+    if info.name == "mnist1d":
+        ds = mnist1d.load(root, split)
+    elif info.name in ("cifar10", "cifar100"):
+        ds = cifar.load(info.name, root, split)
+    elif info.name == "svhn":
+        ds = svhn.load(root, split)
+    else:
+        ds = imagenet.load(root, split)
+    if split == "train" and train_subset is not None:
+        ds = ds.subset(train_subset)
+    return ds
+
+
+def batches(
+    ds: ArrayDataset | ImageFolderData,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    data_seed: int = 0,
+    epoch: int = 0,
+    augment: bool = False,
+    device: torch.device | str | None = None,
+    drop_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Normalised (x, y) batches on ``device``; the order depends on (data_seed, epoch) alone."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch size must be a positive integer, got {batch_size!r}")
+    device = torch.device(device) if device is not None else None
+    kwargs = dict(shuffle=shuffle, data_seed=data_seed, epoch=epoch, augment=augment, device=device, drop_last=drop_last)
+    if isinstance(ds, ImageFolderData):
+        return imagenet.iterate_batches(ds, batch_size, **kwargs)
+    return iterate_batches(ds, batch_size, **kwargs)
+
+
+def num_examples(ds: ArrayDataset | ImageFolderData) -> int:
+    return len(ds)

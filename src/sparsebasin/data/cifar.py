@@ -1,0 +1,73 @@
+"""CIFAR-10 and CIFAR-100 read straight from torchvision's on-disk pickle batches.
+
+We parse the files ourselves rather than through torchvision's dataset
+classes: those md5-check every file on construction, which is slow and rejects
+the small files the tests write in the same format. Downloading belongs to the
+``download`` step alone.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import ArrayDataset
+from .catalog import corrupt_data_error, dataset_info, missing_data_error
+
+_LAYOUT = {
+    # name: (folder, train files, test files, meta file, label key, class-names key)
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
+                "batches.meta", "labels", "label_names"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], "meta", "fine_labels", "fine_label_names"),
+}
+
+
+def expected_files(name: str, root: str | Path) -> list[Path]:
+    folder, train, test, meta, *_ = _LAYOUT[name]
+    return [Path(root) / folder / f for f in (*train, *test, meta)]
+
+
+def _read_pickle(name: str, path: Path, root: str | Path) -> dict:
+    if not path.exists():
+        raise missing_data_error(name, path, root)
+    try:
+        with open(path, "rb") as fh:
+            # latin1 reads the original Python 2 pickles; keys may be str or bytes.
+            obj = pickle.load(fh, encoding="latin1")
+    except Exception as exc:
+        raise corrupt_data_error(name, path, root, f"unreadable pickle: {type(exc).__name__}") from exc
+    if not isinstance(obj, dict):
+        raise corrupt_data_error(name, path, root, "not a dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _read_batch(name: str, path: Path, root: str | Path, label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    obj = _read_pickle(name, path, root)
+    if "data" not in obj or label_key not in obj:
+        raise corrupt_data_error(name, path, root, f"missing key 'data' or {label_key!r}")
+    data = np.asarray(obj["data"], dtype=np.uint8)
+    labels = np.asarray(obj[label_key], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
+        raise corrupt_data_error(name, path, root, f"data shape {data.shape} with {labels.shape[0]} labels, expected N x 3072")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels.copy())
+
+
+def load(name: str, root: str | Path, split: str) -> ArrayDataset:
+    """One split as uint8 NCHW images and int64 labels."""
+    folder, train, test, meta_file, label_key, names_key = _LAYOUT[name]
+    base = Path(root) / folder
+    files = train if split == "train" else test
+    parts = [_read_batch(name, base / f, root, label_key) for f in files]
+    x = torch.cat([p[0] for p in parts])
+    y = torch.cat([p[1] for p in parts])
+    info = dataset_info(name)
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= info.num_classes):
+        raise corrupt_data_error(name, base / files[0], root, f"labels outside [0, {info.num_classes})")
+    meta_path = base / meta_file
+    classes = None
+    if meta_path.exists():
+        classes = _read_pickle(name, meta_path, root).get(names_key)
+    return ArrayDataset(info, x, y, split, {"source": str(base), "classes": classes})
