@@ -95,10 +95,10 @@ def check_tree(root: str | Path) -> list[str]:
 
 
 def load(root: str | Path, split: str) -> ImageFolderData:
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
     path = split_dir(root, split)
     classes = _classes(path, root)
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
     class_to_idx = {c: i for i, c in enumerate(classes)}
     try:
         samples = make_dataset(str(path), class_to_idx, extensions=IMG_EXTENSIONS)
