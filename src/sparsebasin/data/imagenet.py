@@ -166,6 +166,8 @@ def iterate_batches(
         pin_memory=device.type == "cuda",
         drop_last=drop_last,
         prefetch_factor=4 if ds.num_workers > 0 else None,
+        # the loader draws worker base seeds; from its own generator, never the global one
+        generator=torch.Generator().manual_seed(crop_seed),
     )
     for xb, yb in loader:
         xb = xb.to(device, non_blocking=True)
