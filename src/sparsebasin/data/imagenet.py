@@ -60,6 +60,10 @@ class ImageFolderData:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def to(self, device: torch.device) -> "ImageFolderData":
+        """Images are decoded per batch, so there is nothing to move; ``batches`` takes the device."""
+        return self
+
     def subset(self, n: int) -> "ImageFolderData":
         return dataclasses.replace(self, samples=self.samples[:n])
 
