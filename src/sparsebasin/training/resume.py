@@ -1,0 +1,116 @@
+"""Scratch state that lets a killed run continue bit-identically.
+
+After every epoch the trainer writes ``.resume.pt`` (io kind "resume") in the
+run directory: model and optimizer state, schedule position, epochs done,
+metrics rows so far, RNG states and a fingerprint of everything that
+determines the weights (config, model, data, seeds, init weights, mask).
+A rerun with the same arguments finds the file, checks the fingerprint and
+continues; any other file (another config, a corrupt write) is ignored with
+a log line and the run starts over. The data order needs no saved state: it
+is a function of (data_seed, epoch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .. import io
+from ..errors import UserError
+from ..progress import log
+
+FILENAME = ".resume.pt"
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over keys, dtypes, shapes and raw bytes (any dtype, any device)."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().to("cpu").contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def dataset_digest(ds: Any) -> dict:
+    """Cheap identity of a dataset: name, split, size and a digest of its labels."""
+    out = {"n": len(ds), "split": getattr(ds, "split", None)}
+    info = getattr(ds, "info", None)
+    if info is not None:
+        out["name"] = info.name
+    y = getattr(ds, "y", None)
+    if isinstance(y, torch.Tensor):
+        out["labels"] = tensor_digest({"y": y})
+    return out
+
+
+def fingerprint(parts: dict) -> str:
+    """sha256 of a JSON-able description of the run."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+
+        state["numpy"] = np.random.get_state()
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(state["numpy"])
+
+
+def save(path: str | Path, *, fingerprint: str, epoch: int, model: dict, optimizer: dict, schedule: dict,
+         rows: list[dict], extra: dict | None = None, provenance: dict | None = None) -> None:
+    """Write the scratch state atomically (a kill mid-write leaves the previous file)."""
+    payload = {
+        "fingerprint": fingerprint,
+        "epoch": int(epoch),
+        "model": {k: v.detach().to("cpu", copy=True) for k, v in model.items()},
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "rows": list(rows),
+        "rng": rng_state(),
+        "extra": extra or {},
+    }
+    io.save_artifact(path, "resume", payload, provenance)
+
+
+def load(path: str | Path, want: str, run_name: str) -> dict | None:
+    """The saved state if ``path`` exists and matches ``want``; else None (logged)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = io.load_artifact(path, "resume")
+    except UserError as exc:
+        log(f"{run_name}: ignoring unreadable resume file {path} ({exc}); starting over")
+        return None
+    if state.get("fingerprint") != want:
+        log(f"{run_name}: ignoring resume file {path}: it belongs to a run with other arguments; starting over")
+        return None
+    return state
+
+
+def remove(path: str | Path) -> None:
+    Path(path).unlink(missing_ok=True)
