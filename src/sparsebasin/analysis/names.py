@@ -1,0 +1,91 @@
+"""Display names shared by tables, figures and summaries, so they always agree."""
+
+from __future__ import annotations
+
+import math
+
+# Branch order used everywhere: references first, then the three sparse branches.
+BRANCHES = ("dense", "imp", "lth", "naive", "permuted")
+SPARSE_BRANCHES = ("lth", "naive", "permuted")
+BRANCH_LABELS = {
+    "dense": "Dense",
+    "imp": "IMP",
+    "lth": "LTH",
+    "naive": "Naive",
+    "permuted": "Permuted",
+}
+
+MODES = ("plain", "bn_reset", "repair")
+MODE_LABELS = {"plain": "plain", "bn_reset": "BN reset", "repair": "REPAIR"}
+
+DATASET_LABELS = {
+    "mnist1d": "MNIST-1D",
+    "cifar10": "CIFAR-10",
+    "cifar100": "CIFAR-100",
+    "svhn": "SVHN",
+    "imagenet": "ImageNet",
+}
+MODEL_LABELS = {"mlp": "MLP", "vgg11": "VGG11", "resnet20": "ResNet20", "resnet50": "ResNet50"}
+
+METRIC_LABELS = {
+    "test_acc": "Test accuracy (%)",
+    "test_top5": "Top-5 test accuracy (%)",
+    "loss": "Loss",
+    "error": "Error (%)",
+}
+
+
+def branch(name: str) -> str:
+    return BRANCH_LABELS.get(str(name), str(name))
+
+
+def mode(name: str) -> str:
+    return MODE_LABELS.get(str(name), str(name))
+
+
+def dataset(name: str) -> str:
+    return DATASET_LABELS.get(str(name), str(name))
+
+
+def model(name: str) -> str:
+    return MODEL_LABELS.get(str(name), str(name))
+
+
+def width(value) -> str:
+    """Width multiplier as the paper writes it: ``×4``."""
+    return f"×{_number(value)}"
+
+
+def percent(value) -> str:
+    """Fraction as a percentage number to 0.1, no sign: 0.9 -> ``90``, 0.488 -> ``48.8``."""
+    return _number(round(float(value) * 100, 1))
+
+
+def sparsity(value) -> str:
+    """Sparsity fraction as a percentage: 0.9 -> ``90%``, 0.975 -> ``97.5%``; missing -> ``dense``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "dense"
+    return f"{percent(value)}%"
+
+
+def path_kind(permuted: bool, mode_name: str) -> str:
+    """One interpolation setting: ``Permuted · REPAIR``."""
+    return f"{'Permuted' if permuted else 'Naive'} · {mode(mode_name)}"
+
+
+def setting(row: dict) -> str:
+    """``CIFAR-10 · ResNet20 ×4`` from whichever of dataset/model/width are present."""
+    parts = []
+    if row.get("dataset") is not None:
+        parts.append(dataset(row["dataset"]))
+    label = model(row["model"]) if row.get("model") is not None else ""
+    if row.get("width") is not None:
+        label = f"{label} {width(row['width'])}".strip()
+    if label:
+        parts.append(label)
+    return " · ".join(parts)
+
+
+def _number(value) -> str:
+    f = float(value)
+    return str(int(f)) if f.is_integer() else f"{f:g}"

@@ -1,0 +1,86 @@
+"""One look for every figure: fixed colours/markers per branch, mode and width.
+
+Colours are the Okabe-Ito colour-blind-safe palette. LTH, naive, permuted,
+IMP and dense keep the same colour, marker and line style in every figure;
+interpolation modes keep the same line style and marker; widths map to a
+fixed viridis shade by log2(width), so ×4 is the same colour everywhere.
+Panels are sized for a paper column (~3.3 in) with fonts of 7-8 pt.
+"""
+
+from __future__ import annotations
+
+import math
+
+PANEL_WIDTH = 3.3  # inches
+PANEL_HEIGHT = 2.4
+BAND_ALPHA = 0.18
+
+BRANCH_STYLE = {
+    "lth": {"color": "#0072B2", "marker": "o", "linestyle": "-"},
+    "naive": {"color": "#D55E00", "marker": "s", "linestyle": "-"},
+    "permuted": {"color": "#009E73", "marker": "^", "linestyle": "-"},
+    "imp": {"color": "#CC79A7", "marker": "D", "linestyle": ":"},
+    "dense": {"color": "#000000", "marker": "", "linestyle": "--"},
+}
+
+MODE_STYLE = {
+    "plain": {"color": "#555555", "marker": "o", "linestyle": "-"},
+    "bn_reset": {"color": "#E69F00", "marker": "s", "linestyle": "--"},
+    "repair": {"color": "#56B4E9", "marker": "^", "linestyle": ":"},
+}
+
+ANCHOR_STYLE = {
+    "origin": {"color": "#000000", "marker": "X"},
+    "p1": {"color": BRANCH_STYLE["lth"]["color"], "marker": BRANCH_STYLE["lth"]["marker"]},
+    "p2": {"color": BRANCH_STYLE["permuted"]["color"], "marker": BRANCH_STYLE["permuted"]["marker"]},
+}
+# Fig. 4b: the plane through dense A, the LTH solution and pi^-1(permuted).
+ANCHOR_LABELS = {"origin": "Dense A", "p1": "LTH", "p2": "Permuted (π⁻¹)"}
+
+RC = {
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "lines.linewidth": 1.3,
+    "lines.markersize": 4,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.5,
+    "pdf.fonttype": 42,  # embed TrueType: editable, searchable text in the PDF
+    "ps.fonttype": 42,
+}
+
+
+def context():
+    """``with style.context():`` applies the shared rcParams for building and saving."""
+    import matplotlib
+
+    return matplotlib.rc_context(RC)
+
+
+def branch(name: str) -> dict:
+    return dict(BRANCH_STYLE.get(str(name), {"color": "#777777", "marker": "x", "linestyle": "-"}))
+
+
+def mode(name: str) -> dict:
+    return dict(MODE_STYLE.get(str(name), {"color": "#777777", "marker": "x", "linestyle": "-."}))
+
+
+def width_colour(width: float) -> tuple:
+    """Fixed shade per width multiplier (×1 dark purple, ×4 blue, ×16 green, ×32 yellow-green)."""
+    from matplotlib import colormaps
+
+    position = min(max(math.log2(float(width)), 0.0), 5.0) / 5.0
+    return colormaps["viridis"](0.9 * position)
+
+
+def path_style(permuted: bool, mode_name: str) -> dict:
+    """Interpolation setting: branch colour (naive/permuted), mode line style and marker."""
+    s = mode(mode_name)
+    s["color"] = BRANCH_STYLE["permuted" if permuted else "naive"]["color"]
+    return s

@@ -1,0 +1,211 @@
+"""Tidy tables: the columns each analysis expects, how they are built and read.
+
+Every result file carries its workflow wildcards as tags (``--tag K=V``), and
+``collect`` turns result files into one tidy CSV with those tags as columns.
+The analyses never look at paths. Expected columns (extra columns are kept and
+ignored; a missing required column is a ``UserError`` naming the table):
+
+runs (collect over ``result.json``)
+    ``experiment, dataset, model, width, seed, sparsity, k, branch, test_acc,
+    test_top5, test_loss, density, run``. ``branch`` is one of dense, imp, lth,
+    naive, permuted; ``sparsity`` and ``k`` are empty for dense runs (``k`` also
+    for imp). Accuracies are fractions in [0, 1]. Table 15 (early matching)
+    additionally needs ``match_epoch`` on the permuted runs: the epoch of B at
+    which the permutation was found.
+lmc curves (concatenated ``interpolate`` CSVs)
+    ``alpha, mode, permuted, split, loss, acc, error`` plus tags (``width``,
+    ``seed``, ...). ``mode`` is plain, bn_reset or repair; ``error`` = 1 - acc.
+imp rounds (concatenated ``interpolate`` CSVs, dense A vs each IMP round)
+    the lmc curve columns plus ``round`` (1..R) and ``round_sparsity``.
+barriers (collect over ``interpolate --barriers`` JSON)
+    ``mode, permuted, split, loss_barrier, error_barrier`` plus tags. Any table
+    with ``alpha`` is accepted instead: barriers are then computed from curves.
+plane (``plane`` CSV)
+    grid rows ``u, v, loss, error`` (``point`` empty) plus one row per anchor
+    model with ``point`` set to ``origin``, ``p1`` or ``p2`` and its ``u, v``
+    (its loss/error may be empty). An optional ``label`` column overrides the
+    legend text of an anchor; an optional ``split`` column is filtered on.
+ensembles (collect over ``ensemble`` JSON)
+    ``group, n, member_acc_mean, member_acc_std, ensemble_acc, disagreement,
+    kl, js`` plus tags (``dataset, model, width, sparsity``, ...).
+matches (collect over ``match --summary`` JSON)
+    ``mean_correlation`` plus tags (``dataset, model, width, seed``).
+
+Tag values arrive as strings; ``normalise`` converts the numeric tags and the
+``permuted`` flag so that ``width == 4`` and ``sparsity == 0.9`` work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from ..errors import UserError
+from ..io import read_json
+
+# Tag columns that are numbers, whatever type they arrived as.
+NUMERIC_COLUMNS = (
+    "width", "seed", "sparsity", "k", "round", "round_sparsity", "match_epoch", "alpha", "n",
+    "test_acc", "test_top5", "test_loss", "density", "loss", "acc", "error",
+    "loss_barrier", "error_barrier", "mean_correlation",
+    "member_acc_mean", "member_acc_std", "ensemble_acc", "disagreement", "kl", "js", "u", "v",
+)
+BOOLEAN_COLUMNS = ("permuted",)
+# Columns put first in a collected table, in this order, when present.
+KEY_ORDER = ("experiment", "dataset", "model", "width", "seed", "sparsity", "k", "branch", "group")
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+def source_of(df: pd.DataFrame) -> str:
+    return df.attrs.get("source", "the input table")
+
+
+def normalise(df: pd.DataFrame, source: str | None = None) -> pd.DataFrame:
+    """A copy with numeric tags as numbers (empty -> NaN) and ``permuted`` as bool."""
+    src = source or source_of(df)
+    out = df.copy()
+    for col in NUMERIC_COLUMNS:
+        if col in out.columns and not pd.api.types.is_numeric_dtype(out[col]):
+            values = out[col].map(lambda v: None if _blank(v) else v)
+            try:
+                out[col] = pd.to_numeric(values, errors="raise").astype(float)
+            except (ValueError, TypeError) as exc:
+                raise UserError(f"{src}: column {col!r} must be numeric ({exc}); fix the tag or value that produced it") from exc
+    for col in BOOLEAN_COLUMNS:
+        if col in out.columns and out[col].dtype != bool:
+            out[col] = out[col].map(lambda v, c=col: _to_bool(v, c, src))
+    out.attrs["source"] = src
+    return out
+
+
+def prepare(df: pd.DataFrame, required: Iterable[str], what: str) -> pd.DataFrame:
+    """Normalise ``df`` and check it has the columns ``what`` needs."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{what} expects a pandas DataFrame, got {type(df).__name__}")
+    src = source_of(df)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise UserError(f"{src}: {what} needs column(s) {', '.join(missing)}; collect results tagged with them")
+    if df.empty:
+        raise UserError(f"{src}: {what} got an empty table; check that collect was given the right result files")
+    return normalise(df, src)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a collected CSV and normalise its tag columns."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path} does not exist; run the step that produces it first")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError as exc:
+        raise UserError(f"{path} is empty; delete it and rerun collect") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not a valid CSV ({exc}); delete it and rerun the step that produces it") from exc
+    return normalise(df, str(path))
+
+
+def json_rows(obj, source: str) -> list[dict]:
+    """Flatten one result JSON into table rows.
+
+    ``provenance`` is dropped; ``tags`` become columns; nested dicts become
+    dotted columns (``a.b``); lists of numbers become a JSON string. If one
+    top-level field is a list of records (dicts), each record becomes a row
+    carrying the file's other fields and tags (e.g. barriers per mode/split).
+    """
+    if not isinstance(obj, dict):
+        raise UserError(f"{source}: expected a JSON object at the top level; pass a result, ensemble, barriers or match summary JSON")
+    tags = obj.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise UserError(f"{source}: 'tags' must be an object of KEY: VALUE; rerun the step that wrote it")
+    base: dict = {}
+    record_keys = []
+    for key, value in obj.items():
+        if key in ("provenance", "tags"):
+            continue
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            record_keys.append(key)
+        else:
+            _flatten_into(base, key, value)
+    if len(record_keys) > 1:
+        raise UserError(f"{source}: several lists of records ({', '.join(record_keys)}); collect expands at most one per file")
+    clash = sorted(set(tags) & set(base))
+    if clash:
+        raise UserError(f"{source}: tag(s) {', '.join(clash)} clash with result fields; rename the --tag")
+    base.update(tags)
+    if not record_keys:
+        return [base]
+    rows = []
+    for record in obj[record_keys[0]]:
+        flat: dict = {}
+        for key, value in record.items():
+            _flatten_into(flat, key, value)
+        clash = sorted(set(tags) & set(flat))
+        if clash:
+            raise UserError(f"{source}: tag(s) {', '.join(clash)} clash with fields of {record_keys[0]!r}; rename the --tag")
+        rows.append({**base, **flat})
+    return rows
+
+
+def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One tidy table from result files: JSON files flattened, CSV files concatenated.
+
+    A ``source`` column records the file each row came from (for tracing only;
+    analyses group by tags, never by source).
+    """
+    frames = []
+    for p in map(Path, paths):
+        suffix = p.suffix.lower()
+        if suffix == ".json":
+            rows = json_rows(read_json(p), str(p))
+            frame = pd.DataFrame(rows)
+        elif suffix == ".csv":
+            frame = read_table(p)
+        else:
+            raise UserError(f"{p}: collect reads .json and .csv files only; pass result files")
+        frame["source"] = str(p)
+        frames.append(frame)
+    if not frames:
+        raise UserError("collect got no input files; pass at least one --inputs file")
+    frames = [f for f in frames if not f.empty] or frames[:1]
+    table = pd.concat(frames, ignore_index=True, sort=False)
+    first = [c for c in KEY_ORDER if c in table.columns]
+    rest = [c for c in table.columns if c not in first and c != "source"]
+    return normalise(table[first + rest + ["source"]], "collected table")
+
+
+def _flatten_into(out: dict, key: str, value) -> None:
+    if isinstance(value, dict):
+        for sub, v in value.items():
+            _flatten_into(out, f"{key}.{sub}", v)
+    elif isinstance(value, (list, tuple)):
+        out[key] = json.dumps(value)
+    else:
+        out[key] = value
+
+
+def _blank(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in ("", "nan", "none", "null")
+
+
+def _to_bool(value, column: str, source: str):
+    if isinstance(value, bool):
+        return value
+    if _blank(value):
+        raise UserError(f"{source}: column {column!r} has an empty value; every row needs True or False")
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise UserError(f"{source}: column {column!r} has {value!r}; expected True or False")

@@ -1,0 +1,70 @@
+"""``sparsebasin ensemble``: accuracy and diversity of a group of runs (Table 1).
+
+Reads each member's ``predictions.pt`` (test logits and labels), checks they
+were all evaluated on the same test set, and writes one JSON:
+``{group, n, member_acc_mean, member_acc_std, ensemble_acc, disagreement, kl,
+js, tags, provenance}`` (definitions in ``sparsebasin.analysis.diversity``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from .. import io, provenance
+from ..analysis.diversity import ensemble_metrics
+from ..errors import UserError
+from .common import parse_tags
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--predictions", nargs="+", required=True, metavar="PRED.pt",
+                   help="predictions files of the members (at least 2)")
+    p.add_argument("--group", required=True, help="group name, e.g. permuted")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="label recorded in the JSON (repeatable)")
+    p.add_argument("--out", required=True, metavar="JSON")
+
+
+def _array(art: dict, key: str, path: str) -> np.ndarray:
+    if key not in art:
+        raise UserError(f"{path}: predictions file has no {key!r}; regenerate it with train")
+    value = art[key]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def run(args: argparse.Namespace) -> None:
+    tags = parse_tags(args.tag)
+    if len(set(args.predictions)) != len(args.predictions):
+        raise UserError("--predictions lists the same file twice; each member must appear once")
+    if len(args.predictions) < 2:
+        raise UserError(f"--predictions needs at least 2 files for an ensemble, got {len(args.predictions)}")
+    logits, labels = [], None
+    first = args.predictions[0]
+    for path in args.predictions:
+        art = io.load_artifact(path, "predictions")
+        x, y = _array(art, "logits", path), _array(art, "labels", path)
+        if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+            raise UserError(f"{path}: logits {tuple(x.shape)} and labels {tuple(y.shape)} do not form N x C and N; regenerate the predictions")
+        if labels is None:
+            labels = y
+        elif x.shape != logits[0].shape or not np.array_equal(y, labels):
+            raise UserError(f"{path}: test set differs from {first} (shape or labels); evaluate every member on the same test set in the same order")
+        logits.append(x)
+    metrics = ensemble_metrics(logits, labels)
+    config = {"step": "ensemble", "group": args.group, "predictions": list(args.predictions)}
+    io.write_json(args.out, {
+        "group": args.group,
+        "n": metrics.n,
+        "member_acc_mean": metrics.member_acc_mean,
+        "member_acc_std": metrics.member_acc_std,
+        "ensemble_acc": metrics.ensemble_acc,
+        "disagreement": metrics.disagreement,
+        "kl": metrics.kl,
+        "js": metrics.js,
+        "tags": tags,
+        "provenance": provenance.collect(config=config),
+    })

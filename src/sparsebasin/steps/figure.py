@@ -1,0 +1,66 @@
+"""``sparsebasin figure --kind K``: draw one paper figure from tidy tables.
+
+Kinds (``sparsebasin.analysis.plots``) and the table each reads:
+
+- ``accuracy_vs_rewind`` (Figs 5-8, 11), ``accuracy_vs_sparsity`` (Figs 9, 10):
+  the runs table; ``--table2`` optionally adds a second runs table (e.g. the
+  dense and IMP runs collected separately). ``--metric test_acc|test_top5``.
+- ``lmc_width`` (Fig 3): LMC curves; ``--metric loss|error`` (default loss).
+- ``imp_barrier`` (Fig 4a): IMP-round curves; ``--metric`` default error.
+- ``plane`` (Fig 4b): the plane grid; ``--metric`` default error (0-1 loss).
+
+Writes ``--out`` (PDF) and ``--png``; provenance is embedded in both files.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from .. import provenance
+from ..analysis import outputs, plots, tidy
+from ..errors import UserError
+from .common import parse_int_list
+
+DEFAULT_METRIC = {
+    "accuracy_vs_rewind": "test_acc",
+    "accuracy_vs_sparsity": "test_acc",
+    "lmc_width": "loss",
+    "imp_barrier": "error",
+    "plane": "error",
+}
+ACCURACY_KINDS = ("accuracy_vs_rewind", "accuracy_vs_sparsity")
+SPLIT_KINDS = ("lmc_width", "imp_barrier", "plane")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kind", required=True, choices=tuple(plots.KINDS))
+    p.add_argument("--table", required=True, metavar="CSV", help="tidy table from collect (or interpolate/plane)")
+    p.add_argument("--table2", default=None, metavar="CSV", help="accuracy figures only: more runs (e.g. dense/IMP) to add")
+    p.add_argument("--metric", default=None, help="test_acc|test_top5 (accuracy figures), loss|error (others)")
+    p.add_argument("--split", default="test", help="lmc_width/imp_barrier/plane: data split to plot (default test)")
+    p.add_argument("--ks", default="10,25,50,100", help="accuracy_vs_sparsity: rewind points, one panel each")
+    p.add_argument("--out", required=True, metavar="PDF")
+    p.add_argument("--png", default=None, metavar="PNG")
+
+
+def run(args: argparse.Namespace) -> None:
+    table = tidy.read_table(args.table)
+    if args.table2 is not None:
+        if args.kind not in ACCURACY_KINDS:
+            raise UserError(f"--table2 is only used by {', '.join(ACCURACY_KINDS)}; drop it for --kind {args.kind}")
+        table = tidy.normalise(pd.concat([table, tidy.read_table(args.table2)], ignore_index=True, sort=False),
+                               f"{args.table} + {args.table2}")
+    metric = args.metric or DEFAULT_METRIC[args.kind]
+    kwargs: dict = {"metric": metric}
+    if args.kind == "accuracy_vs_sparsity":
+        ks = parse_int_list(args.ks)
+        if not ks:
+            raise UserError("--ks must list at least one rewind point, e.g. 10,25,50,100")
+        kwargs["ks"] = ks
+    if args.kind in SPLIT_KINDS:
+        kwargs["split"] = args.split or None
+    fig = plots.KINDS[args.kind](table, **kwargs)
+    config = {"step": "figure", "kind": args.kind, "table": args.table, "table2": args.table2, **kwargs}
+    outputs.save_figure(fig, args.out, args.png, provenance.collect(config=config))

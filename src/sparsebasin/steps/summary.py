@@ -1,0 +1,35 @@
+"""``sparsebasin summary``: the per-experiment ``summary.md``.
+
+Permuted − naive and the fraction of the naive-to-LTH gap closed per width
+and sparsity (see ``sparsebasin.analysis.summary``), with the matched
+correlation (``--matches``) and loss barrier (``--barriers``) beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import provenance
+from ..analysis import outputs, tidy
+from ..analysis.summary import summary_markdown
+from ..analysis.tables import ACCURACY_METRICS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", required=True, metavar="CSV", help="runs table from collect over result.json")
+    p.add_argument("--matches", default=None, metavar="CSV", help="collected match summaries (mean_correlation)")
+    p.add_argument("--barriers", default=None, metavar="CSV", help="collected barriers JSON or LMC curves")
+    p.add_argument("--metric", default="test_acc", choices=ACCURACY_METRICS)
+    p.add_argument("--gap-floor", type=float, default=0.1, metavar="PP",
+                   help="gap closed is n/a when LTH - naive is below this many percentage points (default 0.1)")
+    p.add_argument("--out", required=True, metavar="MD")
+
+
+def run(args: argparse.Namespace) -> None:
+    runs = tidy.read_table(args.runs)
+    matches = tidy.read_table(args.matches) if args.matches else None
+    barriers = tidy.read_table(args.barriers) if args.barriers else None
+    text = summary_markdown(runs, matches, barriers, metric=args.metric, gap_floor_pp=args.gap_floor)
+    config = {"step": "summary", "runs": args.runs, "matches": args.matches, "barriers": args.barriers,
+              "metric": args.metric, "gap_floor_pp": args.gap_floor}
+    outputs.write_markdown(args.out, text, provenance.collect(config=config))

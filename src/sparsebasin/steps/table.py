@@ -1,0 +1,38 @@
+"""``sparsebasin table --kind K``: one paper table as tidy CSV and Markdown.
+
+Kinds (``sparsebasin.analysis.tables``): ``accuracy`` (Tables 5-14, runs
+table), ``diversity`` (Table 1, ensembles table), ``early_matching``
+(Table 15, runs table with a ``match_epoch`` tag), ``lmc`` (barriers per
+width, barriers or curves table). Provenance: ``<out-csv>.provenance.json``
+and a comment at the top of the Markdown file.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import provenance
+from ..analysis import outputs, tables, tidy
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kind", required=True, choices=tuple(tables.KINDS))
+    p.add_argument("--table", required=True, metavar="CSV", help="tidy table from collect")
+    p.add_argument("--metric", default="test_acc", choices=tables.ACCURACY_METRICS,
+                   help="accuracy and early_matching: which accuracy (default test_acc)")
+    p.add_argument("--k", type=int, default=20, help="early_matching: rewind point of the permuted runs (default 20)")
+    p.add_argument("--out-csv", required=True, metavar="CSV")
+    p.add_argument("--out-md", required=True, metavar="MD")
+
+
+def run(args: argparse.Namespace) -> None:
+    table = tidy.read_table(args.table)
+    kwargs: dict = {}
+    if args.kind in ("accuracy", "early_matching"):
+        kwargs["metric"] = args.metric
+    if args.kind == "early_matching":
+        kwargs["k"] = args.k
+    frame, markdown = tables.KINDS[args.kind](table, **kwargs)
+    prov = provenance.collect(config={"step": "table", "kind": args.kind, "table": args.table, **kwargs})
+    outputs.write_csv(args.out_csv, frame, prov)
+    outputs.write_markdown(args.out_md, markdown, prov)
