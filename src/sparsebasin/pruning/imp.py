@@ -1,0 +1,299 @@
+"""Iterative magnitude pruning: fine-tuning (IMP-FT) or rewinding, round by round.
+
+Each round of :func:`~sparsebasin.pruning.schedule.imp_schedule` loads its
+parent's trained model and mask from disk, prunes to the round's sparsity
+by global magnitude (count-exact), then either fine-tunes the survivors
+(``mode="ft"``) or resets them to the rewind checkpoint and retrains
+(``mode="rewind"``), through the trainer's ``fit`` in ``rounds/round{r}/``.
+
+Resuming: a round is finished once ``rounds/round{r}.pt`` (and its mask) is
+on disk; a rerun with the same arguments skips finished rounds, and the
+trainer continues an interrupted round from its ``.resume.pt``. Since the
+next round always starts from the files on disk, a resumed run follows
+exactly the arithmetic of an uninterrupted one (bit-identical on CPU).
+``rounds.json`` records the settings; a rerun with other settings into the
+same directory is refused rather than mixing two runs.
+
+Outputs (docs/architecture.md): ``S{s}/{mask.pt, sparsity.json, model.pt}``
+per target, plus ``S{s}/result.json`` (the fine-tuning result tagged with
+the sparsity and ``branch=imp``) and ``S{s}/predictions.pt`` for the
+accuracy tables and IMP ensembles; ``rounds/round{r}.pt`` (+
+``round{r}_mask.pt``) per round and ``rounds.json``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from .. import checkpoints, io, provenance
+from .. import device as devices
+from ..errors import UserError
+from ..evaluation import evaluate
+from ..masking import apply_mask_
+from ..models import model_spec
+from ..progress import log
+from ..training import TrainConfig, fit
+from ..training.resume import tensor_digest
+from .magnitude import mask_counts, prune_to, select_keys
+from .report import sparsity_report
+from .schedule import Round, fmt_sparsity, imp_schedule, lineage, round_mask_path, round_path, target_dir
+
+MODES = ("ft", "rewind")
+TARGET_FILES = ("mask.pt", "sparsity.json", "model.pt", "result.json", "predictions.pt")
+# Settings that determine the results: a rerun must agree on all of them to reuse finished rounds.
+_RESUME_KEYS = ("checkpoint_digest", "rewind_digest", "targets", "rate", "mode", "chain", "keys", "train",
+                "dataset", "train_subset", "seed", "data_seed")
+
+
+def round_data_seed(data_seed: int, depth: int) -> int:
+    """Data-order seed of the fine-tuning at ``depth``: a fresh order per round, the
+    same for every chain that reaches that depth (so chained and per-target runs agree)."""
+    return int(data_seed) * 1000 + int(depth)
+
+
+def _load_round(out: Path, r: int, model_cfg: dict, data: dict) -> tuple[dict, dict]:
+    ckpt = checkpoints.load_checkpoint(out / round_path(r))
+    mask = checkpoints.load_mask(out / round_mask_path(r))
+    for obj, path in ((ckpt, round_path(r)), (mask, round_mask_path(r))):
+        checkpoints.same_architecture({"model": model_cfg, "data": data}, obj, "the IMP checkpoint", str(out / path))
+    return ckpt["state_dict"], mask["mask"]
+
+
+def _round_done(out: Path, r: int) -> bool:
+    return (out / round_path(r)).exists() and (out / round_mask_path(r)).exists()
+
+
+def _config_diff(old: dict, new: dict) -> list[str]:
+    """Human-readable differences in the settings that determine the results."""
+    out = []
+    for k in _RESUME_KEYS:
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{sub} {a.get(sub)!r} -> {b.get(sub)!r}" for sub in sorted(set(a) | set(b)) if a.get(sub) != b.get(sub)]
+        elif k.endswith("_digest"):
+            out.append(f"{k[:-7]} weights")
+        else:
+            out.append(f"{k} {a!r} -> {b!r}")
+    return out
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    with io.atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def run_imp(
+    *,
+    checkpoint: str | Path,
+    targets: Iterable[float],
+    out_dir: str | Path,
+    dataset: str,
+    data_dir: str | Path,
+    ft_cfg: TrainConfig,
+    rate: float = 0.2,
+    mode: str = "ft",
+    rewind: str | Path | None = None,
+    chain: bool = True,
+    include: Iterable[str] = (),
+    exclude: Iterable[str] = (),
+    train_subset: int | None = None,
+    seed: int = 0,
+    data_seed: int | None = None,
+    device: str | torch.device = "auto",
+    tags: dict | None = None,
+    progress: str = "auto",
+) -> dict:
+    """Run (or resume) IMP from the trained ``checkpoint``; returns the ``rounds.json`` dict."""
+    from ..data import dataset_info, load_split
+
+    out = Path(out_dir)
+    device = devices.resolve(device)
+    data_seed = int(seed if data_seed is None else data_seed)
+    tags = dict(tags or {})
+    if mode not in MODES:
+        raise UserError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+    if mode == "rewind" and rewind is None:
+        raise UserError("--mode rewind needs --rewind CKPT (the dense run's checkpoint at epoch k)")
+    if mode == "ft" and rewind is not None:
+        raise UserError("--rewind is only used with --mode rewind; drop it or pass --mode rewind")
+    ft_cfg = ft_cfg.validate()
+    schedule = imp_schedule(targets, rate, chain)
+    targets = sorted({r.target for r in schedule if r.kind == "branch"})
+
+    dense = checkpoints.load_checkpoint(checkpoint)
+    model_cfg, data = model_spec(dense["model"]), dict(dense["data"])
+    want = checkpoints.data_meta(dataset_info(dataset))
+    if data != want:
+        raise UserError(f"checkpoint {checkpoint} was trained on {data}, but --dataset {dataset} gives {want}; "
+                        "pass the matching --dataset")
+    model = checkpoints.model_from_checkpoint(dense, str(checkpoint))
+    keys = select_keys(model, include, exclude)
+    rewind_sd = None
+    if rewind is not None:
+        rw = checkpoints.load_checkpoint(rewind)
+        checkpoints.same_architecture(dense, rw, str(checkpoint), str(rewind))
+        checkpoints.check_state_dict(rw["state_dict"], model, str(rewind))
+        rewind_sd = rw["state_dict"]
+
+    config = {
+        "checkpoint": str(checkpoint),
+        "checkpoint_digest": tensor_digest(dense["state_dict"]),
+        "rewind": str(rewind) if rewind is not None else None,
+        "rewind_digest": tensor_digest(rewind_sd) if rewind_sd is not None else None,
+        "rewind_epoch": int(rw["epoch"]) if rewind is not None else None,
+        "targets": targets,
+        "rate": float(rate),
+        "mode": mode,
+        "chain": bool(chain),
+        "keys": keys,
+        "train": ft_cfg.to_dict() | {"eval_batch_size": None},
+        "dataset": dataset,
+        "data_dir": str(data_dir),
+        "train_subset": train_subset,
+        "seed": int(seed),
+        "data_seed": data_seed,
+        "model": model_cfg,
+        "data": data,
+    }
+    prov = provenance.collect(config=config, seeds={"seed": int(seed), "data_seed": data_seed}, device=device)
+
+    index_path = out / "rounds.json"
+    done_before = [r.round for r in schedule if _round_done(out, r.round)]
+    if index_path.exists() and done_before:
+        old = io.read_json(index_path).get("config", {})
+        diff = _config_diff(old, config)
+        if diff:
+            raise UserError(
+                f"{out} holds an IMP run with other settings ({'; '.join(diff)}); "
+                "use another --out-dir or delete that directory to start over"
+            )
+    elif done_before:
+        raise UserError(f"{out} holds round checkpoints but no rounds.json; delete {out / 'rounds'} and rerun")
+
+    train_ds = load_split(dataset, data_dir, "train", train_subset=train_subset)
+    test_ds = load_split(dataset, data_dir, "test")
+    info: dict[int, dict] = {}
+    if index_path.exists() and done_before:
+        for row in io.read_json(index_path).get("rounds", []):
+            info[int(row["round"])] = {k: row.get(k) for k in ("kept", "realised", "pruned_test_acc", "test_acc",
+                                                               "seconds")}
+
+    def write_index() -> dict:
+        rows = []
+        for r in schedule:
+            row = r.as_dict() | {"mask_path": round_mask_path(r.round), "done": _round_done(out, r.round)}
+            row.update(info.get(r.round, {}))
+            rows.append(row)
+        index = {
+            "config": config,
+            "rounds": rows,
+            "targets": {
+                fmt_sparsity(r.target): {"round": r.round, "lineage": lineage(schedule, r.round), "dir": target_dir(r.target)}
+                for r in schedule if r.kind == "branch"
+            },
+            "provenance": prov,
+        }
+        io.write_json(index_path, index)
+        return index
+
+    write_index()
+    t_start = time.perf_counter()
+    for r in schedule:
+        if not _round_done(out, r.round):
+            t0 = time.perf_counter()
+            info[r.round] = _run_round(
+                r, out=out, model_cfg=model_cfg, data=data, dense_sd=dense["state_dict"], rewind_sd=rewind_sd,
+                keys=keys, ft_cfg=ft_cfg, train_ds=train_ds, test_ds=test_ds, seed=int(seed),
+                data_seed=data_seed, device=device, tags=tags, progress=progress, prov=prov, config=config,
+            ) | {"seconds": time.perf_counter() - t0}
+            write_index()
+        if r.kind == "branch" and not all((out / target_dir(r.target) / f).exists() for f in TARGET_FILES):
+            _write_target(r, out=out, schedule=schedule, model_cfg=model_cfg, data=data, tags=tags, prov=prov)
+    index = write_index()
+    log(f"IMP {out}: {len(schedule)} rounds done ({time.perf_counter() - t_start:.0f}s in this call); "
+        + ", ".join(f"S{s}: round {v['round']}" for s, v in index["targets"].items()))
+    return index
+
+
+def _run_round(r: Round, *, out: Path, model_cfg: dict, data: dict, dense_sd: dict, rewind_sd: dict | None,
+               keys: list[str], ft_cfg: TrainConfig, train_ds, test_ds, seed: int, data_seed: int, device,
+               tags: dict, progress: str, prov: dict, config: dict) -> dict:
+    """Prune the parent to ``r.sparsity``, retrain, write the round files; return its summary."""
+    if r.parent == 0:
+        parent_sd = dense_sd
+        model = checkpoints.build_from_meta(model_cfg, data)
+        params = dict(model.named_parameters())
+        parent_mask = {k: torch.ones_like(params[k], dtype=torch.bool) for k in keys}
+    else:
+        parent_sd, parent_mask = _load_round(out, r.parent, model_cfg, data)
+        if list(parent_mask) != keys:
+            raise UserError(f"{out / round_mask_path(r.parent)} covers other keys than this run; delete {out} and rerun")
+    mask = prune_to(parent_sd, parent_mask, r.sparsity)
+    model = checkpoints.build_from_meta(model_cfg, data)
+    model.load_state_dict(rewind_sd if rewind_sd is not None else parent_sd)
+    apply_mask_(model, mask)
+    kept, total = mask_counts(mask)
+    pruned_eval = evaluate(model.to(device), test_ds, device, ft_cfg.eval_batch_size)
+    log(f"IMP round {r.round} ({r.kind}{'' if r.target is None else ' S=' + fmt_sparsity(r.target)}): "
+        f"sparsity {1 - kept / total:.6f} ({kept}/{total} kept), test acc after pruning {pruned_eval['acc']:.4f}")
+
+    run_dir = out / r.run_dir
+    final = run_dir / "final.pt"
+    if (run_dir / "result.json").exists() and final.exists():
+        # fine-tuning finished but the round files were not written (killed in between)
+        result = io.read_json(run_dir / "result.json")
+        model = checkpoints.model_from_checkpoint(final)
+    else:
+        round_tags = tags | {"imp_round": str(r.round), "imp_kind": r.kind, "round_sparsity": fmt_sparsity(r.sparsity)}
+        torch.manual_seed(seed)
+        result = fit(
+            model, train_ds, test_ds, ft_cfg,
+            out_dir=run_dir, mask=mask, data_seed=round_data_seed(data_seed, r.depth),
+            model_cfg=model_cfg, data_meta=data, run_name=f"imp-round{r.round}", tags=round_tags,
+            provenance_config={"imp": config, "round": r.as_dict()}, device=device, progress=progress,
+            write_predictions=r.kind == "branch",
+        )
+    model = model.cpu()
+    report = sparsity_report(model, mask, r.sparsity)
+    round_prov = prov | {"round": r.as_dict()}
+    checkpoints.save_mask(out / round_mask_path(r.round), mask, model_cfg, data, report, round_prov)
+    checkpoints.save_checkpoint(
+        out / round_path(r.round), model, model_cfg, data, ft_cfg.epochs, round_prov,
+        mask_sparsity=report["realised"], imp_round=r.as_dict(),
+    )
+    final.unlink(missing_ok=True)  # same weights as round{r}.pt; keep one copy
+    return {"kept": kept, "realised": report["realised"], "pruned_test_acc": pruned_eval["acc"],
+            "test_acc": result["test_acc"]}
+
+
+def _write_target(r: Round, *, out: Path, schedule: list[Round], model_cfg: dict, data: dict, tags: dict,
+                  prov: dict) -> None:
+    """S{s}/: the branch round's mask, model, sparsity report, result and predictions."""
+    d = out / target_dir(r.target)
+    state_dict, mask = _load_round(out, r.round, model_cfg, data)
+    model = checkpoints.build_from_meta(model_cfg, data)
+    model.load_state_dict(state_dict)
+    report = sparsity_report(model, mask, r.target)
+    where = {"target": r.target, "round": r.round, "lineage": lineage(schedule, r.round)}
+    run_dir = out / r.run_dir
+    result = io.read_json(run_dir / "result.json")
+    result["tags"] = {**result.get("tags", {}), **tags}
+    for k in ("imp_round", "imp_kind", "round_sparsity"):
+        result["tags"].pop(k, None)
+    result["tags"].setdefault("sparsity", fmt_sparsity(r.target))
+    result["tags"].setdefault("branch", "imp")
+    result["imp"] = where
+    _copy_atomic(run_dir / "predictions.pt", d / "predictions.pt")
+    io.write_json(d / "result.json", result)
+    target_prov = prov | {"round": r.as_dict()}
+    checkpoints.save_checkpoint(d / "model.pt", model, model_cfg, data, int(result.get("epochs", 0)), target_prov,
+                                mask_sparsity=report["realised"], imp_round=r.as_dict())
+    io.write_json(d / "sparsity.json", report | where | {"provenance": target_prov})
+    checkpoints.save_mask(d / "mask.pt", mask, model_cfg, data, report | where, target_prov)
