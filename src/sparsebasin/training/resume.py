@@ -113,4 +113,8 @@ def load(path: str | Path, want: str, run_name: str) -> dict | None:
 
 
 def remove(path: str | Path) -> None:
-    Path(path).unlink(missing_ok=True)
+    """Delete the scratch file and any temporary left by a write that was killed."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
