@@ -59,11 +59,11 @@ def _figure(nrows: int, ncols: int, extra_height: float = 0.0) -> tuple[Figure, 
     return fig, axes
 
 
-def _legend_below(fig: Figure, axes: Iterable) -> None:
+def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True) -> None:
     """One legend for the whole figure, below the panels, one entry per label.
 
-    Branch entries come in the fixed order Dense, IMP, LTH, Naive, Permuted;
-    other entries keep the order they were drawn in.
+    Branch entries come in the fixed order Dense, IMP, LTH, Naive, Permuted
+    (unless ``branch_order_first`` is off); other entries keep drawing order.
     """
     seen: dict[str, object] = {}
     for ax in np.ravel(list(axes)):
@@ -73,7 +73,9 @@ def _legend_below(fig: Figure, axes: Iterable) -> None:
     if not seen:
         return
     order = [names.branch(b) for b in names.BRANCHES]
-    labels = sorted(seen, key=lambda lbl: (order.index(lbl) if lbl in order else len(order)))
+    labels = list(seen)
+    if branch_order_first:
+        labels.sort(key=lambda lbl: order.index(lbl) if lbl in order else len(order))
     per_row = max(1, int(fig.get_figwidth() / 1.3))
     rows = math.ceil(len(labels) / per_row)
     fig.legend([seen[lbl] for lbl in labels], labels, loc="outside lower center",
@@ -350,6 +352,8 @@ def plane(grid: pd.DataFrame, metric: str = "error", split: str | None = "test")
     bar = fig.colorbar(contour, ax=ax, shrink=0.9)
     what = "0-1 loss" if metric == "error" else "loss"
     bar.set_label(f"{(split or 'test').capitalize()} {what}" + (" (%)" if metric == "error" else ""))
+    rank = {name: i for i, name in enumerate(style.ANCHOR_LABELS)}
+    anchors = anchors.sort_values("point", key=lambda col: col.astype(str).map(lambda n: rank.get(n, len(rank))))
     for a in anchors.itertuples():
         name = str(a.point)
         s = style.ANCHOR_STYLE.get(name, {"color": "#777777", "marker": "x"})
@@ -361,7 +365,7 @@ def plane(grid: pd.DataFrame, metric: str = "error", split: str | None = "test")
     ax.grid(False)
     ax.set_xlabel("Plane coordinate u")
     ax.set_ylabel("Plane coordinate v")
-    _legend_below(fig, [ax])
+    _legend_below(fig, [ax], branch_order_first=False)
     return fig
 
 
