@@ -80,7 +80,7 @@ def setting(row: dict) -> str:
         parts.append(dataset(row["dataset"]))
     label = model(row["model"]) if row.get("model") is not None else ""
     if row.get("width") is not None:
-        label = f"{label} {width(row['width'])}".strip()
+        label = f"{label or 'width'} {width(row['width'])}"
     if label:
         parts.append(label)
     return " · ".join(parts)

@@ -104,14 +104,16 @@ def _hide_unused(axes: np.ndarray, used: set) -> None:
 
 
 def _label_outer(axes: np.ndarray, xlabel: str, ylabel: str) -> None:
-    """x label on the lowest visible panel of each column, y label on the first column."""
+    """x label on the lowest visible panel of each column, y label on the first visible one of each row."""
     nrows, ncols = axes.shape
     for c in range(ncols):
         visible = [r for r in range(nrows) if axes[r, c].get_visible()]
         if visible:
             axes[visible[-1], c].set_xlabel(xlabel)
     for r in range(nrows):
-        axes[r, 0].set_ylabel(ylabel)
+        visible = [c for c in range(ncols) if axes[r, c].get_visible()]
+        if visible:
+            axes[r, visible[0]].set_ylabel(ylabel)
 
 
 def _setting_label(setting: dict) -> str:
@@ -271,6 +273,10 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
             ax.set_xlabel(ALPHA_LABEL)
             ax.set_ylabel(label)
             ax.set_xlim(0, 1)
+        curve_axes = [axes[slot] for slot in slots[:-1]]
+        lows, highs = zip(*(a.get_ylim() for a in curve_axes))
+        for a in curve_axes:  # one y scale per setting, so panels compare at a glance
+            a.set_ylim(min(lows), max(highs))
         ax = axes[slots[-1]]
         bars = barriers.barriers_from_curves(part)
         for permuted, mode_name in combos:

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", required=True, metavar="CSV", help="tidy table from collect (or interpolate/plane)")
     p.add_argument("--table2", default=None, metavar="CSV", help="accuracy figures only: more runs (e.g. dense/IMP) to add")
     p.add_argument("--metric", default=None, help="test_acc|test_top5 (accuracy figures), loss|error (others)")
-    p.add_argument("--split", default="test", help="lmc_width/imp_barrier/plane: data split to plot (default test)")
+    p.add_argument("--split", default="test", help="lmc_width/imp_barrier/plane: data split to plot (default test; '' = no filter)")
     p.add_argument("--ks", default="10,25,50,100", help="accuracy_vs_sparsity: rewind points, one panel each")
     p.add_argument("--out", required=True, metavar="PDF")
     p.add_argument("--png", default=None, metavar="PNG")
