@@ -142,12 +142,15 @@ def fit(
             "n_test": num_examples(test_ds),
             "steps_per_epoch": steps_per_epoch,
             "density": density,
+            "cpu_threads": torch.get_num_threads(),
             **(provenance_config or {}),
         },
         seeds={"init": init_seed, "data": int(data_seed)},
         device=dev,
     )
 
+    if dev.type == "cuda":  # in-memory datasets move once (ImageFolderData.to is a no-op)
+        train_ds, test_ds = (ds.to(dev) if hasattr(ds, "to") else ds for ds in (train_ds, test_ds))
     model = devices.prepare_model(model, dev)
     conv = devices.is_conv_model(model)
     bound = BoundMask(model, mask) if mask else None
