@@ -182,9 +182,10 @@ SelectTypeParameters=CR_Core_Memory
 # a job without --mem must not take the whole node
 DefMemPerCPU=512
 ReturnToService=2
-# finished jobs stay visible to squeue for 300 s: the plugin's squeue status
-# mode needs MinJobAge >= 3 * slurm-init-seconds-before-status-checks
-MinJobAge=300
+# finished jobs stay visible to squeue/scontrol for an hour: the plugin's
+# squeue status mode needs MinJobAge >= 3 * slurm-init-seconds-before-status-
+# checks, and the test inspects every job of a run after it ends
+MinJobAge=3600
 KillWait=5
 # no slurmdbd: sacct answers "accounting storage is disabled"
 AccountingStorageType=accounting_storage/none

@@ -1,0 +1,131 @@
+"""The cluster profile slurm/config.yaml, without a cluster: its settings, that
+`snakemake --profile slurm` finds it from the repository root, that a dry run
+works, and that its GPU block names exactly the workflow's GPU steps.
+
+The end-to-end run on a real (local) SLURM cluster is tests/test_slurm.py.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cluster.slurm_fixture import copy_workflow, edit_cluster_block  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "slurm" / "config.yaml"
+
+
+@pytest.fixture(scope="module")
+def profile() -> dict:
+    return yaml.safe_load(PROFILE.read_text())
+
+
+def test_profile_uses_the_slurm_executor_with_retries(profile):
+    assert profile["executor"] == "slurm"
+    assert profile["retries"] >= 1, "retries let rules grow runtime/mem with `attempt`"
+    assert profile["rerun-incomplete"] is True
+    assert profile["jobs"] >= 1
+    assert profile["latency-wait"] >= 30, "shared file systems need time to show outputs"
+
+
+def test_cluster_block_is_the_one_place_for_account_partition_gpu_model(profile):
+    """Account and CPU partition are default resources; the GPU steps share one
+    anchored mapping (partition + gpu_model). Nothing else sets them."""
+    defaults = profile["default-resources"]
+    assert {"slurm_account", "slurm_partition"} <= set(defaults)
+    gpu_steps = profile["set-resources"]
+    assert gpu_steps, "set-resources lists the GPU steps"
+    blocks = list(gpu_steps.values())
+    assert all(b is blocks[0] for b in blocks), "every GPU step must alias the one &gpu_step mapping"
+    assert set(blocks[0]) == {"slurm_partition", "gpu_model"}, (
+        "set-resources overrides the rules' own resources: keep mem_mb/runtime out of it"
+    )
+    text = PROFILE.read_text()
+    for key in ("slurm_account:", "gpu_model:"):
+        assert text.count(key) == 1, f"{key} must appear once (the EDIT block)"
+
+
+def test_profile_leaves_threads_and_status_polling_to_defaults(profile):
+    # cpus_per_task in default-resources would override every rule's threads
+    assert "cpus_per_task" not in profile["default-resources"]
+    # real clusters have slurmdbd: keep the plugin's sacct default; only the
+    # test overlay (tests/cluster/profile) switches to squeue
+    assert "slurm-status-command" not in profile
+
+
+def test_default_runtime_grows_with_attempt(profile):
+    assert "attempt" in str(profile["default-resources"]["runtime"])
+
+
+def _snakemake(args, cwd, env, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return copy_workflow(REPO, tmp_path_factory.mktemp("slurm-profile"))
+
+
+def test_dry_run_from_repository_root_finds_the_profile(workdir, cli_env):
+    """`snakemake --profile slurm -n` typed in the repository root: the
+    profile resolves to ./slurm/config.yaml and the DAG builds with the slurm
+    executor settings (no cluster needed for a dry run)."""
+    proc = _snakemake(["--profile", "slurm", "--dry-run"], workdir, cli_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Using profile slurm" in proc.stderr
+    assert "This was a dry-run" in proc.stdout + proc.stderr
+
+
+def _jobs_with_resources(text: str) -> list[tuple[str, dict]]:
+    """(rule, resources) of every job in a dry run's output."""
+    jobs, rule = [], None
+    for line in text.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1)
+            continue
+        m = re.match(r"^\s+resources: (.*)$", line)
+        if m and rule:
+            res = {}
+            for item in m.group(1).split(", "):
+                k, _, v = item.partition("=")
+                res[k] = v
+            jobs.append((rule, res))
+            rule = None
+    return jobs
+
+
+def test_gpu_block_covers_exactly_the_gpu_steps(workdir, cli_env):
+    """With device=cuda, the rules that ask for a GPU (gpu=1) are exactly the
+    rules listed in the profile's GPU block, so the GPU model and partition
+    reach every GPU job and no CPU job asks for a GPU (the plugin requests a
+    GPU for any job that has gpu_model set)."""
+    edit_cluster_block(workdir / "slurm" / "config.yaml", account="acct", partition="cpu",
+                       gpu_partition="gpu", gpu_model="testgpu")
+    proc = _snakemake(
+        ["--profile", "slurm", "--dry-run", "--forceall", "--config", "device=cuda"], workdir, cli_env
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = _jobs_with_resources(proc.stdout + proc.stderr)
+    assert jobs, "the dry run printed no job resources"
+    gpu_rules = {r for r, res in jobs if res.get("gpu") == "1"}
+    model_rules = {r for r, res in jobs if res.get("gpu_model") == "testgpu"}
+    assert gpu_rules, "no rule asks for gpu=1 with device=cuda"
+    assert model_rules == gpu_rules, (
+        f"GPU block lists {sorted(model_rules)}, but the GPU steps are {sorted(gpu_rules)}"
+    )
+    for rule, res in jobs:
+        assert res.get("slurm_partition") == ("gpu" if rule in gpu_rules else "cpu"), (rule, res)
+        assert res.get("slurm_account") == "acct", (rule, res)
+    listed = set(yaml.safe_load(PROFILE.read_text())["set-resources"])
+    rules = set(_snakemake(["--list-rules"], workdir, cli_env).stdout.split())
+    assert listed <= rules, f"the GPU block names rules that do not exist: {sorted(listed - rules)}"
