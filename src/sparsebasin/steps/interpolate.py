@@ -1,0 +1,125 @@
+"""``sparsebasin interpolate``: loss and error along the linear path between two checkpoints.
+
+Without ``--permutation``: the path A -> B (e.g. dense A and an IMP round's
+model, Fig. 4a). With it: both the unpermuted path (``permuted`` False, the
+baseline) and pi(A) -> B (``permuted`` True). Writes the curve CSV (columns
+``alpha, mode, permuted, split, loss, acc, error`` + tags; provenance in
+``<csv>.provenance.json``) and the barriers JSON (``barriers``: one record per
+(mode, permuted, split) with ``loss_barrier`` and ``error_barrier``; tags,
+provenance). See ``sparsebasin.symmetry.lmc`` for the modes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from .common import add_data_args, parse_tags
+
+
+def add_eval_args(p: argparse.ArgumentParser, splits: str = "train,test") -> None:
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--batch-size", type=int, default=500)
+    g.add_argument("--eval-batches", type=int, default=None,
+                   help="evaluate on the first N batches of each split (default: all)")
+    g.add_argument("--reset-batches", type=int, default=20,
+                   help="training batches for BN reset and REPAIR statistics (default 20)")
+    g.add_argument("--splits", default=splits, help=f"comma-separated splits to evaluate (default {splits})")
+    r = p.add_argument_group("run")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    r.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="label added as a column (repeatable)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--a", required=True, metavar="CKPT", help="alpha = 0 end (permuted by --permutation)")
+    p.add_argument("--b", required=True, metavar="CKPT", help="alpha = 1 end")
+    p.add_argument("--permutation", default=None, metavar="PERM.pt", help="also evaluate the path pi(A) -> B")
+    add_data_args(p)
+    g = p.add_argument_group("path")
+    g.add_argument("--alphas", type=int, default=11, help="grid points from 0 to 1 (default 11)")
+    g.add_argument("--modes", default="plain,bn_reset,repair", help="comma-separated: plain, bn_reset, repair")
+    add_eval_args(p)
+    o = p.add_argument_group("outputs")
+    o.add_argument("--out", required=True, metavar="CSV")
+    o.add_argument("--barriers", required=True, metavar="JSON")
+
+
+def setup(args: argparse.Namespace):
+    """Threads, device, evaluation config, training set and evaluation splits."""
+    from .. import data
+    from .. import device as devices
+    from ..errors import UserError
+    from ..symmetry.lmc import EvalConfig
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.batch_size < 1 or args.reset_batches < 1 or (args.eval_batches is not None and args.eval_batches < 1):
+        raise UserError("--batch-size, --reset-batches and --eval-batches must be positive")
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    if not splits or any(s not in ("train", "test") for s in splits):
+        raise UserError(f"--splits must be a comma-separated subset of train,test, got {args.splits!r}")
+    device = devices.resolve(args.device)
+    cfg = EvalConfig(device=device, batch_size=args.batch_size, eval_batches=args.eval_batches,
+                     reset_batches=args.reset_batches)
+    train = data.load_split(args.dataset, args.data_dir, "train", train_subset=args.train_subset)
+    sets = {s: (train if s == "train" else data.load_split(args.dataset, args.data_dir, "test")) for s in splits}
+    return device, cfg, train, sets
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    from .. import device as devices
+    from .. import provenance
+    from ..checkpoints import load_checkpoint, model_from_checkpoint, same_architecture
+    from ..io import write_json
+    from ..symmetry.lmc import alpha_grid, barriers, lmc, parse_modes
+    from ..symmetry.permfile import load_permutation
+    from ..symmetry.results import check_dataset, write_csv
+    from ..symmetry.spec import permutation_spec
+
+    tags = parse_tags(args.tag)
+    alphas = alpha_grid(args.alphas)
+    modes = parse_modes(args.modes)
+    ckpt_a, ckpt_b = load_checkpoint(args.a), load_checkpoint(args.b)
+    same_architecture(ckpt_a, ckpt_b, args.a, args.b)
+    check_dataset(ckpt_a, args.dataset, args.a)
+    model = model_from_checkpoint(ckpt_a, args.a)
+    spec = permutation_spec(model)
+    perm = None
+    if args.permutation:
+        pobj, _ = load_permutation(args.permutation, spec)
+        same_architecture(pobj, ckpt_a, args.permutation, args.a)
+        perm = pobj["perm"]
+    device, cfg, train, sets = setup(args)
+    model = devices.prepare_model(model, device)
+    sd_a = {k: v.to(device) for k, v in ckpt_a["state_dict"].items()}
+    sd_b = {k: v.to(device) for k, v in ckpt_b["state_dict"].items()}
+    rows = lmc(model, spec, sd_a, sd_b, perm, alphas, modes, train, sets, cfg, log=log)
+    config = {
+        "step": "interpolate", "a": args.a, "b": args.b, "permutation": args.permutation, "dataset": args.dataset,
+        "data_dir": args.data_dir, "train_subset": args.train_subset, "alphas": alphas, "modes": modes,
+        "batch_size": args.batch_size, "eval_batches": args.eval_batches, "reset_batches": args.reset_batches,
+        "splits": list(sets), "tags": tags,
+    }
+    prov = provenance.collect(config=config, device=device)
+    write_csv(args.out, rows, tags, prov)
+    result = {
+        "barriers": barriers(rows),
+        "epoch_a": int(ckpt_a["epoch"]),
+        "epoch_b": int(ckpt_b["epoch"]),
+        "inputs": {"a": args.a, "b": args.b, "permutation": args.permutation},
+        "tags": tags,
+        "provenance": prov,
+    }
+    write_json(args.barriers, result)
+    for b in result["barriers"]:
+        log(f"{b['mode']:8s} permuted={b['permuted']!s:5s} {b['split']:5s} loss barrier {b['loss_barrier']:.4f} "
+            f"error barrier {b['error_barrier']:.4f}")
