@@ -151,3 +151,11 @@ def test_table_cli_writes_csv_md_and_provenance(tmp_path):
     text = out_md.read_text()
     assert text.startswith("<!-- provenance: {") and "86.00 ± 1.41" in text
     assert json.loads(outputs.sidecar_path(out_csv).read_text())["config"]["kind"] == "accuracy"
+
+
+def test_runs_mixing_matching_epochs_are_refused():
+    runs = _runs()
+    runs["match_epoch"] = np.nan
+    runs.loc[runs["branch"] == "permuted", "match_epoch"] = [5, 200]
+    with pytest.raises(UserError, match="several matching epochs"):
+        tables.accuracy_table(runs)

@@ -154,6 +154,7 @@ def _reference_lines(ax, part: pd.DataFrame, metric: str, sparsity: float | None
 def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc") -> Figure:
     """Accuracy vs rewind point k: rows per setting, one panel per sparsity."""
     runs = tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-rewind figure")
+    tidy.check_single_matching(runs)
     _check_metric(metric, ACCURACY_METRICS, runs)
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna()]
     if sparse.empty:
@@ -186,6 +187,7 @@ def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc") -> Figure:
 def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 100), metric: str = "test_acc") -> Figure:
     """Accuracy vs sparsity: rows per setting, one panel per rewind point k in ``ks``."""
     runs = tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-sparsity figure")
+    tidy.check_single_matching(runs)
     _check_metric(metric, ACCURACY_METRICS, runs)
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES)]
     have = sorted(sparse["k"].dropna().unique())

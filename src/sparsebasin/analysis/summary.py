@@ -65,6 +65,7 @@ def branch_comparison(runs: pd.DataFrame, metric: str = "test_acc", gap_floor_pp
     (paired permuted − naive in pp), ``gap_closed`` (fraction, NaN if guarded).
     """
     runs = tidy.prepare(runs, ["branch", "sparsity", "k", "seed", metric], "the summary")
+    tidy.check_single_matching(runs)
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & runs[metric].notna()]
     have = set(sparse["branch"])
     if not {"naive", "permuted"} <= have:

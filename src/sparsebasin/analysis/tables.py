@@ -107,6 +107,7 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "test_acc") -> tuple[pd.Dat
     if metric not in ACCURACY_METRICS:
         raise UserError(f"--metric {metric!r} is not an accuracy; choose one of {', '.join(ACCURACY_METRICS)}")
     runs = tidy.prepare(runs, ["branch", metric], "the accuracy table")
+    tidy.check_single_matching(runs)
     runs = runs.assign(**{c: runs[c] if c in runs.columns else np.nan for c in ("sparsity", "k")})
     keys = present(runs, SETTING_KEYS) + ["sparsity", "k", "branch"]
     frame = aggregate(runs, keys, metric, scale=100.0, prefix="")

@@ -97,6 +97,22 @@ def prepare(df: pd.DataFrame, required: Iterable[str], what: str) -> pd.DataFram
     return normalise(df, src)
 
 
+def check_single_matching(runs: pd.DataFrame) -> None:
+    """Refuse runs tables whose permuted runs used permutations from different epochs of B.
+
+    Early-matching runs (Table 15) carry a ``match_epoch`` tag; averaging them
+    with the main permuted runs would silently blend different experiments.
+    """
+    if "match_epoch" not in runs.columns or "branch" not in runs.columns:
+        return
+    epochs = runs.loc[runs["branch"] == "permuted", "match_epoch"]
+    distinct = set(epochs.dropna().unique()) | ({"untagged"} if epochs.isna().any() else set())
+    if len(distinct) > 1:
+        shown = ", ".join(sorted(map(str, distinct)))
+        raise UserError(f"{source_of(runs)}: permuted runs come from several matching epochs ({shown}); "
+                        "collect the early-matching runs into their own table (table --kind early_matching)")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a collected CSV and normalise its tag columns."""
     path = Path(path)
