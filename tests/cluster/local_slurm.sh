@@ -72,20 +72,33 @@ alive() {
     [[ $(</proc/"$pid"/comm) == "$2" ]]
 }
 
-# stop_pid PIDFILE COMM: TERM that one process, wait up to 15 s, then KILL.
-stop_pid() {
-    local pid
-    if ! alive "$1" "$2"; then rm -f "$1"; return 0; fi
-    pid=$(<"$1")
-    log "stopping $2 (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 60); do [[ -d /proc/$pid ]] || break; sleep 0.25; done
-    if [[ -d /proc/$pid && $(cat /proc/"$pid"/comm 2>/dev/null) == "$2" ]]; then
-        log "$2 (pid $pid) ignored SIGTERM; SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.3
-    fi
-    rm -f "$1"
+# stop_pids PIDFILE:COMM...: TERM each listed process that is still that
+# program (all at once), wait up to 15 s for them, KILL what is left.
+stop_pids() {
+    local spec pidfile comm pid pids=() left
+    for spec in "$@"; do
+        pidfile=${spec%%:*} comm=${spec#*:}
+        if alive "$pidfile" "$comm"; then
+            pid=$(<"$pidfile")
+            log "stopping $comm (pid $pid)"
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid:$comm")
+        fi
+        rm -f "$pidfile"
+    done
+    for _ in $(seq 1 60); do
+        left=0
+        for spec in "${pids[@]}"; do [[ -d /proc/${spec%%:*} ]] && left=1; done
+        (( left )) || return 0
+        sleep 0.1
+    done
+    for spec in "${pids[@]}"; do
+        pid=${spec%%:*} comm=${spec#*:}
+        if [[ -d /proc/$pid && $(cat /proc/"$pid"/comm 2>/dev/null) == "$comm" ]]; then
+            log "$comm (pid $pid) ignored SIGTERM; SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
 }
 
 # wait_for SECONDS WHAT CMD...: run CMD every 0.2 s until it succeeds.
@@ -269,8 +282,7 @@ start_slurm() {
     sum=$(cat "$CONF" "$DIR/etc/gres.conf" 2>/dev/null | sha256sum | cut -d' ' -f1)
     if [[ -f $DIR/run/conf.sha256 && $(<"$DIR/run/conf.sha256") != "$sum" ]]; then
         log "configuration changed: restarting slurmctld and slurmd"
-        stop_pid "$DIR/run/slurmd.pid" slurmd
-        stop_pid "$DIR/run/slurmctld.pid" slurmctld
+        stop_pids "$DIR/run/slurmd.pid:slurmd" "$DIR/run/slurmctld.pid:slurmctld"
     fi
     alive "$DIR/run/slurmctld.pid" slurmctld ||
         slurmctld -f "$CONF" </dev/null >>"$DIR/log/slurmctld.out" 2>&1
@@ -339,9 +351,7 @@ do_stop() {
             wait_for 30 "jobs to end" sh -c '[ -z "$(squeue -h -t running,completing -o %i)" ]' || true
         fi
     fi
-    stop_pid "$DIR/run/slurmd.pid" slurmd
-    stop_pid "$DIR/run/slurmctld.pid" slurmctld
-    stop_pid "$DIR/munge/munged.pid" munged
+    stop_pids "$DIR/run/slurmd.pid:slurmd" "$DIR/run/slurmctld.pid:slurmctld" "$DIR/munge/munged.pid:munged"
     rm -f "$DIR/run/conf.sha256"
     log "stopped"
 }
