@@ -1,0 +1,164 @@
+"""The match, permute, interpolate and plane steps end to end (in process, tiny MNIST-1D MLPs)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from sparsebasin import cli
+from sparsebasin.checkpoints import data_meta, load_checkpoint, load_mask, model_from_checkpoint, save_checkpoint, save_mask
+from sparsebasin.data import dataset_info, mnist1d
+from sparsebasin.models import build_model, prunable_keys
+from sparsebasin.symmetry import permutation_spec, permute_state
+from sparsebasin.symmetry.permfile import load_permutation
+
+SMALL = mnist1d.MNIST1DConfig(n_train=300, n_test=100, seed=0)
+CFG = {"name": "mlp", "width": 1, "hidden": 8, "depth": 2}
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    """Tiny data (the default MNIST-1D config would take seconds to generate) and three checkpoints."""
+    real = mnist1d.load
+    monkeypatch.setattr(mnist1d, "load", lambda root, split, config=None: real(root, split, SMALL))
+    meta = data_meta(dataset_info("mnist1d"))
+    paths = {}
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        model = build_model(CFG, 10, 1, input_size=40)
+        paths[seed] = tmp_path / f"m{seed}.pt"
+        save_checkpoint(paths[seed], model, CFG, meta, epoch=seed)
+    model = model_from_checkpoint(paths[1])
+    g = torch.Generator().manual_seed(0)
+    mask = {k: torch.rand(p.shape, generator=g) < 0.5 for k, p in model.named_parameters() if k in prunable_keys(model)}
+    save_mask(tmp_path / "mask.pt", mask, CFG, meta, {"overall": 0.5})
+    return tmp_path, paths
+
+
+def run(argv) -> int:
+    return cli.main([str(a) for a in argv])
+
+
+def data_args(tmp):
+    return ["--dataset", "mnist1d", "--data-dir", tmp / "data", "--device", "cpu"]
+
+
+def match(tmp, paths, method="activation", name="perm"):
+    argv = ["match", "--a", paths[1], "--b", paths[2], *data_args(tmp), "--method", method, "--batches", 2,
+            "--batch-size", 100, "--out", tmp / f"{name}.pt", "--summary", tmp / f"{name}.json", "--tag", "seed=1",
+            "--tag", "width=1"]
+    assert run(argv) == 0
+    return tmp / f"{name}.pt", tmp / f"{name}.json"
+
+
+@pytest.mark.parametrize("method", ["activation", "weight"])
+def test_match_writes_permutation_and_summary(setup, method):
+    tmp, paths = setup
+    perm_path, summary_path = match(tmp, paths, method)
+    obj, spec = load_permutation(perm_path)
+    assert obj["model"]["name"] == "mlp" and obj["data"]["name"] == "mnist1d"
+    assert set(obj["perm"]) == {"hidden.0", "hidden.1"}
+    assert obj["meta"]["method"] == method and obj["meta"]["batches"] == 2
+    assert obj["provenance"]["config"]["step"] == "match"
+    summary = json.loads(summary_path.read_text())
+    assert summary["tags"] == {"seed": "1", "width": "1"}
+    assert set(summary["group_correlation"]) == {"hidden.0", "hidden.1"}
+    assert summary["mean_correlation"] >= summary["mean_correlation_identity"] - 1e-9
+    assert summary["epoch_a"] == 1 and summary["epoch_b"] == 2 and "git_commit" in summary["provenance"]
+
+
+def test_permute_mask_and_checkpoint_roundtrip(setup):
+    tmp, paths = setup
+    perm_path, _ = match(tmp, paths)
+    obj, spec = load_permutation(perm_path)
+    assert run(["permute", "--permutation", perm_path, "--input", tmp / "mask.pt", "--out", tmp / "pmask.pt"]) == 0
+    assert run(["permute", "--permutation", perm_path, "--input", tmp / "pmask.pt", "--out", tmp / "back.pt",
+                "--inverse"]) == 0
+    mask, pmask, back = (load_mask(tmp / n)["mask"] for n in ("mask.pt", "pmask.pt", "back.pt"))
+    assert all(torch.equal(mask[k], back[k]) for k in mask)
+    assert all(int(mask[k].sum()) == int(pmask[k].sum()) for k in mask)
+    expected = permute_state(spec, obj["perm"], mask)
+    assert all(torch.equal(pmask[k], expected[k]) for k in mask)
+    assert load_mask(tmp / "pmask.pt")["sparsity"] == {"overall": 0.5}
+
+    assert run(["permute", "--permutation", perm_path, "--input", paths[1], "--out", tmp / "pa.pt"]) == 0
+    pa = load_checkpoint(tmp / "pa.pt")
+    assert pa["epoch"] == 1 and pa["provenance"]["config"]["inverse"] is False
+    x = torch.randn(5, 40)
+    with torch.no_grad():
+        assert torch.allclose(model_from_checkpoint(paths[1])(x), model_from_checkpoint(pa)(x), atol=1e-6)
+
+
+def test_permute_rejects_wrong_inputs(setup, capsys):
+    tmp, paths = setup
+    perm_path, _ = match(tmp, paths)
+    other = tmp / "wide.pt"
+    save_checkpoint(other, build_model({**CFG, "width": 2}, 10, 1, input_size=40), {**CFG, "width": 2},
+                    data_meta(dataset_info("mnist1d")), epoch=0)
+    assert run(["permute", "--permutation", perm_path, "--input", other, "--out", tmp / "x.pt"]) == 2
+    assert "describe different models" in capsys.readouterr().err
+    raw = torch.load(perm_path, weights_only=False)
+    raw["perm"]["hidden.1"][:] = 0
+    torch.save(raw, tmp / "bad.pt")
+    assert run(["permute", "--permutation", tmp / "bad.pt", "--input", paths[1], "--out", tmp / "x.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.pt" in err and "repeats an index" in err and err.count("\n") == 1
+    missing = tmp / "nope.pt"
+    assert run(["permute", "--permutation", perm_path, "--input", missing, "--out", tmp / "x.pt"]) == 2
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp / "x.pt").exists()
+
+
+def test_interpolate_writes_curves_and_barriers(setup):
+    tmp, paths = setup
+    perm_path, _ = match(tmp, paths)
+    argv = ["interpolate", "--a", paths[1], "--b", paths[2], "--permutation", perm_path, *data_args(tmp),
+            "--alphas", 3, "--modes", "plain,bn_reset,repair", "--batch-size", 100, "--eval-batches", 1,
+            "--reset-batches", 1, "--out", tmp / "lmc.csv", "--barriers", tmp / "bar.json", "--tag", "width=1"]
+    assert run(argv) == 0
+    with open(tmp / "lmc.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["alpha", "mode", "permuted", "split", "loss", "acc", "error", "width"]
+    assert len(rows) == 3 * 3 * 2 * 2  # alphas x modes x (unpermuted, permuted) x splits
+    assert {r["permuted"] for r in rows} == {"True", "False"}
+    assert (tmp / "lmc.csv.provenance.json").exists()
+    bar = json.loads((tmp / "bar.json").read_text())
+    assert len(bar["barriers"]) == 3 * 2 * 2 and bar["tags"] == {"width": "1"}
+    assert all(b["loss_barrier"] >= 0 and b["error_barrier"] >= 0 for b in bar["barriers"])
+    # the analysis reads both as tidy tables
+    from sparsebasin.analysis import tidy
+
+    table = tidy.collect([tmp / "bar.json"])
+    assert {"mode", "permuted", "split", "loss_barrier", "error_barrier", "width"} <= set(table.columns)
+
+    # without a permutation: one path only (Fig. 4a: dense A vs an IMP model)
+    argv = ["interpolate", "--a", paths[1], "--b", paths[3], *data_args(tmp), "--alphas", 2, "--modes", "plain",
+            "--splits", "test", "--out", tmp / "l2.csv", "--barriers", tmp / "b2.json"]
+    assert run(argv) == 0
+    assert len(json.loads((tmp / "b2.json").read_text())["barriers"]) == 1
+
+
+def test_interpolate_rejects_another_dataset(setup, capsys):
+    tmp, paths = setup
+    argv = ["interpolate", "--a", paths[1], "--b", paths[2], "--dataset", "cifar10", "--data-dir", tmp,
+            "--out", tmp / "l.csv", "--barriers", tmp / "b.json"]
+    assert run(argv) == 2
+    assert "trained on 'mnist1d'" in capsys.readouterr().err
+
+
+def test_plane_writes_grid_and_anchors(setup):
+    tmp, paths = setup
+    perm_path, _ = match(tmp, paths)
+    argv = ["plane", "--origin", paths[1], "--p1", paths[3], "--p2", paths[2], "--p2-permutation", perm_path,
+            "--inverse", *data_args(tmp), "--grid", 3, "--eval-batches", 1, "--batch-size", 100, "--mode", "plain",
+            "--out", tmp / "plane.csv", "--tag", "sparsity=0.9"]
+    assert run(argv) == 0
+    with open(tmp / "plane.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["point", "u", "v", "mode", "split", "loss", "acc", "error", "sparsity"]
+    assert len(rows) == 9 + 3 and [r["point"] for r in rows[-3:]] == ["origin", "p1", "p2"]
+    assert rows[-3]["u"] == "0.0" and rows[-3]["v"] == "0.0"
+    assert all(r["split"] == "test" for r in rows)
