@@ -95,3 +95,9 @@ def test_collect_cli_missing_input_is_one_line(tmp_path, capsys):
     code = cli.main(["collect", "--inputs", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o.csv")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "nope.json does not exist" in err and len(err.splitlines()) == 1
+
+
+def test_provenance_sidecars_are_not_results(tmp_path):
+    path = _write(tmp_path / "lmc.csv.provenance.json", {"config": {}, "argv": []})
+    with pytest.raises(UserError, match="provenance sidecar"):
+        tidy.collect([path])

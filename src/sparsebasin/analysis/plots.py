@@ -29,7 +29,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import UserError
 from . import barriers, names, style, tidy
-from .tables import aggregate, branch_order, present, settings
+from .tables import aggregate, branch_order, settings
 
 ACCURACY_METRICS = ("test_acc", "test_top5")
 CURVE_METRICS = ("loss", "error")
@@ -53,8 +53,8 @@ def _styled(fn):
     return wrapper
 
 
-def _figure(nrows: int, ncols: int, extra_height: float = 0.0) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(style.PANEL_WIDTH * ncols, style.PANEL_HEIGHT * nrows + extra_height), layout="constrained")
+def _figure(nrows: int, ncols: int) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(style.PANEL_WIDTH * ncols, style.PANEL_HEIGHT * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 

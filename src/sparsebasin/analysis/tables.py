@@ -116,7 +116,7 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "test_acc") -> tuple[pd.Dat
     frame = _sort_branches(frame, keys)
 
     parts = []
-    what = names.METRIC_LABELS[metric].replace(" (%)", "") + " (%)"
+    what = names.METRIC_LABELS[metric]
     for setting, part in settings(frame):
         lines = [heading(setting, what), ""]
         dense = part[part["branch"] == "dense"]

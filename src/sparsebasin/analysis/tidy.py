@@ -178,6 +178,8 @@ def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
     frames = []
     for p in map(Path, paths):
         suffix = p.suffix.lower()
+        if p.name.endswith(".provenance.json"):
+            raise UserError(f"{p} is a provenance sidecar, not a result; pass the result file it describes")
         if suffix == ".json":
             rows = json_rows(read_json(p), str(p))
             frame = pd.DataFrame(rows)
