@@ -66,3 +66,29 @@ def test_ensembles_to_diversity_table(tmp_path):
     # a is right on 3/4, b on 3/4; they disagree on points 3 and 4.
     assert frame["acc_mean_pct"].tolist() == [75.0, 75.0]
     assert frame["disagreement"].tolist() == [0.5, 0.5]
+
+
+def test_interpolate_barriers_json_to_lmc_table_and_summary(tmp_path):
+    """Barriers JSON as ``interpolate`` writes it (a ``barriers`` list of records plus extras)."""
+    files = []
+    for width, seed, barrier in [(1, 0, 0.8), (1, 1, 0.6), (4, 0, 0.2)]:
+        records = [{"mode": m, "permuted": p, "split": sp, "loss_barrier": b, "error_barrier": b / 10,
+                    "alpha_loss_max": 0.5, "loss_a": 0.3, "loss_b": 0.3}
+                   for m, p, b in [("plain", False, 2.0), ("repair", True, barrier)] for sp in ("train", "test")]
+        path = tmp_path / f"w{width}s{seed}.json"
+        path.write_text(json.dumps({"barriers": records, "epoch_a": 5, "epoch_b": 5, "inputs": {"a": "A", "b": "B"},
+                                    "tags": {"experiment": "demo", "dataset": "mnist1d", "model": "mlp",
+                                             "width": str(width), "seed": str(seed)}, "provenance": {}}))
+        files.append(str(path))
+    table = tmp_path / "lmc_barriers.csv"
+    assert cli.main(["collect", "--inputs", *files, "--out", str(table)]) == 0
+    assert len(pd.read_csv(table)) == 12
+    assert cli.main(["table", "--kind", "lmc", "--table", str(table),
+                     "--out-csv", str(tmp_path / "l.csv"), "--out-md", str(tmp_path / "l.md")]) == 0
+    md = (tmp_path / "l.md").read_text()
+    assert "| ×1 | 2.000 ± 0.000 | 0.700 ± 0.141 |" in md and "| ×4 | 2.000 (n=1) | 0.200 (n=1) |" in md
+    runs = tmp_path / "runs.csv"
+    pd.DataFrame([dict(experiment="demo", dataset="mnist1d", model="mlp", width=w, seed=0, branch="dense", test_acc=0.9)
+                  for w in (1, 4)]).to_csv(runs, index=False)
+    assert cli.main(["summary", "--runs", str(runs), "--barriers", str(table), "--out", str(tmp_path / "s.md")]) == 0
+    assert "| ×1 | 90.00 (n=1) | 2.000 ± 0.000 | 0.700 ± 0.141 |" in (tmp_path / "s.md").read_text()

@@ -66,13 +66,24 @@ def test_summary_markdown_with_matches_and_barriers():
     assert "| ×4 | 90% | 91.00 | 80.50 | 86.25 | +5.75 ± 0.35 | 55% | 0.650 ± 0.071 | 0.150 ± 0.071 |" in text
     assert "Loss barrier (Permuted · REPAIR)" in text
     assert "| ×4 | 90% | 10 | 90.00 | 81.00 | 86.50 | +5.50 ± 0.71 | 61% |" in text
-    assert "| ×4 | 2.000 ± 0.000 | 0.500 ± 0.000 | 0.150 ± 0.071 |" in text
+    assert "| Width | Dense acc. (%) | Matched corr. | Loss barrier (Naive · plain) |" in text
+    assert "| ×4 | 95.00 (n=1) | 0.650 ± 0.071 | 2.000 ± 0.000 | 0.500 ± 0.000 | 0.150 ± 0.071 |" in text
 
 
-def test_summary_needs_naive_and_permuted():
+def test_comparison_needs_naive_and_permuted():
     runs = _runs()
     with pytest.raises(UserError, match="naive and permuted"):
-        summary_markdown(runs[runs["branch"] != "permuted"])
+        branch_comparison(runs[runs["branch"] != "permuted"])
+
+
+def test_summary_without_sweep_still_reports_per_width():
+    runs = _runs()
+    dense_only = runs[runs["branch"] == "dense"]
+    curves = pd.DataFrame([dict(alpha=a, mode="plain", permuted=True, split="test", loss=l, error=0.1, width=4, seed=0,
+                                dataset="cifar10", model="resnet20") for a, l in [(0, 1.0), (0.5, 2.0), (1, 1.0)]])
+    text = summary_markdown(dense_only, barriers_table=curves)
+    assert "no naive/permuted sweep" in text
+    assert "| ×4 | 95.00 (n=1) | 1.000 (n=1) |" in text
 
 
 def test_summary_cli(tmp_path):

@@ -16,8 +16,10 @@ For each setting (dataset, model), width and sparsity:
   reset, else plain).
 
 A second table repeats the comparison per rewind point k, and a last one
-lists every barrier (naive/permuted × mode) per width. Inputs are tidy
-tables (see ``tidy``): runs, optionally matches and barriers (or LMC curves).
+lists per width the dense accuracy, matched correlation and every barrier
+(naive/permuted × mode). Experiments without a naive/permuted sweep get only
+that last table. Inputs are tidy tables (see ``tidy``): runs, optionally
+matches and barriers (or LMC curves).
 """
 
 from __future__ import annotations
@@ -127,81 +129,124 @@ def _lookup(frame: pd.DataFrame | None, setting: dict, width, extra: dict | None
     return sel.iloc[0] if len(sel) else None
 
 
+def has_sweep(runs: pd.DataFrame) -> bool:
+    """Whether the runs include naive and permuted runs with a rewind point (a comparison is possible)."""
+    if not {"branch", "k"} <= set(runs.columns):
+        return False
+    return {"naive", "permuted"} <= set(runs.loc[runs["k"].notna(), "branch"])
+
+
+def _restrict(frame: pd.DataFrame, setting: dict) -> pd.DataFrame:
+    for k, v in setting.items():
+        if v is not None and k in frame.columns:
+            frame = frame[frame[k] == v]
+    return frame
+
+
 def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, barriers_table: pd.DataFrame | None = None,
                      metric: str = "test_acc", gap_floor_pp: float = 0.1) -> str:
-    """The whole ``summary.md`` text (without provenance)."""
-    per_k, averaged = branch_comparison(runs, metric, gap_floor_pp)
-    keys = present(averaged, ("dataset", "model", "width"))
+    """The whole ``summary.md`` text (without provenance).
+
+    Experiments without a naive/permuted sweep (e.g. LMC or diversity only)
+    still get the per-width table: dense accuracy, matched correlation and
+    barriers.
+    """
+    runs = tidy.prepare(runs, ["branch", metric], "the summary")
+    sweep = has_sweep(runs)
+    per_k, averaged = branch_comparison(runs, metric, gap_floor_pp) if sweep else (None, None)
+    keys = present(runs, ("dataset", "model", "width"))
     corr = _per_width(tidy.prepare(matches, ["mean_correlation"], "the summary's matches") if matches is not None else None,
                       "mean_correlation", keys, "the matched correlation")
     bars, main_mode = _barrier_tables(barriers_table, keys)
+    dense = runs[runs["branch"] == "dense"]
+    dense_acc = aggregate(dense, keys, metric, scale=100.0) if not dense.empty and "width" in keys else None
 
     experiment = None
     if "experiment" in runs.columns:
         exps = sorted(map(str, pd.Series(runs["experiment"]).dropna().unique()))
         experiment = ", ".join(exps) if exps else None
     out = [f"# Summary{': ' + experiment if experiment else ''}", ""]
-    wins = int((averaged["diff_mean"] > 0).sum())
-    gaps = averaged["gap_closed"].dropna()
-    verdict = f"Permuted beats naive in {wins} of {len(averaged)} (width, sparsity) cells, averaged over k"
-    if len(gaps):
-        verdict += f"; permuting closes a median {100 * gaps.median():.0f}% of the naive-to-LTH gap"
-    out += [verdict + ".", ""]
-    out += [
-        f"Accuracy: {names.METRIC_LABELS.get(metric, metric)}, mean over seeds, then averaged over the rewind points k. "
-        "Permuted − naive is paired by seed (percentage points, mean ± std over seeds). "
-        f"Gap closed = (permuted − naive) / (LTH − naive); n/a when LTH is less than {gap_floor_pp:g} pp above naive.",
-        "",
-    ]
+    if sweep:
+        wins = int((averaged["diff_mean"] > 0).sum())
+        gaps = averaged["gap_closed"].dropna()
+        verdict = f"Permuted beats naive in {wins} of {len(averaged)} (width, sparsity) cells, averaged over k"
+        if len(gaps):
+            verdict += f"; permuting closes a median {100 * gaps.median():.0f}% of the naive-to-LTH gap"
+        out += [verdict + ".", ""]
+        out += [
+            f"Accuracy: {names.METRIC_LABELS.get(metric, metric)}, mean over seeds, then averaged over the rewind points k. "
+            "Permuted − naive is paired by seed (percentage points, mean ± std over seeds). "
+            f"Gap closed = (permuted − naive) / (LTH − naive); n/a when LTH is less than {gap_floor_pp:g} pp above naive.",
+            "",
+        ]
+    else:
+        out += ["This experiment has no naive/permuted sweep, so there is no branch comparison; per-width results follow.", ""]
 
     setting_keys = [k for k in keys if k != "width"]
-    for setting, part in settings(averaged, setting_keys):
+    for setting, part in settings(runs, setting_keys):
         title = names.setting(setting)
         out += [f"## {title}" if title else "## All runs", ""]
-        header = ["Width", "Sparsity", "LTH", "Naive", "Permuted", "Permuted − naive (pp)", "Gap closed"]
-        if corr is not None:
-            header.append("Matched corr.")
-        if main_mode is not None:
-            header.append(f"Loss barrier ({names.path_kind(True, main_mode)})")
-        rows = []
-        for r in part.sort_values([k for k in ("width", "sparsity") if k in part.columns]).itertuples():
-            width = getattr(r, "width", None)
-            row = [names.width(width) if width is not None else "–", names.sparsity(r.sparsity),
-                   _fmt_pct(r.lth), _fmt_pct(r.naive), _fmt_pct(r.permuted),
-                   _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed)]
-            if corr is not None:
-                c = _lookup(corr, setting, width)
-                row.append(fmt_mean_std(c["mean"], c["std"], c["n"], 3) if c is not None else "–")
-            if main_mode is not None:
-                b = _lookup(bars, setting, width, {"permuted": True, "mode": main_mode})
-                row.append(fmt_mean_std(b["mean"], b["std"], b["n"], 3) if b is not None else "–")
-            rows.append(row)
-        out += ["### Averaged over k", "", markdown_table(header, rows), ""]
-
-        detail = per_k
-        for k, v in setting.items():
-            if v is not None and k in detail.columns:
-                detail = detail[detail[k] == v]
-        rows = [[names.width(getattr(r, "width", None)) if "width" in detail.columns else "–", names.sparsity(r.sparsity), f"{r.k:g}",
-                 _fmt_pct(r.lth), _fmt_pct(r.naive), _fmt_pct(r.permuted),
-                 _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed)]
-                for r in detail.sort_values([c for c in ("width", "sparsity", "k") if c in detail.columns]).itertuples()]
-        out += ["### Per rewind point k", "", markdown_table(header[:2] + ["k"] + header[2:7], rows), ""]
-
-        if bars is not None:
-            sel = bars
-            for k, v in setting.items():
-                if v is not None and k in sel.columns:
-                    sel = sel[sel[k] == v]
-            combos = sorted({(bool(p), str(m)) for p, m in zip(sel["permuted"], sel["mode"])},
-                            key=lambda c: (c[0], names.MODES.index(c[1]) if c[1] in names.MODES else 99))
-            brows = []
-            for w in sorted(sel["width"].unique()):
-                row = [names.width(w)]
-                for p, m in combos:
-                    b = sel[(sel["width"] == w) & (sel["permuted"] == p) & (sel["mode"] == m)]
-                    row.append(fmt_mean_std(b.iloc[0]["mean"], b.iloc[0]["std"], b.iloc[0]["n"], 3) if len(b) else "–")
-                brows.append(row)
-            out += ["### Loss barrier along the linear path (mean ± std over seeds)", "",
-                    markdown_table(["Width"] + [names.path_kind(p, m) for p, m in combos], brows), ""]
+        if sweep:
+            out += _comparison_sections(_restrict(averaged, setting), _restrict(per_k, setting), setting, corr, bars, main_mode)
+        widths = sorted(part["width"].dropna().unique()) if "width" in part.columns else []
+        if widths and (dense_acc is not None or corr is not None or bars is not None):
+            out += _per_width_section(setting, widths, dense_acc, corr, bars)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: dict, corr, bars, main_mode) -> list[str]:
+    if averaged.empty:
+        return ["No naive/permuted runs in this setting.", ""]
+    header = ["Width", "Sparsity", "LTH", "Naive", "Permuted", "Permuted − naive (pp)", "Gap closed"]
+    if corr is not None:
+        header.append("Matched corr.")
+    if main_mode is not None:
+        header.append(f"Loss barrier ({names.path_kind(True, main_mode)})")
+    rows = []
+    for r in averaged.sort_values([k for k in ("width", "sparsity") if k in averaged.columns]).itertuples():
+        width = getattr(r, "width", None)
+        row = [names.width(width) if width is not None else "–", names.sparsity(r.sparsity),
+               _fmt_pct(r.lth), _fmt_pct(r.naive), _fmt_pct(r.permuted),
+               _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed)]
+        if corr is not None:
+            c = _lookup(corr, setting, width)
+            row.append(fmt_mean_std(c["mean"], c["std"], c["n"], 3) if c is not None else "–")
+        if main_mode is not None:
+            b = _lookup(bars, setting, width, {"permuted": True, "mode": main_mode})
+            row.append(fmt_mean_std(b["mean"], b["std"], b["n"], 3) if b is not None else "–")
+        rows.append(row)
+    out = ["### Averaged over k", "", markdown_table(header, rows), ""]
+    rows = [[names.width(getattr(r, "width", None)) if "width" in per_k.columns else "–", names.sparsity(r.sparsity), f"{r.k:g}",
+             _fmt_pct(r.lth), _fmt_pct(r.naive), _fmt_pct(r.permuted),
+             _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed)]
+            for r in per_k.sort_values([c for c in ("width", "sparsity", "k") if c in per_k.columns]).itertuples()]
+    out += ["### Per rewind point k", "", markdown_table(header[:2] + ["k"] + header[2:7], rows), ""]
+    return out
+
+
+def _per_width_section(setting: dict, widths: list, dense_acc, corr, bars) -> list[str]:
+    """Dense accuracy, matched correlation and every loss barrier (naive/permuted × mode) per width."""
+    header = ["Width"]
+    combos: list[tuple[bool, str]] = []
+    if dense_acc is not None:
+        header.append("Dense acc. (%)")
+    if corr is not None:
+        header.append("Matched corr.")
+    if bars is not None:
+        sel = _restrict(bars, setting)
+        combos = sorted({(bool(p), str(m)) for p, m in zip(sel["permuted"], sel["mode"])},
+                        key=lambda c: (c[0], names.MODES.index(c[1]) if c[1] in names.MODES else len(names.MODES)))
+        header += [f"Loss barrier ({names.path_kind(p, m)})" for p, m in combos]
+    rows = []
+    for w in widths:
+        row = [names.width(w)]
+        for frame, digits in ((dense_acc, 2), (corr, 3)):
+            if frame is not None:
+                c = _lookup(frame, setting, w)
+                row.append(fmt_mean_std(c["mean"], c["std"], c["n"], digits) if c is not None else "–")
+        for p, m in combos:
+            b = _lookup(bars, setting, w, {"permuted": p, "mode": m})
+            row.append(fmt_mean_std(b["mean"], b["std"], b["n"], 3) if b is not None else "–")
+        rows.append(row)
+    note = "Mean ± std over seeds; barriers on the test split when available."
+    return ["### Per width", "", markdown_table(header, rows), "", note, ""]

@@ -7,10 +7,11 @@ percent (CSV columns ``*_pct``); barriers, KL and JS keep their own units.
 
 - ``accuracy``  (Tables 5-14): runs table -> ``[experiment, dataset, model,
   width, sparsity, k, branch, metric, mean_pct, std_pct, n]``.
-- ``diversity`` (Table 1): ensembles table -> ``[<tags>, group, n,
+- ``diversity`` (Table 1): ensembles table -> ``[experiment, dataset, model,
+  width, sparsity, k, group, n,
   acc_mean_pct, acc_std_pct, ensemble_acc_pct, disagreement, kl, js]``.
 - ``early_matching`` (Table 15): runs table with ``match_epoch`` ->
-  ``[dataset, model, width, sparsity, branch, match_epoch, mean_pct, std_pct, n]``.
+  ``[dataset, model, width, sparsity, k, branch, match_epoch, mean_pct, std_pct, n]``.
 - ``lmc``: barriers (or curves) table -> ``[dataset, model, width, split, mode,
   permuted, loss_barrier_mean, loss_barrier_std, error_barrier_mean_pct,
   error_barrier_std_pct, n]``.
@@ -157,7 +158,7 @@ DIVERSITY_COLUMNS = ("group", "n", "member_acc_mean", "member_acc_std", "ensembl
 def diversity_table(ensembles: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """One row per ensemble group: member acc mean ± std, ensemble acc, disagreement, KL, JS."""
     ens = tidy.prepare(ensembles, DIVERSITY_COLUMNS, "the diversity table")
-    keys = present(ens, SETTING_KEYS + ("sparsity",))
+    keys = present(ens, SETTING_KEYS + ("sparsity", "k"))
     dup = ens.duplicated(keys + ["group"], keep=False)
     if dup.any():
         first = ens[dup].iloc[0]
@@ -181,7 +182,9 @@ def diversity_table(ensembles: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
     parts = []
     for setting, part in settings(frame, keys):
-        title = "ensembles" if "sparsity" not in setting or setting["sparsity"] is None else f"ensembles at S = {names.sparsity(setting['sparsity'])}"
+        where = [f"S = {names.sparsity(setting['sparsity'])}" if setting.get("sparsity") is not None else "",
+                 f"k = {_k_label(setting['k'])}" if setting.get("k") is not None else ""]
+        title = "ensembles" + (" at " + ", ".join(w for w in where if w) if any(where) else "")
         rows = [[names.branch(r.group), str(r.n), fmt_mean_std(r.acc_mean_pct, r.acc_std_pct, r.n),
                  f"{r.ensemble_acc_pct:.2f}", f"{r.disagreement:.4f}", f"{r.kl:.4f}", f"{r.js:.4f}"]
                 for r in part.itertuples()]
