@@ -56,8 +56,9 @@ def aggregate(df: pd.DataFrame, by: list[str], value: str, scale: float = 1.0, p
 def fmt_mean_std(mean: float, std: float, n: int | float, digits: int = 2) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
-    if n is None or n < 2 or std is None or math.isnan(std):
-        return f"{mean:.{digits}f} (n={int(n or 0)})"
+    count = 0 if n is None or _isnan(float(n)) else int(n)
+    if count < 2 or std is None or math.isnan(std):
+        return f"{mean:.{digits}f} (n={count})"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
