@@ -1,0 +1,41 @@
+# sparsebasin: from seeds to every figure and table of the paper.
+#
+#   snakemake --cores all                                   # built-in MNIST-1D demo (config.yaml)
+#   snakemake --cores all --configfile config/all.yaml      # the whole paper
+#   snakemake --profile local --configfile config/cifar10_resnet20.yaml
+#
+# See docs/workflow.md for the config structure, targets and profiles.
+
+import os
+
+# The built-in default applies only when no --configfile is given, so a paper
+# config never inherits the demo experiment (Snakemake would deep-merge them).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+include: "workflow/rules/common.smk"  # validates the config first
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/dense.smk"
+include: "workflow/rules/match.smk"
+include: "workflow/rules/prune.smk"
+include: "workflow/rules/sparse.smk"
+include: "workflow/rules/ensembles.smk"
+include: "workflow/rules/lmc.smk"
+include: "workflow/rules/figures.smk"
+
+
+localrules:
+    all,
+    download,
+    prepare,
+    manifest,
+
+
+rule all:
+    input:
+        all_targets,
+    default_target: True

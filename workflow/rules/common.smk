@@ -1,0 +1,920 @@
+# Shared helpers of the workflow: config validation, the plan (which runs each
+# experiment needs), path builders, command-line arguments and resources.
+#
+# Everything here is plain Python evaluated at parse time. It must stay light:
+# no torch, no sparsebasin imports (a dry run of the whole paper parses this).
+
+import math
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# --------------------------------------------------------------------------- constants
+
+DATASETS = ("mnist1d", "cifar10", "cifar100", "svhn", "imagenet")
+MODELS = ("mlp", "vgg11", "resnet20", "resnet50")
+DOWNLOADABLE = ("cifar10", "cifar100", "svhn")  # fetched by the download step (login node)
+BRANCHES = ("lth", "naive", "permuted")
+GROUPS = ("dense", "imp", "lth", "naive", "permuted")  # diversity groups (Table 1)
+SECTIONS = ("sweep", "lmc", "imp_barrier", "plane", "diversity", "early_matching")
+
+# figure name -> (figure kind, --metric or None, section that enables it)
+FIGURES = {
+    "accuracy_vs_rewind": ("accuracy_vs_rewind", "test_acc", "sweep"),
+    "accuracy_vs_rewind_top5": ("accuracy_vs_rewind", "test_top5", "sweep"),
+    "accuracy_vs_sparsity": ("accuracy_vs_sparsity", "test_acc", "sweep"),
+    "accuracy_vs_sparsity_top5": ("accuracy_vs_sparsity", "test_top5", "sweep"),
+    "lmc_width": ("lmc_width", None, "lmc"),
+    "imp_barrier": ("imp_barrier", None, "imp_barrier"),
+    "plane": ("plane", None, "plane"),
+}
+# figure name -> (kind, --metric or None, tidy table it reads)
+FIGURE_RULES = {
+    name: (kind, metric, {"accuracy_vs_rewind": "runs", "accuracy_vs_sparsity": "runs", "lmc_width": "lmc_curves",
+                          "imp_barrier": "imp_curves", "plane": "plane"}[kind])
+    for name, (kind, metric, _) in FIGURES.items()
+}
+# table kind -> (tidy table it reads, section that enables it)
+TABLES = {
+    "accuracy": ("runs", "sweep"),
+    "diversity": ("ensembles", "diversity"),
+    "early_matching": ("early", "early_matching"),
+    "lmc": ("lmc_barriers", "lmc"),
+}
+TIDY = ("runs", "matches", "lmc_curves", "lmc_barriers", "imp_curves", "imp_barriers", "plane", "ensembles", "early")
+
+RESULTS = "results"
+CONDA_ENV = "../../envs/sparsebasin.yaml"  # relative to the rule files in workflow/rules/
+GPU_SLOT = os.path.join(workflow.basedir, "workflow", "scripts", "gpu_slot.sh")
+
+
+wildcard_constraints:
+    experiment=r"[A-Za-z][A-Za-z0-9_]*",
+    dataset="|".join(DATASETS),
+    model="|".join(MODELS),
+    width=r"[1-9]\d*",
+    seed=r"\d+",
+    other=r"\d+",
+    sparsity=r"0\.\d+",
+    k=r"\d+",
+    epoch=r"\d+",
+    round=r"[1-9]\d*",
+    branch="|".join(BRANCHES),
+    xbranch="naive|permuted",
+    net="A|B",
+    group="|".join(GROUPS),
+    table="|".join(TIDY),
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def config_error(message):
+    """Stop with one line on stderr naming the config key and what to do."""
+    print(f"config error: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def _key_path(path):
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _describe(err):
+    """One line for a jsonschema ValidationError: where, what, what to do."""
+    where = _key_path(err.absolute_path)
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(k for k in err.instance if k not in allowed)
+        key = f"{where}.{extra[0]}" if where else extra[0]
+        return (f"unknown key {key!r}" + (f" (allowed in {where}: " if where else " (allowed at the top level: ")
+                + f"{', '.join(allowed)}); remove it or fix its spelling")
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return f"{where or 'the config'} is missing the required key {missing!r}; add it"
+    if err.validator == "propertyNames":
+        return (f"{where}: name {err.instance!r} is not allowed: "
+                + (err.schema.get("description") or err.message) + "; rename it")
+    hint = err.schema.get("description")
+    return (f"{where or 'the config'} = {err.instance!r}: {err.message}"
+            + (f" (expected {hint})" if hint else "") + "; fix this value in the config file")
+
+
+def validate_config(cfg):
+    schema = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+    try:
+        validate(cfg, schema)
+    except WorkflowError as exc:
+        import jsonschema
+
+        cause = exc.__context__
+        if isinstance(cause, jsonschema.exceptions.ValidationError):
+            best = jsonschema.exceptions.best_match([cause]) or cause
+            config_error(_describe(best))
+        raise
+
+
+def _subset(where, values, allowed, what):
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        config_error(f"{where} lists {what} {bad[0]!r}, which is not in the cell's {what}s {list(allowed)}; "
+                     f"add it to the cell or remove it here")
+
+
+def _below_epochs(where, values, epochs, inclusive=False):
+    for v in values:
+        if (v > epochs) if inclusive else (v >= epochs):
+            rel = "<=" if inclusive else "<"
+            config_error(f"{where} contains {v}, but it must be {rel} dense.epochs ({epochs}); "
+                         f"remove it or raise dense.epochs")
+
+
+def fmt_s(s):
+    """The S{s} label of a sparsity, as sparsebasin.pruning.fmt_sparsity writes it."""
+    return f"{float(s):g}"
+
+
+def normalise_cell(exp, i, raw):
+    """Validate the cross-field rules of one cell and fill section defaults."""
+    where = f"experiments.{exp}.cells[{i}]"
+    cell = dict(raw)
+    cell["experiment"], cell["index"] = exp, i
+    cell["name"] = f"{raw['dataset']}-{raw['model']}"
+    T = raw["dense"]["epochs"]
+    cell["T"] = T
+    widths, seeds = list(raw["widths"]), list(raw["seeds"])
+    if raw["model"] == "resnet50" and widths != [1]:
+        config_error(f"{where}.widths = {widths}: resnet50 supports width 1 only; set widths: [1]")
+    if "model_args" in raw and raw["model"] != "mlp":
+        config_error(f"{where}.model_args is for model mlp only; remove it for {raw['model']}")
+    if cfg_fused():
+        config_error("fused: true is not available yet (the fused step is not wired into the workflow); set fused: false")
+    sparse = {k: v for k, v in raw["dense"].items() if k not in ("epochs", "preset")}
+    sparse.update(raw["sparse"])
+    cell["sparse"] = sparse
+    cell["sections"] = {}
+    for name in SECTIONS:
+        if name not in raw:
+            continue
+        sec = dict(raw[name])
+        w = f"{where}.{name}"
+        if name == "plane":
+            if sec["width"] not in widths:
+                config_error(f"{w}.width = {sec['width']} is not one of the cell's widths {widths}; pick one of them")
+            sec.setdefault("seed", seeds[0])
+            if sec["seed"] not in seeds:
+                config_error(f"{w}.seed = {sec['seed']} is not one of the cell's seeds {seeds}; pick one of them")
+            sec["widths"], sec["seeds"] = [sec["width"]], [sec["seed"]]
+        else:
+            sec.setdefault("widths", widths)
+            sec.setdefault("seeds", seeds)
+            _subset(f"{w}.widths", sec["widths"], widths, "width")
+            _subset(f"{w}.seeds", sec["seeds"], seeds, "seed")
+        if name == "sweep":
+            _below_epochs(f"{w}.rewind", sec["rewind"], T)
+        if name in ("plane", "diversity", "early_matching"):
+            _below_epochs(f"{w}.k", [sec["k"]], T)
+        if name == "early_matching":
+            _below_epochs(f"{w}.epochs", sec["epochs"], T, inclusive=True)
+        cell["sections"][name] = sec
+    if not cell["sections"]:
+        config_error(f"{where} has no study; add at least one of: {', '.join(SECTIONS)}")
+    return cell
+
+
+def cfg_fused():
+    return bool(config.get("fused", False))
+
+
+def build_plan(cfg):
+    cells, index = [], {}
+    for exp, e in cfg["experiments"].items():
+        for i, raw in enumerate(e["cells"]):
+            cell = normalise_cell(exp, i, raw)
+            for w in cell["widths"]:
+                key = (exp, cell["dataset"], cell["model"], w)
+                if key in index:
+                    config_error(f"experiments.{exp}.cells[{i}]: {cell['dataset']} {cell['model']} width {w} already "
+                                 f"appears in cells[{index[key]['index']}]; give each width to one cell only")
+                index[key] = cell
+            cells.append(cell)
+    return cells, index
+
+
+# --------------------------------------------------------------------------- plan queries
+
+validate_config(config)
+CELLS, CELL_INDEX = build_plan(config)
+EXPERIMENTS = config["experiments"]
+DATA_DIR = config["data_dir"]
+DEVICE = config["device"]
+THREADS = config["threads"]
+CUDA = DEVICE == "cuda"
+GPU = {"gpu": 1} if CUDA else {}
+
+
+def cells_of(exp):
+    return [c for c in CELLS if c["experiment"] == exp]
+
+
+def cell_of(wc):
+    key = (wc.experiment, wc.dataset, wc.model, int(wc.width))
+    if key not in CELL_INDEX:
+        raise WorkflowError(f"{wc.experiment}/{wc.dataset}-{wc.model}-w{wc.width} is not in the config "
+                            f"(no cell of experiment {wc.experiment!r} has that dataset, model and width)")
+    return CELL_INDEX[key]
+
+
+def section(cell, name):
+    return cell["sections"].get(name)
+
+
+def pairs(cell, name):
+    """(width, seed) pairs a section covers."""
+    sec = section(cell, name)
+    return [(w, s) for w in sec["widths"] for s in sec["seeds"]] if sec else []
+
+
+def diversity_anchor(sec):
+    return sec["seeds"][0]
+
+
+def save_epochs(cell):
+    """Rewind checkpoints every dense run of the cell keeps (both A and B)."""
+    T = cell["T"]
+    ks = set()
+    for name, sec in cell["sections"].items():
+        if name == "sweep":
+            ks.update(sec["rewind"])
+        if name in ("plane", "diversity", "early_matching"):
+            ks.add(sec["k"])
+        if name == "early_matching":
+            ks.update(e for e in sec["epochs"] if e < T)
+    return sorted(ks)
+
+
+def prune_targets(cell):
+    """Every target sparsity the cell's IMP chain produces."""
+    ts = set()
+    for name, sec in cell["sections"].items():
+        if name in ("sweep", "early_matching"):
+            ts.update(sec["sparsities"])
+        elif name in ("imp_barrier", "plane", "diversity"):
+            ts.add(sec["sparsity"])
+    return sorted(ts)
+
+
+# The chained IMP schedule (mirrors sparsebasin.pruning.schedule.imp_schedule with
+# chain=True; tests/test_workflow_plan.py checks they agree). Chain round d sits at
+# 1 - (1 - rate)**d; each target is a capped branch off the deepest chain round
+# strictly below it; rounds are numbered in execution order.
+_TOL = 1e-9
+
+
+def _nominal(depth, rate):
+    return round(1.0 - (1.0 - rate) ** depth, 12)
+
+
+def _parent_depth(target, rate):
+    d = 0
+    while _nominal(d + 1, rate) < target - _TOL:
+        d += 1
+    return d
+
+
+def imp_schedule(targets, rate):
+    """[(round, sparsity, kind, parent_round)] of the chained schedule."""
+    by_parent = {}
+    for t in sorted(set(targets)):
+        by_parent.setdefault(_parent_depth(t, rate), []).append(t)
+    rounds, last = [], 0
+    for depth in range(0, max(by_parent) + 1):
+        if depth > 0:
+            rounds.append((len(rounds) + 1, _nominal(depth, rate), "chain", last))
+            last = len(rounds)
+        for t in by_parent.get(depth, []):
+            rounds.append((len(rounds) + 1, t, "branch", last))
+    return rounds
+
+
+def imp_lineage(cell, target):
+    """[(round, sparsity)] from the first IMP round to the one that lands on target."""
+    sched = imp_schedule(prune_targets(cell), cell["prune"]["rate"])
+    by_round = {x[0]: x for x in sched}
+    r = next(x[0] for x in sched if x[2] == "branch" and x[1] == target)
+    out = []
+    while r:
+        out.append((r, by_round[r][1]))
+        r = by_round[r][3]
+    return out[::-1]
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def cell_dir(cell, width):
+    return f"{RESULTS}/{cell['experiment']}/{cell['name']}-w{width}"
+
+
+def run_dir(cell, width, seed):
+    return f"{cell_dir(cell, width)}/seed{seed}"
+
+
+def run_of(wc):
+    """The seed directory of a job with experiment/dataset/model/width/seed wildcards."""
+    return run_dir(cell_of(wc), wc.width, wc.seed)
+
+
+def data_stamp(dataset):
+    return os.path.join(DATA_DIR, ".sparsebasin", f"{dataset}.prepared.json")
+
+
+def data_input(wc):
+    return data_stamp(wc.dataset)
+
+
+def dense_file(cell, width, seed, net, name="final.pt"):
+    return f"{run_dir(cell, width, seed)}/dense/{net}/{name}"
+
+
+def sparse_dir(cell, width, seed, sparsity, k, branch):
+    return f"{run_dir(cell, width, seed)}/sparse/S{fmt_s(sparsity)}/k{k}/{branch}"
+
+
+def member_dir(cell, width, anchor, member, sparsity, k, branch):
+    """Diversity member runs: the anchor's own runs for member == anchor, otherwise
+    lth with another data order or naive/permuted on another B."""
+    if member == anchor:
+        return sparse_dir(cell, width, anchor, sparsity, k, branch)
+    if branch == "lth":
+        return f"{run_dir(cell, width, anchor)}/dataorder/d{member}/sparse/S{fmt_s(sparsity)}/k{k}/lth"
+    return f"{run_dir(cell, width, anchor)}/cross/B{member}/sparse/S{fmt_s(sparsity)}/k{k}/{branch}"
+
+
+def early_permuted_dir(cell, width, seed, epoch, sparsity, k):
+    if epoch == cell["T"]:
+        return sparse_dir(cell, width, seed, sparsity, k, "permuted")
+    return f"{run_dir(cell, width, seed)}/early/e{epoch}/sparse/S{fmt_s(sparsity)}/k{k}/permuted"
+
+
+def exp_file(exp, *parts):
+    return "/".join([RESULTS, exp, *parts])
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def q(value):
+    """Quote one value for the shell."""
+    import shlex
+
+    return shlex.quote(str(value))
+
+
+def tags(**kv):
+    return " ".join(f"--tag {q(f'{k}={v}')}" for k, v in kv.items() if v is not None)
+
+
+def base_tags(wc, **extra):
+    cell = cell_of(wc)
+    return tags(experiment=wc.experiment, dataset=cell["dataset"], model=cell["model"], width=wc.width, **extra)
+
+
+def data_args(cell):
+    a = f"--dataset {cell['dataset']} --data-dir {q(DATA_DIR)}"
+    if "train_subset" in cell:
+        a += f" --train-subset {cell['train_subset']}"
+    return a
+
+
+def model_args(cell, width):
+    a = f"--model {cell['model']} --width {width}"
+    for k, v in cell.get("model_args", {}).items():
+        a += f" --{k} {v}"
+    return a
+
+
+def optim_args(opt, epochs):
+    a = f"--preset {opt['preset']} --epochs {epochs}"
+    for key in ("lr", "momentum", "weight_decay", "batch_size", "warmup_epochs", "augment"):
+        if key in opt:
+            a += f" --{key.replace('_', '-')} {opt[key]}"
+    return a
+
+
+def run_args(threads):
+    return f"--device {DEVICE} --threads {threads} --progress log"
+
+
+# Seeds (docs/workflow.md): for seed index s, dense A uses init/data seed 2s and
+# dense B 2s+1; IMP of A_s uses 2s; every sparse run of s uses 1000+s (the three
+# branches see the same batches); diversity LTH member j uses 1000+j.
+def dense_seed(seed, net):
+    return 2 * int(seed) + (1 if net == "B" else 0)
+
+
+def sparse_seed(seed):
+    return 1000 + int(seed)
+
+
+# --------------------------------------------------------------------------- resources
+
+# Minutes per training epoch at width 1 on one GPU (CPU: x CPU_SLOWDOWN), rough.
+EPOCH_MINUTES = {"mlp": 0.01, "vgg11": 0.15, "resnet20": 0.15, "resnet50": 20.0}
+DATASET_SCALE = {"mnist1d": 1.0, "cifar10": 1.0, "cifar100": 1.0, "svhn": 1.5, "imagenet": 1.0}
+CPU_SLOWDOWN = {"mlp": 1.0, "vgg11": 30.0, "resnet20": 30.0, "resnet50": 30.0}
+
+
+def epoch_minutes(cell, width):
+    m = cell["model"]
+    w = int(width)
+    scale = w if m == "mlp" else max(1.0, (w / 2.0) ** 1.5)
+    minutes = EPOCH_MINUTES[m] * DATASET_SCALE[cell["dataset"]] * scale
+    if DEVICE == "cpu":
+        minutes *= CPU_SLOWDOWN[m]
+    return minutes
+
+
+def train_minutes(cell, width, epochs, attempt, fixed=5):
+    """resources.runtime (minutes) of a job costing `epochs` training epochs;
+    grows with the attempt so a retried job gets more time."""
+    est = fixed + epochs * epoch_minutes(cell, width)
+    return int(math.ceil(est * 1.5 * config["runtime_factor"] * attempt))
+
+
+def runtime(epochs_of, fixed=5):
+    """resources.runtime callable for rules with the cell wildcards; epochs_of(cell, wc)."""
+
+    def f(wc, attempt):
+        cell = cell_of(wc)
+        return train_minutes(cell, wc.width, epochs_of(cell, wc), attempt, fixed)
+
+    return f
+
+
+def train_mem(cell, width, attempt):
+    w = int(width)
+    base = {"mnist1d": 1000, "imagenet": 48000}.get(cell["dataset"], 3000)
+    extra = 0 if cell["model"] == "mlp" else 200 * w * w
+    return int((base + extra) * (1 + 0.5 * (attempt - 1)))
+
+
+def mem_mb(wc, attempt):
+    return train_mem(cell_of(wc), wc.width, attempt)
+
+
+def light_mem(wc, attempt):
+    return 2000 * attempt
+
+
+def light_runtime(wc, attempt):
+    return 10 * attempt
+
+
+def gpu_wrap():
+    """Prefix for commands that use the GPU: picks a free GPU on a workstation
+    (no-op under SLURM, which sets CUDA_VISIBLE_DEVICES)."""
+    return f"bash {q(GPU_SLOT)} " if CUDA else ""
+
+
+GPU_WRAP = gpu_wrap()
+
+
+# =========================================================================== per-rule helpers
+# (input functions and parameters of the rules in the other .smk files)
+
+# ----------------------------------------------------------------- data.smk
+
+
+def download_stamp(dataset):
+    return os.path.join(DATA_DIR, ".sparsebasin", f"{dataset}.downloaded")
+
+
+def prepare_input(wc):
+    return download_stamp(wc.dataset) if wc.dataset in DOWNLOADABLE else []
+
+
+def data_dir_of(output):
+    """The data directory, from a stamp path {data_dir}/.sparsebasin/<file>."""
+    return os.path.dirname(os.path.dirname(str(output)))
+
+
+# ----------------------------------------------------------------- dense.smk
+
+
+def dense_params(wc):
+    cell = cell_of(wc)
+    return " ".join(
+        [
+            data_args(cell),
+            model_args(cell, wc.width),
+            optim_args(cell["dense"], cell["T"]),
+            run_args(THREADS),
+            f"--seed {dense_seed(wc.seed, wc.net)}",
+            f"--save-epochs {','.join(map(str, save_epochs(cell))) or q('')}",
+            base_tags(wc, seed=wc.seed, branch="dense", net=wc.net),
+        ]
+    )
+
+
+# ----------------------------------------------------------------- match.smk
+
+
+def match_params(wc):
+    cell = cell_of(wc)
+    m = cell["match"]
+    a = f"{data_args(cell)} --method {m['method']} --stat {m['stat']} --batch-size {m['batch_size']}"
+    if "batches" in m:
+        a += f" --batches {m['batches']}"
+    return f"{a} {run_args(THREADS)}"
+
+
+def early_b(wc):
+    """B at epoch e: its rewind checkpoint (the run's final.pt is the dependency)."""
+    return f"{run_of(wc)}/dense/B/ckpt/epoch{wc.epoch}.pt"
+
+
+def early_a(wc):
+    if section(cell_of(wc), "early_matching")["match_a"] == "same":
+        return f"{run_of(wc)}/dense/A/ckpt/epoch{wc.epoch}.pt"
+    return f"{run_of(wc)}/dense/A/final.pt"
+
+
+# ----------------------------------------------------------------- prune.smk
+
+
+def prune_params(cell):
+    p = cell["prune"]
+    a = (
+        f"{data_args(cell)} --targets {','.join(fmt_s(t) for t in prune_targets(cell))} --rate {p['rate']}"
+        f" --mode ft --chain --ft-preset {p['ft_preset']} --ft-epochs {p['ft_epochs']} --ft-lr {p['ft_lr']}"
+        f" --ft-momentum {p['ft_momentum']} --ft-weight-decay {p['ft_weight_decay']}"
+    )
+    for key in ("ft_batch_size", "ft_warmup_epochs"):
+        if key in p:
+            a += f" --{key.replace('_', '-')} {p[key]}"
+    if "augment" in cell["dense"]:
+        a += f" --augment {cell['dense']['augment']}"
+    return f"{a} {run_args(THREADS)}"
+
+
+def prune_epochs(cell):
+    return len(imp_schedule(prune_targets(cell), cell["prune"]["rate"])) * cell["prune"]["ft_epochs"]
+
+
+PRUNE_TARGET_FILES = ("mask.pt", "sparsity.json", "model.pt", "result.json", "predictions.pt")
+
+
+def prune_outputs(cell):
+    """Declared outputs of the cell's prune rule (wildcards width and seed)."""
+    base = f"{RESULTS}/{cell['experiment']}/{cell['name']}-w{{width}}/seed{{seed}}/prune"
+    return [f"{base}/S{fmt_s(t)}/{f}" for t in prune_targets(cell) for f in PRUNE_TARGET_FILES]
+
+
+def prune_tags(cell):
+    def f(wc):
+        return tags(experiment=cell["experiment"], dataset=cell["dataset"], model=cell["model"],
+                    width=wc.width, seed=wc.seed, branch="imp")
+
+    return f
+
+
+# ----------------------------------------------------------------- sparse.smk
+
+
+def sparse_args(wc, data_seed_of):
+    cell = cell_of(wc)
+    return " ".join(
+        [
+            data_args(cell),
+            optim_args(cell["sparse"], cell["T"] - int(wc.k)),
+            run_args(THREADS),
+            f"--seed {sparse_seed(data_seed_of)}",
+        ]
+    )
+
+
+def ckpt_path(wc, seed, net):
+    return f"{run_dir(cell_of(wc), wc.width, seed)}/dense/{net}/ckpt/epoch{wc.k}.pt"
+
+
+def sparse_epochs(cell, wc):
+    return cell["T"] - int(wc.k)
+
+
+def sparse_run_input(wc):
+    return f"{run_of(wc)}/dense/{'A' if wc.branch == 'lth' else 'B'}/final.pt"
+
+
+def sparse_mask_input(wc):
+    name = "mask_permuted.pt" if wc.branch == "permuted" else "mask.pt"
+    return f"{run_of(wc)}/prune/S{wc.sparsity}/{name}"
+
+
+def sparse_tags(wc):
+    return base_tags(wc, seed=wc.seed, sparsity=wc.sparsity, k=wc.k, branch=wc.branch,
+                     match_epoch=cell_of(wc)["T"] if wc.branch == "permuted" else None)
+
+
+def cross_mask_input(wc):
+    if wc.xbranch == "permuted":
+        return f"{run_of(wc)}/cross/B{wc.other}/prune/S{wc.sparsity}/mask_permuted.pt"
+    return f"{run_of(wc)}/prune/S{wc.sparsity}/mask.pt"
+
+
+# ----------------------------------------------------------------- ensembles.smk
+
+
+def ensemble_members(wc):
+    cell = cell_of(wc)
+    sec = section(cell, "diversity")
+    if sec is None:
+        raise WorkflowError(f"experiment {wc.experiment}: {cell['name']} has no diversity study in the config")
+    anchor = diversity_anchor(sec)
+    S, k = float(wc.sparsity), int(wc.k)
+    out = []
+    for j in sec["seeds"]:
+        if wc.group == "dense":
+            out.append(dense_file(cell, wc.width, j, "A", "predictions.pt"))
+        elif wc.group == "imp":
+            out.append(f"{run_dir(cell, wc.width, j)}/prune/S{fmt_s(S)}/predictions.pt")
+        else:
+            out.append(f"{member_dir(cell, wc.width, anchor, j, S, k, wc.group)}/predictions.pt")
+    return out
+
+
+# ----------------------------------------------------------------- lmc.smk
+
+
+def interp_args(name):
+    def f(wc):
+        cell = cell_of(wc)
+        sec = section(cell, name)
+        return f"{data_args(cell)} --alphas {sec['alphas']} --modes {','.join(sec['modes'])} {run_args(THREADS)}"
+
+    return f
+
+
+def interp_epochs(name):
+    """Cost of an interpolation in epochs: each point re-estimates statistics on
+    training batches and evaluates the test set."""
+
+    def f(cell, wc):
+        sec = section(cell, name)
+        return 0.3 * sec["alphas"] * len(sec["modes"])
+
+    return f
+
+
+def imp_target(wc):
+    return section(cell_of(wc), "imp_barrier")["sparsity"]
+
+
+def imp_chain_input(wc):
+    """A target file of the IMP chain: the round checkpoints exist once it does."""
+    return f"{run_of(wc)}/prune/S{fmt_s(imp_target(wc))}/model.pt"
+
+
+def imp_round_file(wc):
+    return f"{run_of(wc)}/prune/rounds/round{wc.round}.pt"
+
+
+def imp_tags(wc):
+    cell = cell_of(wc)
+    lineage = dict(imp_lineage(cell, imp_target(wc)))
+    if int(wc.round) not in lineage:
+        raise WorkflowError(f"IMP round {wc.round} is not on the way to sparsity {imp_target(wc)} (rounds {sorted(lineage)})")
+    return base_tags(wc, seed=wc.seed, sparsity=fmt_s(imp_target(wc)), branch="imp", round=wc.round,
+                     round_sparsity=fmt_s(lineage[int(wc.round)]))
+
+
+def plane_args(wc):
+    cell = cell_of(wc)
+    return f"{data_args(cell)} --grid {section(cell, 'plane')['grid']} {run_args(THREADS)}"
+
+
+def plane_epochs(cell, wc):
+    return 0.1 * section(cell, "plane")["grid"] ** 2
+
+
+# ----------------------------------------------------------------- figures.smk
+# Each produce_* yields (width, file) for one cell, so the same enumeration serves
+# the tidy tables (all widths) and the per-width manifest.
+
+
+def _dense_pairs(cell):
+    both = set()
+    for name in ("sweep", "lmc", "diversity", "early_matching", "plane"):
+        both.update(pairs(cell, name))
+    a_only = {p for p in pairs(cell, "imp_barrier") if p not in both}
+    return sorted(both), sorted(a_only)
+
+
+def _pruned_pairs(cell):
+    out = set()
+    for name in ("sweep", "imp_barrier", "plane", "diversity", "early_matching"):
+        out.update(pairs(cell, name))
+    return sorted(out)
+
+
+def _matched_pairs(cell):
+    out = set(pairs(cell, "sweep")) | set(pairs(cell, "lmc")) | set(pairs(cell, "plane"))
+    div = section(cell, "diversity")
+    if div:
+        out.update((w, diversity_anchor(div)) for w in div["widths"])
+    early = section(cell, "early_matching")
+    if early and cell["T"] in early["epochs"]:
+        out.update(pairs(cell, "early_matching"))
+    return sorted(out)
+
+
+def produce_runs(cell):
+    both, a_only = _dense_pairs(cell)
+    for w, s in both:
+        for net in ("A", "B"):
+            yield w, dense_file(cell, w, s, net, "result.json")
+    for w, s in a_only:
+        yield w, dense_file(cell, w, s, "A", "result.json")
+    for w, s in _pruned_pairs(cell):
+        for t in prune_targets(cell):
+            yield w, f"{run_dir(cell, w, s)}/prune/S{fmt_s(t)}/result.json"
+    sweep = section(cell, "sweep")
+    if sweep:
+        for w, s in pairs(cell, "sweep"):
+            for S in sweep["sparsities"]:
+                for k in sweep["rewind"]:
+                    for b in BRANCHES:
+                        yield w, f"{sparse_dir(cell, w, s, S, k, b)}/result.json"
+
+
+def produce_matches(cell):
+    for w, s in _matched_pairs(cell):
+        yield w, f"{run_dir(cell, w, s)}/match/perm.json"
+
+
+def produce_lmc(cell, name):
+    for w, s in pairs(cell, "lmc"):
+        yield w, f"{run_dir(cell, w, s)}/lmc/{name}"
+
+
+def produce_imp(cell, ext):
+    sec = section(cell, "imp_barrier")
+    if sec:
+        for w, s in pairs(cell, "imp_barrier"):
+            for r, _ in imp_lineage(cell, sec["sparsity"]):
+                yield w, f"{run_dir(cell, w, s)}/imp_barrier/round{r}.{ext}"
+
+
+def produce_plane(cell):
+    sec = section(cell, "plane")
+    if sec:
+        d = run_dir(cell, sec["width"], sec["seed"])
+        yield sec["width"], f"{d}/plane/S{fmt_s(sec['sparsity'])}/k{sec['k']}/plane.csv"
+
+
+def produce_ensembles(cell):
+    sec = section(cell, "diversity")
+    if sec:
+        for w in sec["widths"]:
+            for g in GROUPS:
+                yield w, f"{cell_dir(cell, w)}/ensembles/S{fmt_s(sec['sparsity'])}/k{sec['k']}/{g}.json"
+
+
+def produce_early(cell):
+    sec = section(cell, "early_matching")
+    if sec:
+        for w, s in pairs(cell, "early_matching"):
+            for S in sec["sparsities"]:
+                for e in sec["epochs"]:
+                    yield w, f"{early_permuted_dir(cell, w, s, e, S, sec['k'])}/result.json"
+                for b in ("lth", "naive"):
+                    yield w, f"{sparse_dir(cell, w, s, S, sec['k'], b)}/result.json"
+
+
+PRODUCERS = {
+    "runs": produce_runs,
+    "matches": produce_matches,
+    "lmc_curves": lambda c: produce_lmc(c, "curve.csv"),
+    "lmc_barriers": lambda c: produce_lmc(c, "barriers.json"),
+    "imp_curves": lambda c: produce_imp(c, "csv"),
+    "imp_barriers": lambda c: produce_imp(c, "json"),
+    "plane": produce_plane,
+    "ensembles": produce_ensembles,
+    "early": produce_early,
+}
+
+
+def tidy_files(exp, table):
+    files = []
+    for cell in cells_of(exp):
+        files.extend(f for _, f in PRODUCERS[table](cell))
+    return list(dict.fromkeys(files))
+
+
+def has_section(exp, name):
+    return any(section(c, name) for c in cells_of(exp))
+
+
+def sweep_union(exp, key):
+    out = set()
+    for c in cells_of(exp):
+        if section(c, "sweep"):
+            out.update(section(c, "sweep")[key])
+    return sorted(out)
+
+
+def figure_names(exp):
+    metrics = EXPERIMENTS[exp]["metrics"]
+    names = []
+    for name, (kind, metric, sec) in FIGURES.items():
+        if not has_section(exp, sec):
+            continue
+        if metric is not None and metric not in metrics:
+            continue
+        if kind == "accuracy_vs_sparsity" and len(sweep_union(exp, "sparsities")) < 2:
+            continue
+        names.append(name)
+    return names
+
+
+def table_kinds(exp):
+    return [kind for kind, (_, sec) in TABLES.items() if has_section(exp, sec)]
+
+
+def experiment_targets(exp):
+    out = [exp_file(exp, "summary.md")]
+    for name in figure_names(exp):
+        out += [exp_file(exp, "figures", f"{name}.pdf"), exp_file(exp, "figures", f"{name}.png")]
+    for kind in table_kinds(exp):
+        out += [exp_file(exp, "tables", f"{kind}.csv"), exp_file(exp, "tables", f"{kind}.md")]
+    return out
+
+
+def all_targets(wc):
+    return [f for exp in EXPERIMENTS for f in experiment_targets(exp)]
+
+
+def collect_inputs(wc):
+    files = tidy_files(wc.experiment, wc.table)
+    if not files:
+        raise WorkflowError(f"experiment {wc.experiment} produces nothing for the {wc.table} table "
+                            f"(no cell has the study that fills it)")
+    return files
+
+
+def figure_extra(kind, metric):
+    def f(wc):
+        a = f" --metric {metric}" if metric else ""
+        if kind == "accuracy_vs_sparsity":
+            ks = EXPERIMENTS[wc.experiment].get("sparsity_figure_ks") or sweep_union(wc.experiment, "rewind")
+            a += f" --ks {','.join(map(str, ks))}"
+        return a
+
+    return f
+
+
+def table_extra(kind):
+    def f(wc):
+        if kind == "early_matching":
+            k = next(section(c, "early_matching")["k"] for c in cells_of(wc.experiment) if section(c, "early_matching"))
+            return f" --k {k}"
+        return ""
+
+    return f
+
+
+def summary_inputs(wc):
+    d = {"runs": exp_file(wc.experiment, "tidy", "runs.csv")}
+    if tidy_files(wc.experiment, "matches"):
+        d["matches"] = exp_file(wc.experiment, "tidy", "matches.csv")
+    if has_section(wc.experiment, "lmc"):
+        d["barriers"] = exp_file(wc.experiment, "tidy", "lmc_barriers.csv")
+    return d
+
+
+def summary_args(wc, input):
+    return " ".join(f"--{key} {q(path)}" for key, path in input.items())
+
+
+def width_files(wc):
+    cell = cell_of(wc)
+    w = int(wc.width)
+    files = []
+    for produce in PRODUCERS.values():
+        files.extend(f for fw, f in produce(cell) if fw == w)
+    return list(dict.fromkeys(files))
+
+
+def _early_ks_consistent():
+    for exp in EXPERIMENTS:
+        ks = {section(c, "early_matching")["k"] for c in cells_of(exp) if section(c, "early_matching")}
+        if len(ks) > 1:
+            config_error(f"experiments.{exp}: the early_matching sections use different k {sorted(ks)}; "
+                         f"Table 15 is drawn at one rewind point, so use one k per experiment")
+
+
+_early_ks_consistent()

@@ -1,0 +1,37 @@
+# Dense models A and B: trained once per experiment, cell, width and seed, and
+# shared by every sparsity, rewind point and study of that cell.
+#
+# The rewind checkpoints dense/{net}/ckpt/epoch{k}.pt (every rewind point and
+# early-matching epoch of the cell, common.save_epochs) are written by the same
+# job but are not declared outputs: Snakemake deletes declared outputs before
+# re-running a job, which would throw away checkpoints that a run resumed from
+# its .resume.pt (after a kill or time-out) cannot write again. Jobs that read a
+# checkpoint depend on final.pt and get the checkpoint path as a parameter.
+# --save-epochs is a parameter, so changing the rewind points retrains.
+
+
+rule dense:
+    input:
+        data=data_input,
+    output:
+        final="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/dense/{net}/final.pt",
+        result="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/dense/{net}/result.json",
+        metrics="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/dense/{net}/metrics.csv",
+        predictions="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/dense/{net}/predictions.pt",
+    params:
+        gpu=GPU_WRAP,
+        args=dense_params,
+        out_dir=lambda wc, output: os.path.dirname(output.final),
+    log:
+        "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/dense_{net}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/dense_{net}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=mem_mb,
+        runtime=runtime(lambda cell, wc: cell["T"]),
+        **GPU,
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.gpu}python -m sparsebasin train {params.args} --out-dir {params.out_dir:q} > {log:q} 2>&1"

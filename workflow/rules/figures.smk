@@ -1,0 +1,142 @@
+# Collect -> figures, tables, summary (per experiment), and the per-width manifest.
+#   results/{experiment}/tidy/{table}.csv         tidy tables (collect)
+#   results/{experiment}/figures/{name}.{pdf,png}  one rule per figure (figure_<name>)
+#   results/{experiment}/tables/{kind}.{csv,md}    one rule per table (table_<kind>)
+#   results/{experiment}/summary.md
+#   results/{experiment}/{dataset}-{model}-w{width}/manifest.txt   every result of one width
+# Captions: workflow/report/<kind>.rst (snakemake --report report.html).
+
+
+rule collect:
+    input:
+        collect_inputs,
+    output:
+        "results/{experiment}/tidy/{table}.csv",
+    log:
+        "results/{experiment}/logs/collect_{table}.log",
+    benchmark:
+        "results/{experiment}/benchmarks/collect_{table}.tsv"
+    threads: 1
+    resources:
+        mem_mb=light_mem,
+        runtime=light_runtime,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m sparsebasin collect --inputs {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+for _name, (_kind, _metric, _table) in FIGURE_RULES.items():
+
+    rule:
+        name:
+            f"figure_{_name}"
+        input:
+            table=f"results/{{experiment}}/tidy/{_table}.csv",
+        output:
+            pdf=report(
+                f"results/{{experiment}}/figures/{_name}.pdf",
+                caption=f"../report/{_kind}.rst",
+                category="{experiment}",
+                subcategory="figures",
+            ),
+            png=report(
+                f"results/{{experiment}}/figures/{_name}.png",
+                caption=f"../report/{_kind}.rst",
+                category="{experiment}",
+                subcategory="figures",
+            ),
+        params:
+            kind=_kind,
+            extra=figure_extra(_kind, _metric),
+        log:
+            f"results/{{experiment}}/logs/figure_{_name}.log",
+        benchmark:
+            f"results/{{experiment}}/benchmarks/figure_{_name}.tsv"
+        threads: 1
+        resources:
+            mem_mb=light_mem,
+            runtime=light_runtime,
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m sparsebasin figure --kind {params.kind} --table {input.table:q}{params.extra}"
+            " --out {output.pdf:q} --png {output.png:q} > {log:q} 2>&1"
+
+
+for _kind, (_table, _sec) in TABLES.items():
+
+    rule:
+        name:
+            f"table_{_kind}"
+        input:
+            table=f"results/{{experiment}}/tidy/{_table}.csv",
+        output:
+            csv=report(
+                f"results/{{experiment}}/tables/{_kind}.csv",
+                caption=f"../report/{_kind}.rst",
+                category="{experiment}",
+                subcategory="tables",
+            ),
+            md=report(
+                f"results/{{experiment}}/tables/{_kind}.md",
+                caption=f"../report/{_kind}.rst",
+                category="{experiment}",
+                subcategory="tables",
+            ),
+        params:
+            kind=_kind,
+            extra=table_extra(_kind),
+        log:
+            f"results/{{experiment}}/logs/table_{_kind}.log",
+        benchmark:
+            f"results/{{experiment}}/benchmarks/table_{_kind}.tsv"
+        threads: 1
+        resources:
+            mem_mb=light_mem,
+            runtime=light_runtime,
+        conda:
+            CONDA_ENV
+        shell:
+            "python -m sparsebasin table --kind {params.kind} --table {input.table:q}{params.extra}"
+            " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
+
+
+rule summary:
+    input:
+        unpack(summary_inputs),
+    output:
+        "results/{experiment}/summary.md",
+    params:
+        args=summary_args,
+    log:
+        "results/{experiment}/logs/summary.log",
+    benchmark:
+        "results/{experiment}/benchmarks/summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=light_mem,
+        runtime=light_runtime,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m sparsebasin summary {params.args} --out {output:q} > {log:q} 2>&1"
+
+
+rule manifest:
+    input:
+        width_files,
+    output:
+        "results/{experiment}/{dataset}-{model}-w{width}/manifest.txt",
+    log:
+        "results/{experiment}/logs/{dataset}-{model}-w{width}/manifest.log",
+    benchmark:
+        "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/manifest.tsv"
+    threads: 1
+    resources:
+        mem_mb=100,
+        runtime=1,
+    conda:
+        CONDA_ENV
+    shell:
+        "printf '%s\\n' {input:q} > {output:q} 2> {log:q}"
