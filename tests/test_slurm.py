@@ -65,35 +65,45 @@ ACCOUNT = "sparsebasin_test"
 SNAKEMAKE_TIMEOUT = 900  # a misconfigured status command hangs instead of failing
 
 
-def _rules_on_gpu(profile: Path) -> set[str]:
-    return set(yaml.safe_load(profile.read_text())["set-resources"])
-
-
-def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env):  # noqa: F811
-    cluster = local_slurm
+def _prepare(cluster, tmp_path: Path, cli_env: dict, **config) -> tuple[Path, dict, list[str]]:
+    """A repository copy with the user's one edit (the EDIT block of
+    slurm/config.yaml filled in for the test cluster), the tiny config, and
+    the command a user types in the repository root, plus the test overlay
+    profile (squeue status polling: the test cluster has no slurmdbd)."""
     work = copy_workflow(REPO, tmp_path / "repo")
-    # the user's one edit: the EDIT block of slurm/config.yaml
-    profile = work / "slurm" / "config.yaml"
-    edit_cluster_block(profile, account=ACCOUNT, partition="cpu", gpu_partition="gpu", gpu_model=cluster.gpu_type)
-    gpu_rules = _rules_on_gpu(profile)
-    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
-
+    edit_cluster_block(work / "slurm" / "config.yaml", account=ACCOUNT, partition="cpu",
+                       gpu_partition="gpu", gpu_model=cluster.gpu_type)
+    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY | config, sort_keys=False))
     env = dict(cli_env, SLURM_CONF=cluster.env["SLURM_CONF"])
-    cmd = [
-        sys.executable, "-m", "snakemake", "--profile", "slurm", "--profile", str(TEST_PROFILE),
-        "--configfile", "tiny.yaml", "--verbose",
-    ]
-    # typed literally in the repository root, as docs/cluster.md says
-    dry = subprocess.run(cmd + ["--dry-run"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
-    assert dry.returncode == 0, dry.stdout + dry.stderr
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "--profile", str(TEST_PROFILE),
+           "--configfile", "tiny.yaml", "--verbose"]
+    return work, env, cmd
 
+
+def _run(cmd, work, env, tmp_path, name):
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=SNAKEMAKE_TIMEOUT)
     seconds = time.monotonic() - t0
     log = proc.stdout + proc.stderr
-    (tmp_path / "snakemake.log").write_text(log)
+    (tmp_path / f"{name}.log").write_text(log)
+    assert "Using profiles slurm and" in proc.stderr, proc.stderr[-3000:]
+    return proc, log, seconds
+
+
+def _rule(info: dict) -> str:
+    return info["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+
+
+def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env):  # noqa: F811
+    """device=cpu: every job of the tiny study is a SLURM job on the CPU
+    partition under the configured account, and the study completes."""
+    cluster = local_slurm
+    work, env, cmd = _prepare(cluster, tmp_path, cli_env)
+    dry = subprocess.run(cmd + ["--dry-run"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+
+    proc, log, seconds = _run(cmd, work, env, tmp_path, "snakemake")
     assert proc.returncode == 0, log[-20000:]
-    assert "Using profiles slurm and" in proc.stderr
 
     # --- every job went through sbatch --------------------------------------
     uuid = run_id(log)
@@ -101,39 +111,31 @@ def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env):  # noqa: 
     assert jobs, "Snakemake reported no SLURM submissions"
     ids = [j["slurm_id"] for j in jobs]
     assert len(set(ids)) == len(ids)
-    # each rule's jobs; localrules (all, prepare, download) run in Snakemake
     squeue = {row["id"]: row for row in cluster.squeue_all(name=uuid)}
     assert set(squeue) == set(ids), f"squeue -t all --name {uuid}: {sorted(squeue)} vs submitted {sorted(ids)}"
-    rules_seen = {}
+    rules_seen: dict[str, list[str]] = {}
     for j in jobs:
         info = cluster.scontrol_job(j["slurm_id"])
         assert info["JobName"] == uuid
         assert info["JobState"] == "COMPLETED", (j, info.get("JobState"), info.get("Reason"))
         assert info["WorkDir"] == str(work)
         assert info["Account"] == ACCOUNT
-        rule = info["Comment"].removeprefix("rule_").split("_wildcards_")[0]
-        rules_seen.setdefault(rule, []).append(j["slurm_id"])
-        if rule in gpu_rules:
-            # the GPU block: GPU partition and one GPU of the configured model
-            assert info["Partition"] == "gpu", (rule, info["Partition"])
-            assert f"gres:gpu:{cluster.gpu_type}:1" in info.get("TresPerJob", ""), (rule, info.get("TresPerJob"))
-        else:
-            assert info["Partition"] == "cpu", (rule, info["Partition"])
-            assert "gpu" not in info.get("TresPerJob", "(null)").lower(), (rule, info.get("TresPerJob"))
+        assert info["Partition"] == "cpu", (j, info["Partition"])
+        assert info.get("TresPerJob", "(null)") == "(null)", ("no GPU with device=cpu", j, info.get("TresPerJob"))
+        rules_seen.setdefault(_rule(info), []).append(j["slurm_id"])
         assert Path(j["log"]).is_file(), f"no SLURM log for job {j['slurm_id']}"
-
-    # the main stages all ran as SLURM jobs
     for rule in ("dense", "match", "sparse"):
-        assert any(r.startswith(rule) for r in rules_seen), f"no SLURM job for a {rule} rule: {sorted(rules_seen)}"
-    assert any(r in gpu_rules for r in rules_seen)
+        assert rule in rules_seen, f"no SLURM job for rule {rule}: {sorted(rules_seen)}"
+    assert any(r.startswith("prune_") for r in rules_seen), sorted(rules_seen)
+    # localrules (all, prepare) ran inside Snakemake, not as SLURM jobs
+    assert "prepare" not in rules_seen and "all" not in rules_seen
 
     # --- the outputs: three sparse branches, summary --------------------------
     results = work / "results" / "slurmtest"
     branches = sorted(results.glob("mnist1d-mlp-w1/seed0/sparse/S0.5/k0/*/result.json"))
     assert {p.parent.name for p in branches} == {"lth", "naive", "permuted"}
     for p in branches:
-        res = json.loads(p.read_text())
-        assert 0.0 <= res["test_acc"] <= 1.0
+        assert 0.0 <= json.loads(p.read_text())["test_acc"] <= 1.0
     assert (results / "summary.md").is_file()
 
     record("e2e_seconds", round(seconds, 1))
@@ -141,4 +143,41 @@ def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env):  # noqa: 
     record("e2e_rules", {r: len(v) for r, v in sorted(rules_seen.items())})
     print(f"\nSLURM end to end: {len(ids)} jobs in {seconds:.1f}s "
           f"(cluster bring-up {cluster.bringup_seconds:.1f}s); rules: "
-          + ", ".join(f"{r}x{len(v)}" for r, v in sorted(rules_seen.items())))
+          + ", ".join(f"{r} x{len(v)}" for r, v in sorted(rules_seen.items())))
+
+
+def test_gpu_step_gets_a_gpu_of_the_model_and_is_retried(local_slurm, tmp_path, cli_env):  # noqa: F811
+    """device=cuda: the dense training job asks for gpu=1, the profile's GPU
+    block adds the GPU partition and model, and SLURM allocates one fake GPU
+    of that model. This machine has no CUDA, so the step itself fails
+    ("CUDA is not available"); Snakemake then resubmits it once (--retries 1)
+    with the runtime grown by the attempt."""
+    cluster = local_slurm
+    work, env, cmd = _prepare(cluster, tmp_path, cli_env, device="cuda")
+    target = "results/slurmtest/mnist1d-mlp-w1/seed0/dense/A/final.pt"
+    proc, log, seconds = _run(cmd + ["--retries", "1", target], work, env, tmp_path, "snakemake-gpu")
+    assert proc.returncode != 0, "a CUDA job cannot succeed on this machine"
+
+    jobs = submitted_jobs(log)
+    infos = [cluster.scontrol_job(j["slurm_id"]) for j in jobs]
+    dense = [i for i in infos if _rule(i) == "dense"]
+    assert len(dense) == 2, f"expected the dense job and one retry, got {[(_rule(i), i['JobId']) for i in infos]}"
+    for info in dense:
+        assert info["Partition"] == "gpu", info["Partition"]
+        assert info["TresPerJob"] == f"gres:gpu:{cluster.gpu_type}:1", info.get("TresPerJob")
+        assert info["Account"] == ACCOUNT
+        assert info["JobState"] == "FAILED", info["JobState"]
+    assert "Trying to restart job" in log
+    first, second = (_minutes(i["TimeLimit"]) for i in dense)
+    assert second > first, ("runtime must grow with the attempt", first, second)
+    logs = list((work / "results" / "slurmtest" / "logs").rglob("*.log"))
+    assert any("CUDA is not available" in p.read_text(errors="replace") for p in logs), (
+        "the dense step should have run with --device cuda and stopped on the missing CUDA", logs)
+    record("gpu_retry_seconds", round(seconds, 1))
+
+
+def _minutes(limit: str) -> int:
+    """Slurm TimeLimit [D-]HH:MM:SS -> minutes."""
+    days, _, hms = limit.rpartition("-")
+    h, m, s = (int(x) for x in hms.split(":"))
+    return int(days or 0) * 1440 + h * 60 + m + (1 if s else 0)

@@ -36,20 +36,27 @@ def test_profile_uses_the_slurm_executor_with_retries(profile):
 
 
 def test_cluster_block_is_the_one_place_for_account_partition_gpu_model(profile):
-    """Account and CPU partition are default resources; the GPU steps share one
-    anchored mapping (partition + gpu_model). Nothing else sets them."""
+    """Account and CPU partition are default resources; the GPU steps' partition
+    and GPU model are the pseudo rule `gpu_steps` (slurm/gpu_steps.smk applies
+    it to every rule with gpu). Nothing else in the profile sets them."""
     defaults = profile["default-resources"]
     assert {"slurm_account", "slurm_partition"} <= set(defaults)
-    gpu_steps = profile["set-resources"]
-    assert gpu_steps, "set-resources lists the GPU steps"
-    blocks = list(gpu_steps.values())
-    assert all(b is blocks[0] for b in blocks), "every GPU step must alias the one &gpu_step mapping"
-    assert set(blocks[0]) == {"slurm_partition", "gpu_model"}, (
+    assert "gpu_model" not in defaults, "a default gpu_model makes the plugin request a GPU for every job"
+    assert set(profile["set-resources"]) == {"gpu_steps"}
+    assert set(profile["set-resources"]["gpu_steps"]) == {"slurm_partition", "gpu_model"}, (
         "set-resources overrides the rules' own resources: keep mem_mb/runtime out of it"
     )
     text = PROFILE.read_text()
     for key in ("slurm_account:", "gpu_model:"):
-        assert text.count(key) == 1, f"{key} must appear once (the EDIT block)"
+        assert len(re.findall(rf"^\s+{key}", text, re.M)) == 1, f"{key} must appear once (the EDIT block)"
+
+
+def test_snakefile_applies_the_gpu_steps_block():
+    text = (REPO / "Snakefile").read_text()
+    assert re.search(r'^include:\s*"slurm/gpu_steps.smk"', text, re.M), (
+        'the Snakefile must end with include: "slurm/gpu_steps.smk" (after every rule), '
+        "or the profile's GPU partition and model reach no job"
+    )
 
 
 def test_profile_leaves_threads_and_status_polling_to_defaults(profile):
@@ -72,7 +79,17 @@ def _snakemake(args, cwd, env, timeout=300):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
+    """A copy of the repository, profile untouched."""
     return copy_workflow(REPO, tmp_path_factory.mktemp("slurm-profile"))
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory) -> Path:
+    """A copy whose slurm/config.yaml EDIT block is filled in as a user would."""
+    work = copy_workflow(REPO, tmp_path_factory.mktemp("slurm-profile-filled"))
+    edit_cluster_block(work / "slurm" / "config.yaml", account="acct", partition="cpu",
+                       gpu_partition="gpu", gpu_model="testgpu")
+    return work
 
 
 def test_dry_run_from_repository_root_finds_the_profile(workdir, cli_env):
@@ -104,28 +121,32 @@ def _jobs_with_resources(text: str) -> list[tuple[str, dict]]:
     return jobs
 
 
-def test_gpu_block_covers_exactly_the_gpu_steps(workdir, cli_env):
-    """With device=cuda, the rules that ask for a GPU (gpu=1) are exactly the
-    rules listed in the profile's GPU block, so the GPU model and partition
-    reach every GPU job and no CPU job asks for a GPU (the plugin requests a
-    GPU for any job that has gpu_model set)."""
-    edit_cluster_block(workdir / "slurm" / "config.yaml", account="acct", partition="cpu",
-                       gpu_partition="gpu", gpu_model="testgpu")
+def test_gpu_block_reaches_exactly_the_gpu_steps(filled, cli_env):
+    """With device=cuda every job that asks for a GPU (gpu=1) gets the GPU
+    block's partition and model, and no other job does (the plugin requests a
+    GPU for any job with a gpu_model). The dry run covers the default config,
+    which runs every study."""
     proc = _snakemake(
-        ["--profile", "slurm", "--dry-run", "--forceall", "--config", "device=cuda"], workdir, cli_env
+        ["--profile", "slurm", "--dry-run", "--forceall", "--config", "device=cuda"], filled, cli_env
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs = _jobs_with_resources(proc.stdout + proc.stderr)
     assert jobs, "the dry run printed no job resources"
     gpu_rules = {r for r, res in jobs if res.get("gpu") == "1"}
-    model_rules = {r for r, res in jobs if res.get("gpu_model") == "testgpu"}
-    assert gpu_rules, "no rule asks for gpu=1 with device=cuda"
-    assert model_rules == gpu_rules, (
-        f"GPU block lists {sorted(model_rules)}, but the GPU steps are {sorted(gpu_rules)}"
-    )
+    assert {"dense", "match", "sparse"} <= gpu_rules, sorted(gpu_rules)
+    assert any(r.startswith("prune_") for r in gpu_rules), "per-cell prune rules must get the GPU block too"
     for rule, res in jobs:
-        assert res.get("slurm_partition") == ("gpu" if rule in gpu_rules else "cpu"), (rule, res)
+        if res.get("gpu") == "1":
+            assert res.get("gpu_model") == "testgpu" and res.get("slurm_partition") == "gpu", (rule, res)
+        else:
+            assert not res.get("gpu_model") and res.get("slurm_partition") == "cpu", (rule, res)
         assert res.get("slurm_account") == "acct", (rule, res)
-    listed = set(yaml.safe_load(PROFILE.read_text())["set-resources"])
-    rules = set(_snakemake(["--list-rules"], workdir, cli_env).stdout.split())
-    assert listed <= rules, f"the GPU block names rules that do not exist: {sorted(listed - rules)}"
+
+
+def test_gpu_block_is_inert_on_cpu(filled, cli_env):
+    """device=cpu: no job asks for a GPU, so the GPU block (even filled in)
+    reaches no job and nothing requests a GPU."""
+    proc = _snakemake(["--profile", "slurm", "--dry-run", "--forceall"], filled, cli_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for rule, res in _jobs_with_resources(proc.stdout + proc.stderr):
+        assert "gpu" not in res and not res.get("gpu_model"), (rule, res)
