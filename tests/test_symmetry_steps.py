@@ -12,7 +12,7 @@ from sparsebasin import cli
 from sparsebasin.checkpoints import data_meta, load_checkpoint, load_mask, model_from_checkpoint, save_checkpoint, save_mask
 from sparsebasin.data import dataset_info, mnist1d
 from sparsebasin.models import build_model, prunable_keys
-from sparsebasin.symmetry import permutation_spec, permute_state
+from sparsebasin.symmetry import permute_state
 from sparsebasin.symmetry.permfile import load_permutation
 
 SMALL = mnist1d.MNIST1DConfig(n_train=300, n_test=100, seed=0)
