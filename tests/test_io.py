@@ -75,3 +75,12 @@ def test_provenance_has_code_version_and_config():
     assert p["config"] == {"lr": 0.1} and p["seeds"] == {"seed": 3}
     assert p["sparsebasin_version"] and p["torch_version"] == torch.__version__
     assert "git_commit" in p
+
+
+def test_outputs_follow_umask_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        io.write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
