@@ -15,6 +15,10 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# envs/sparsebasin.yaml installs this repository with `pip install -e ${SPARSEBASIN_ROOT}`
+os.environ.setdefault("SPARSEBASIN_ROOT", workflow.basedir)
+
+
 include: "workflow/rules/common.smk"  # validates the config first
 
 

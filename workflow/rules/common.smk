@@ -406,8 +406,13 @@ def optim_args(opt, epochs):
     return a
 
 
-def run_args(threads):
-    return f"--device {DEVICE} --threads {threads} --progress log"
+def run_args():
+    """Device and progress; the rules add --threads {threads} (the job's threads)."""
+    return f"--device {DEVICE} --progress log"
+
+
+def cell_threads(wc):
+    return cell_of(wc).get("threads", THREADS)
 
 
 # Seeds (docs/workflow.md): for seed index s, dense A uses init/data seed 2s and
@@ -513,7 +518,7 @@ def dense_params(wc):
             data_args(cell),
             model_args(cell, wc.width),
             optim_args(cell["dense"], cell["T"]),
-            run_args(THREADS),
+            run_args(),
             f"--seed {dense_seed(wc.seed, wc.net)}",
             f"--save-epochs {','.join(map(str, save_epochs(cell))) or q('')}",
             base_tags(wc, seed=wc.seed, branch="dense", net=wc.net),
@@ -530,7 +535,7 @@ def match_params(wc):
     a = f"{data_args(cell)} --method {m['method']} --stat {m['stat']} --batch-size {m['batch_size']}"
     if "batches" in m:
         a += f" --batches {m['batches']}"
-    return f"{a} {run_args(THREADS)}"
+    return f"{a} {run_args()}"
 
 
 def early_b(wc):
@@ -559,7 +564,7 @@ def prune_params(cell):
             a += f" --{key.replace('_', '-')} {p[key]}"
     if "augment" in cell["dense"]:
         a += f" --augment {cell['dense']['augment']}"
-    return f"{a} {run_args(THREADS)}"
+    return f"{a} {run_args()}"
 
 
 def prune_epochs(cell):
@@ -592,7 +597,7 @@ def sparse_args(wc, data_seed_of):
         [
             data_args(cell),
             optim_args(cell["sparse"], cell["T"] - int(wc.k)),
-            run_args(THREADS),
+            run_args(),
             f"--seed {sparse_seed(data_seed_of)}",
         ]
     )
@@ -654,7 +659,7 @@ def interp_args(name):
     def f(wc):
         cell = cell_of(wc)
         sec = section(cell, name)
-        return f"{data_args(cell)} --alphas {sec['alphas']} --modes {','.join(sec['modes'])} {run_args(THREADS)}"
+        return f"{data_args(cell)} --alphas {sec['alphas']} --modes {','.join(sec['modes'])} {run_args()}"
 
     return f
 
@@ -694,7 +699,7 @@ def imp_tags(wc):
 
 def plane_args(wc):
     cell = cell_of(wc)
-    return f"{data_args(cell)} --grid {section(cell, 'plane')['grid']} {run_args(THREADS)}"
+    return f"{data_args(cell)} --grid {section(cell, 'plane')['grid']} {run_args()}"
 
 
 def plane_epochs(cell, wc):

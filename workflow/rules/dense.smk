@@ -26,7 +26,7 @@ rule dense:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/dense_{net}.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/dense_{net}.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(lambda cell, wc: cell["T"]),
@@ -34,4 +34,4 @@ rule dense:
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin train {params.args} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "{params.gpu}python -m sparsebasin train {params.args} --threads {threads} --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -21,7 +21,7 @@ rule lmc:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/lmc.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/lmc.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(interp_epochs("lmc")),
@@ -30,7 +30,7 @@ rule lmc:
         CONDA_ENV
     shell:
         "{params.gpu}python -m sparsebasin interpolate --a {input.a:q} --b {input.b:q} --permutation {input.perm:q}"
-        " {params.args} {params.tags} --out {output.curve:q} --barriers {output.barriers:q} > {log:q} 2>&1"
+        " {params.args} --threads {threads} {params.tags} --out {output.curve:q} --barriers {output.barriers:q} > {log:q} 2>&1"
 
 
 rule imp_barrier:
@@ -50,7 +50,7 @@ rule imp_barrier:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/imp_barrier_round{round}.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/imp_barrier_round{round}.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(interp_epochs("imp_barrier")),
@@ -59,7 +59,7 @@ rule imp_barrier:
         CONDA_ENV
     shell:
         "{params.gpu}python -m sparsebasin interpolate --a {input.a:q} --b {params.b:q}"
-        " {params.args} {params.tags} --out {output.curve:q} --barriers {output.barriers:q} > {log:q} 2>&1"
+        " {params.args} --threads {threads} {params.tags} --out {output.curve:q} --barriers {output.barriers:q} > {log:q} 2>&1"
 
 
 rule plane:
@@ -79,7 +79,7 @@ rule plane:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/plane_S{sparsity}_k{k}.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/plane_S{sparsity}_k{k}.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(plane_epochs),
@@ -88,4 +88,4 @@ rule plane:
         CONDA_ENV
     shell:
         "{params.gpu}python -m sparsebasin plane --origin {input.origin:q} --p1 {input.lth:q} --p2 {input.permuted:q}"
-        " --p2-permutation {input.perm:q} --inverse {params.args} {params.tags} --out {output:q} > {log:q} 2>&1"
+        " --p2-permutation {input.perm:q} --inverse {params.args} --threads {threads} {params.tags} --out {output:q} > {log:q} 2>&1"

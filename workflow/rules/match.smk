@@ -20,7 +20,7 @@ rule match:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/match.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/match.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(lambda cell, wc: 1),
@@ -28,7 +28,7 @@ rule match:
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin match --a {input.a:q} --b {input.b:q} {params.args} {params.tags}"
+        "{params.gpu}python -m sparsebasin match --a {input.a:q} --b {input.b:q} {params.args} --threads {threads} {params.tags}"
         " --out {output.perm:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
@@ -50,7 +50,7 @@ rule match_early:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/match_early_e{epoch}.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/match_early_e{epoch}.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(lambda cell, wc: 1),
@@ -58,7 +58,7 @@ rule match_early:
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin match --a {params.a:q} --b {params.b:q} {params.args} {params.tags}"
+        "{params.gpu}python -m sparsebasin match --a {params.a:q} --b {params.b:q} {params.args} --threads {threads} {params.tags}"
         " --out {output.perm:q} --summary {output.summary:q} > {log:q} 2>&1"
 
 
@@ -78,7 +78,7 @@ rule match_cross:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/match_cross_B{other}.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/match_cross_B{other}.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(lambda cell, wc: 1),
@@ -86,5 +86,5 @@ rule match_cross:
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin match --a {input.a:q} --b {input.b:q} {params.args} {params.tags}"
+        "{params.gpu}python -m sparsebasin match --a {input.a:q} --b {input.b:q} {params.args} --threads {threads} {params.tags}"
         " --out {output.perm:q} --summary {output.summary:q} > {log:q} 2>&1"

@@ -32,7 +32,7 @@ for _cell in CELLS:
             f"results/{_cell['experiment']}/logs/{_cell['name']}-w{{width}}/seed{{seed}}/prune.log",
         benchmark:
             f"results/{_cell['experiment']}/benchmarks/{_cell['name']}-w{{width}}/seed{{seed}}/prune.tsv"
-        threads: THREADS
+        threads: _cell.get("threads", THREADS)
         resources:
             mem_mb=lambda wc, attempt, _c=_cell: train_mem(_c, wc.width, attempt),
             runtime=lambda wc, attempt, _c=_cell: train_minutes(_c, wc.width, prune_epochs(_c), attempt),
@@ -40,7 +40,7 @@ for _cell in CELLS:
         conda:
             CONDA_ENV
         shell:
-            "{params.gpu}python -m sparsebasin prune --checkpoint {input.a:q} {params.args} --seed {params.seed}"
+            "{params.gpu}python -m sparsebasin prune --checkpoint {input.a:q} {params.args} --threads {threads} --seed {params.seed}"
             " {params.tags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 

@@ -30,7 +30,7 @@ rule sparse:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/sparse_S{sparsity}_k{k}_{branch}.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/sparse_S{sparsity}_k{k}_{branch}.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(sparse_epochs),
@@ -39,7 +39,7 @@ rule sparse:
         CONDA_ENV
     shell:
         "{params.gpu}python -m sparsebasin sparse --init {params.init:q} --mask {input.mask:q} --branch {params.branch}"
-        " {params.args} {params.tags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " {params.args} --threads {threads} {params.tags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule sparse_early:
@@ -63,7 +63,7 @@ rule sparse_early:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/sparse_early_e{epoch}_S{sparsity}_k{k}.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/sparse_early_e{epoch}_S{sparsity}_k{k}.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(sparse_epochs),
@@ -72,7 +72,7 @@ rule sparse_early:
         CONDA_ENV
     shell:
         "{params.gpu}python -m sparsebasin sparse --init {params.init:q} --mask {input.mask:q} --branch {params.branch}"
-        " {params.args} {params.tags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " {params.args} --threads {threads} {params.tags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule sparse_cross:
@@ -96,7 +96,7 @@ rule sparse_cross:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/sparse_cross_B{other}_S{sparsity}_k{k}_{xbranch}.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/sparse_cross_B{other}_S{sparsity}_k{k}_{xbranch}.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(sparse_epochs),
@@ -105,7 +105,7 @@ rule sparse_cross:
         CONDA_ENV
     shell:
         "{params.gpu}python -m sparsebasin sparse --init {params.init:q} --mask {input.mask:q} --branch {params.branch}"
-        " {params.args} {params.tags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " {params.args} --threads {threads} {params.tags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule sparse_dataorder:
@@ -129,7 +129,7 @@ rule sparse_dataorder:
         "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/sparse_dataorder_d{other}_S{sparsity}_k{k}.log",
     benchmark:
         "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/sparse_dataorder_d{other}_S{sparsity}_k{k}.tsv"
-    threads: THREADS
+    threads: cell_threads
     resources:
         mem_mb=mem_mb,
         runtime=runtime(sparse_epochs),
@@ -138,4 +138,4 @@ rule sparse_dataorder:
         CONDA_ENV
     shell:
         "{params.gpu}python -m sparsebasin sparse --init {params.init:q} --mask {input.mask:q} --branch {params.branch}"
-        " {params.args} {params.tags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " {params.args} --threads {threads} {params.tags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
