@@ -89,8 +89,23 @@ def test_rerun_is_a_noop_and_other_settings_refused(env, chained):
     again = _run(env, "chain")
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == before
     assert again["targets"] == chained["targets"]
-    with pytest.raises(UserError, match=r"other settings \(train.lr 0.02 -> 0.5\)"):
-        _run(env, "chain", ft_cfg=resolve_config(FT, lr=0.5))
+    with pytest.raises(UserError, match=rf"other settings \(train.lr {FT.lr} -> 0.777\)"):
+        _run(env, "chain", ft_cfg=resolve_config(FT, lr=0.777))
+
+
+def test_deleted_outputs_rebuilt_from_rounds(env, chained):
+    # a workflow may delete its declared outputs before rerunning: finished rounds still count
+    out = env[0] / "chain"
+    mask_before = checkpoints.load_mask(out / "S0.8" / "mask.pt")["mask"]
+    rounds_before = {p: p.stat().st_mtime_ns for p in (out / "rounds").glob("*.pt")}
+    for f in ("rounds.json", "S0.8/mask.pt", "S0.8/model.pt", "S0.5/sparsity.json"):
+        (out / f).unlink()
+    again = _run(env, "chain")
+    assert {p: p.stat().st_mtime_ns for p in (out / "rounds").glob("*.pt")} == rounds_before
+    mask_after = checkpoints.load_mask(out / "S0.8" / "mask.pt")["mask"]
+    assert all(torch.equal(mask_before[k], mask_after[k]) for k in mask_before)
+    assert (out / "S0.5" / "sparsity.json").exists() and (out / "S0.8" / "model.pt").exists()
+    assert [r["test_acc"] for r in again["rounds"]] == [r["test_acc"] for r in chained["rounds"]]
 
 
 def test_chain_equals_one_run_per_target(env, chained):

@@ -68,6 +68,28 @@ def _round_done(out: Path, r: int) -> bool:
     return (out / round_path(r)).exists() and (out / round_mask_path(r)).exists()
 
 
+def _finished_rounds(out: Path, schedule: list[Round], config: dict) -> dict[int, dict]:
+    """round -> its stats, for the rounds already on disk; refuse rounds of a run with other settings.
+
+    The settings are read from each round's mask file (its provenance), not
+    from rounds.json, so a workflow that deletes its declared outputs before
+    rerunning still resumes from the finished rounds.
+    """
+    info = {}
+    for r in schedule:
+        if not _round_done(out, r.round):
+            continue
+        obj = checkpoints.load_mask(out / round_mask_path(r.round))
+        diff = _config_diff((obj.get("provenance") or {}).get("config", {}), config)
+        if diff:
+            raise UserError(
+                f"{out} holds an IMP run with other settings ({'; '.join(diff)}); "
+                "use another --out-dir or delete that directory to start over"
+            )
+        info[r.round] = (obj.get("sparsity") or {}).get("stats", {})
+    return info
+
+
 def _config_diff(old: dict, new: dict) -> list[str]:
     """Human-readable differences in the settings that determine the results."""
     out = []
@@ -165,25 +187,9 @@ def run_imp(
     prov = provenance.collect(config=config, seeds={"seed": int(seed), "data_seed": data_seed}, device=device)
 
     index_path = out / "rounds.json"
-    done_before = [r.round for r in schedule if _round_done(out, r.round)]
-    if index_path.exists() and done_before:
-        old = io.read_json(index_path).get("config", {})
-        diff = _config_diff(old, config)
-        if diff:
-            raise UserError(
-                f"{out} holds an IMP run with other settings ({'; '.join(diff)}); "
-                "use another --out-dir or delete that directory to start over"
-            )
-    elif done_before:
-        raise UserError(f"{out} holds round checkpoints but no rounds.json; delete {out / 'rounds'} and rerun")
-
+    info = _finished_rounds(out, schedule, config)
     train_ds = load_split(dataset, data_dir, "train", train_subset=train_subset)
     test_ds = load_split(dataset, data_dir, "test")
-    info: dict[int, dict] = {}
-    if index_path.exists() and done_before:
-        for row in io.read_json(index_path).get("rounds", []):
-            info[int(row["round"])] = {k: row.get(k) for k in ("kept", "realised", "pruned_test_acc", "test_acc",
-                                                               "seconds")}
 
     def write_index() -> dict:
         rows = []
@@ -206,15 +212,15 @@ def run_imp(
     write_index()
     t_start = time.perf_counter()
     for r in schedule:
-        if not _round_done(out, r.round):
-            t0 = time.perf_counter()
+        fresh = r.round not in info
+        if fresh:
             info[r.round] = _run_round(
                 r, out=out, model_cfg=model_cfg, data=data, dense_sd=dense["state_dict"], rewind_sd=rewind_sd,
                 keys=keys, ft_cfg=ft_cfg, train_ds=train_ds, test_ds=test_ds, seed=int(seed),
                 data_seed=data_seed, device=device, tags=tags, progress=progress, prov=prov, config=config,
-            ) | {"seconds": time.perf_counter() - t0}
+            )
             write_index()
-        if r.kind == "branch" and not all((out / target_dir(r.target) / f).exists() for f in TARGET_FILES):
+        if r.kind == "branch" and (fresh or not all((out / target_dir(r.target) / f).exists() for f in TARGET_FILES)):
             _write_target(r, out=out, schedule=schedule, model_cfg=model_cfg, data=data, tags=tags, prov=prov)
     index = write_index()
     log(f"IMP {out}: {len(schedule)} rounds done ({time.perf_counter() - t_start:.0f}s in this call); "
@@ -246,11 +252,16 @@ def _run_round(r: Round, *, out: Path, model_cfg: dict, data: dict, dense_sd: di
 
     run_dir = out / r.run_dir
     final = run_dir / "final.pt"
+    t0 = time.perf_counter()
+    result = None
     if (run_dir / "result.json").exists() and final.exists():
         # fine-tuning finished but the round files were not written (killed in between)
         result = io.read_json(run_dir / "result.json")
-        model = checkpoints.model_from_checkpoint(final)
-    else:
+        if _config_diff(result.get("provenance", {}).get("config", {}).get("imp", {}), config):
+            result = None  # left over from a run with other settings: redo
+        else:
+            model = checkpoints.model_from_checkpoint(final)
+    if result is None:
         round_tags = tags | {"imp_round": str(r.round), "imp_kind": r.kind, "round_sparsity": fmt_sparsity(r.sparsity)}
         torch.manual_seed(seed)
         result = fit(
@@ -261,16 +272,18 @@ def _run_round(r: Round, *, out: Path, model_cfg: dict, data: dict, dense_sd: di
             write_predictions=r.kind == "branch",
         )
     model = model.cpu()
-    report = sparsity_report(model, mask, r.sparsity)
+    stats = {"kept": kept, "realised": 1 - kept / total, "pruned_test_acc": pruned_eval["acc"],
+             "test_acc": result["test_acc"], "seconds": time.perf_counter() - t0}
+    report = sparsity_report(model, mask, r.sparsity) | {"stats": stats}
     round_prov = prov | {"round": r.as_dict()}
+    # the mask is written first, the checkpoint last: its presence marks the round finished
     checkpoints.save_mask(out / round_mask_path(r.round), mask, model_cfg, data, report, round_prov)
     checkpoints.save_checkpoint(
         out / round_path(r.round), model, model_cfg, data, ft_cfg.epochs, round_prov,
         mask_sparsity=report["realised"], imp_round=r.as_dict(),
     )
     final.unlink(missing_ok=True)  # same weights as round{r}.pt; keep one copy
-    return {"kept": kept, "realised": report["realised"], "pruned_test_acc": pruned_eval["acc"],
-            "test_acc": result["test_acc"]}
+    return stats
 
 
 def _write_target(r: Round, *, out: Path, schedule: list[Round], model_cfg: dict, data: dict, tags: dict,
