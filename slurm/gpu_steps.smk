@@ -30,13 +30,13 @@ def _apply_gpu_steps_block():
     if not block:
         return
     block = Resources.from_mapping(block)
-    for rule in workflow.rules:
-        if "gpu" not in rule.resources:
+    for _rule in workflow.rules:  # (`rule` is a Snakemake keyword)
+        if "gpu" not in _rule.resources:
             continue
-        own = overwrite.get(rule.name) or {}
+        own = overwrite.get(_rule.name) or {}
         for key, value in block.items():
             if key not in own:
-                rule.resources[key] = value
+                _rule.resources[key] = value
 
 
 _apply_gpu_steps_block()
