@@ -1,0 +1,930 @@
+"""Fused training: several small runs of one architecture trained as one stacked model.
+
+Small models (every MNIST-1D MLP, ResNet20x1 on a large GPU) leave the
+hardware idle: per-step Python and kernel-launch overhead dominates. A
+*group* of R runs that share an architecture and a schedule (the three
+branches of one cell, the seeds of one cell, ...) is trained here in one
+process, each run with its own weights, mask, data order and optimizer state,
+and each run's directory ends up with exactly the files the trainer writes
+(``final.pt``, ``ckpt/epoch{k}.pt``, ``metrics.csv``, ``predictions.pt``,
+``result.json``), equal to separate :func:`sparsebasin.training.fit` runs up
+to float rounding.
+
+Layout ("channel stacking"). The R runs live side by side in the channel
+axis of one ordinary ``nn.Module``: every ``Conv2d`` becomes a grouped conv
+with R times the channels (``groups`` times R), every ``BatchNorm2d`` a
+BatchNorm over R times the channels (so statistics stay per run), every
+``Linear`` a :class:`GroupedLinear` (a batched matmul over runs). All other
+operations of the architectures here (ReLU, pooling, residual additions,
+``flatten(1)``) act per channel, so the model's own ``forward`` runs
+unchanged on input of shape ``(B, R*C, ...)`` and returns ``(B, R*classes)``.
+Every parameter and buffer of the stacked model is the per-run tensors
+stacked on a leading run axis and reshaped (``stacked.reshape(R, *shape)[r]``
+is run r's tensor), so SGD (elementwise) on the stacked parameters is SGD on
+each run. Two engines compute the gradients:
+
+- ``grouped``: autograd through the stacked module (any supported model, any
+  device; bf16 autocast on CUDA like the trainer);
+- ``mlp``: the MLP's forward and backward written out as batched matmuls
+  (``baddbmm``/``bmm``) without autograd, for the CPU, where per-op overhead
+  is what fusing is meant to remove.
+
+Supported: MLP, VGG11, ResNet20 (BatchNorm included: running statistics are
+per run, and ``num_batches_tracked`` is kept per run). ResNet50 is refused
+(it does not need fusing).
+
+Masks: pruned weights start at exactly zero, their gradients are zeroed
+every step, so weight decay and momentum leave them at exactly zero (the same
+invariant as ``sparsebasin.masking``); at the end of every epoch the mask is
+re-applied to weights and momentum buffers as a safety net.
+
+Resume: one scratch file per group (``.fused.resume.pt`` in the first run's
+directory, or ``scratch=``) written atomically after every epoch; a rerun
+with the same arguments continues bit-identically. A diverging run stops the
+whole group (TrainingDiverged naming the run), leaving no final outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import checkpoints, io, provenance
+from . import device as devices
+from .errors import TrainingDiverged, UserError
+from .models import MLP, model_spec
+from .progress import EpochProgress, log, resolve_mode
+from .training import resume
+from .training.config import TrainConfig
+from .training.loop import FINAL_OUTPUTS, check_save_epochs, metrics_csv, resolve_augment
+from .training.schedule import CosineSchedule
+
+SUPPORTED_MODELS = ("mlp", "vgg11", "resnet20")
+ENGINES = ("auto", "grouped", "mlp")
+SCRATCH_NAME = ".fused.resume.pt"
+
+
+# --------------------------------------------------------------- stacking --
+
+class GroupedLinear(nn.Module):
+    """R independent ``Linear(in, out)`` layers: ``(B, R*in) -> (B, R*out)``.
+
+    ``weight`` is ``(R, out, in)``, ``bias`` ``(R, out)``; run r's input is
+    the r-th block of ``in`` features (the run-major order ``flatten(1)``
+    gives in the channel-stacked layout).
+    """
+
+    def __init__(self, runs: int, in_features: int, out_features: int, bias: bool = True,
+                 device: torch.device | str | None = None):
+        super().__init__()
+        self.runs, self.in_features, self.out_features = runs, in_features, out_features
+        self.weight = nn.Parameter(torch.empty(runs, out_features, in_features, device=device))
+        self.bias = nn.Parameter(torch.empty(runs, out_features, device=device)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        xr = x.reshape(b, self.runs, self.in_features).transpose(0, 1)  # (R, B, in)
+        wt = self.weight.transpose(1, 2)
+        # bmm/baddbmm are on autocast's lists: under bf16 autocast they cast like F.linear does.
+        out = torch.baddbmm(self.bias.unsqueeze(1), xr, wt) if self.bias is not None else torch.bmm(xr, wt)
+        return out.transpose(0, 1).reshape(b, self.runs * self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"runs={self.runs}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+def _stacked_module(m: nn.Module, runs: int) -> nn.Module | None:
+    """The R-run replacement of a module with its own parameters, or None for a container."""
+    meta = torch.device("meta")
+    if isinstance(m, nn.Conv2d):
+        if m.padding_mode != "zeros":
+            raise UserError(f"fused training supports zero-padded convolutions only (got padding_mode={m.padding_mode!r})")
+        return nn.Conv2d(runs * m.in_channels, runs * m.out_channels, m.kernel_size, stride=m.stride,
+                         padding=m.padding, dilation=m.dilation, groups=runs * m.groups, bias=m.bias is not None,
+                         device=meta)
+    if isinstance(m, nn.BatchNorm2d):
+        return nn.BatchNorm2d(runs * m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                              track_running_stats=m.track_running_stats, device=meta)
+    if isinstance(m, nn.Linear):
+        return GroupedLinear(runs, m.in_features, m.out_features, bias=m.bias is not None, device=meta)
+    own = list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))
+    if own:
+        raise UserError(
+            f"fused training cannot stack a {type(m).__name__} (it holds {own[0][0]!r}); it supports models built "
+            f"from Conv2d, BatchNorm2d and Linear layers ({', '.join(SUPPORTED_MODELS)}); train this model with "
+            "separate `train`/`sparse` runs"
+        )
+    return None
+
+
+def stack_architecture(template: nn.Module, runs: int) -> nn.Module:
+    """A copy of ``template`` whose layers hold ``runs`` runs each (on the meta device, uninitialised)."""
+    model = copy.deepcopy(template).to("meta")
+
+    def replace(parent: nn.Module) -> None:
+        for name, child in parent.named_children():
+            new = _stacked_module(child, runs)
+            if new is None:
+                replace(child)
+            else:
+                setattr(parent, name, new)
+
+    top = _stacked_module(model, runs)
+    if top is not None:
+        return top
+    replace(model)
+    return model
+
+
+def _is_count(key: str) -> bool:
+    return key.endswith("num_batches_tracked")
+
+
+class StackedModel:
+    """R runs of one architecture as one channel-stacked module.
+
+    ``module`` is an ordinary ``nn.Module`` (train/eval modes, autocast,
+    ``parameters()`` for the optimizer); ``run_state_dict(r)`` gives run r's
+    state dict with the template's keys, order and shapes.
+    """
+
+    def __init__(self, template: nn.Module, states: Sequence[Mapping[str, torch.Tensor]], device: torch.device):
+        self.runs = len(states)
+        if self.runs < 1:
+            raise UserError("a fused group needs at least one run")
+        self.template_sd = {k: v.detach().to("cpu") for k, v in template.state_dict().items()}
+        self.keys = list(self.template_sd)
+        self.shapes = {k: tuple(v.shape) for k, v in self.template_sd.items()}
+        module = stack_architecture(template, self.runs).to_empty(device=device)
+        target = module.state_dict()
+        if set(target) != set(self.keys):  # pragma: no cover - guarded by _stacked_module
+            raise UserError("fused training: the stacked model's keys differ from the model's; unsupported architecture")
+        loaded = {}
+        for k in self.keys:
+            if _is_count(k):
+                loaded[k] = torch.zeros_like(target[k], device="cpu")
+            else:
+                loaded[k] = torch.stack([s[k].detach().to("cpu") for s in states]).reshape(target[k].shape)
+        module.load_state_dict(loaded)
+        self.count_base = {k: [int(s[k]) for s in states] for k in self.keys if _is_count(k)}
+        self.module = devices.prepare_model(module, device)
+        self.device = device
+        self.conv = devices.is_conv_model(self.module)
+        self.input_is_flat: bool | None = None
+
+    # ----------------------------------------------------------- layouts --
+    def stacked_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``(R, B, C, ...)`` per-run batches -> the module's ``(B, R*C, ...)`` input."""
+        r, b = x.shape[:2]
+        if x.dim() == 2:
+            raise UserError("fused training needs inputs with a feature axis")
+        out = x.transpose(0, 1).reshape(b, r * x.shape[2], *x.shape[3:])
+        return devices.to_input(out, self.device, self.conv)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(R, B, ...)`` inputs -> ``(R, B, classes)`` float logits (current train/eval mode)."""
+        r, b = x.shape[:2]
+        with devices.autocast(self.device):
+            out = self.module(self.stacked_input(x))
+        return out.float().reshape(b, r, -1).transpose(0, 1)
+
+    # ------------------------------------------------------------ states --
+    def stacked_tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self.module.state_dict())
+
+    def run_state_dict(self, r: int) -> dict[str, torch.Tensor]:
+        """Run r's state dict (CPU copies, the template's keys in its order)."""
+        sd = self.module.state_dict()
+        out = {}
+        for k in self.keys:
+            if _is_count(k):
+                out[k] = torch.tensor(self.count_base[k][r] + int(sd[k]), dtype=self.template_sd[k].dtype)
+            else:
+                t = sd[k].detach().to("cpu")
+                out[k] = t.reshape(self.runs, *self.shapes[k])[r].clone().contiguous()
+        return out
+
+    def stack_masks(self, masks: Sequence[Mapping[str, torch.Tensor] | None]) -> list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]]:
+        """``[(stacked parameter, pruned bool, keep float)]`` for every key any run masks."""
+        params = dict(self.module.named_parameters())
+        keys = sorted({k for m in masks if m for k in m})
+        out = []
+        for k in keys:
+            p = params[k]
+            pruned = torch.stack([
+                (~m[k].to("cpu").bool()) if (m and k in m) else torch.zeros(self.shapes[k], dtype=torch.bool)
+                for m in masks
+            ]).reshape(p.shape).to(p.device)
+            if p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last):
+                pruned = pruned.contiguous(memory_format=torch.channels_last)
+            keep = (~pruned).to(p.dtype)
+            if p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last):
+                keep = keep.contiguous(memory_format=torch.channels_last)
+            out.append((p, pruned, keep))
+        return out
+
+
+# -------------------------------------------------------------- optimizer --
+
+class StackedSGD:
+    """``torch.optim.SGD`` (momentum, dampening 0, weight decay, nesterov) working in place on the gradients.
+
+    Per element it runs the very kernels ``torch.optim.SGD``'s single-tensor
+    path runs (``grad.add(param, alpha=wd)``, ``buf.mul_(m).add_(grad)``,
+    first buffer a copy of the gradient, ``param.add_(step, alpha=-lr)``),
+    so the arithmetic is the trainer's; it only skips allocating a new
+    tensor for the decayed gradient every step, which matters for the large
+    stacked tensors. ``param_groups[0]["lr"]`` is what ``CosineSchedule`` sets.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False):
+        self.params = list(params)
+        self.param_groups = [{"lr": float(lr)}]
+        self.momentum, self.weight_decay, self.nesterov = float(momentum), float(weight_decay), bool(nesterov)
+        self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        lr = self.param_groups[0]["lr"]
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                continue
+            if self.weight_decay != 0:
+                g.add_(p, alpha=self.weight_decay)
+            if self.momentum != 0:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = self.buffers[i] = g.clone()
+                else:
+                    buf.mul_(self.momentum).add_(g)
+                if self.nesterov:
+                    g.add_(buf, alpha=self.momentum)
+                else:
+                    g = buf
+            p.add_(g, alpha=-lr)
+
+    def momentum_buffer(self, p: torch.Tensor) -> torch.Tensor | None:
+        for q, buf in zip(self.params, self.buffers):
+            if q is p:
+                return buf
+        return None
+
+    def state_dict(self) -> dict:
+        return {"lr": self.param_groups[0]["lr"],
+                "buffers": [None if b is None else b.detach().to("cpu", copy=True) for b in self.buffers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.param_groups[0]["lr"] = float(state["lr"])
+        bufs = state["buffers"]
+        if len(bufs) != len(self.params):
+            raise UserError("fused resume state does not fit the model; delete the scratch file and rerun")
+        self.buffers = [None if b is None else b.to(p.device).clone().contiguous(memory_format=_memory_format(p))
+                        for b, p in zip(bufs, self.params)]
+
+
+def _memory_format(p: torch.Tensor) -> torch.memory_format:
+    if p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+# ---------------------------------------------------------------- engines --
+
+class GroupedEngine:
+    """Autograd through the channel-stacked module (any supported model and device)."""
+
+    name = "grouped"
+
+    def __init__(self, stacked: StackedModel):
+        self.stacked = stacked
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training forward/backward on ``(R, B, ...)`` inputs, ``(R, B)`` labels.
+
+        Sets ``.grad`` of every parameter (run r's part is the gradient of run
+        r's mean cross-entropy); returns per-run loss ``(R,)`` and correct
+        counts ``(R,)``, detached.
+        """
+        r, b = y.shape
+        logits = self.stacked.logits(x)  # (R, B, K)
+        losses = F.cross_entropy(logits.reshape(r * b, -1), y.reshape(-1), reduction="none").view(r, b).mean(1)
+        for p in self.stacked.module.parameters():
+            p.grad = None
+        losses.sum().backward()
+        with torch.no_grad():
+            correct = (logits.detach().argmax(2) == y).sum(1)
+        return losses.detach(), correct
+
+    @torch.no_grad()
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stacked.logits(x)
+
+
+class MLPEngine:
+    """The MLP's forward and backward as batched matmuls over runs, without autograd (CPU, float32).
+
+    Same arithmetic as autograd on the MLP (linear, ReLU, mean cross-entropy):
+    ``dlogits = (softmax - onehot) / B``, ``dW = dZ^T H``, ``db = sum dZ``,
+    ``dH = dZ W`` masked by the ReLU; only the order of float additions
+    differs from separate runs.
+    """
+
+    name = "mlp"
+
+    def __init__(self, stacked: StackedModel):
+        self.stacked = stacked
+        m = stacked.module
+        self.layers: list[GroupedLinear] = list(m.hidden) + [m.head]
+        for layer in self.layers:
+            if not isinstance(layer, GroupedLinear) or layer.bias is None:
+                raise UserError("the mlp engine needs the MLP with biases; use --engine grouped")
+
+    def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        r, b = x.shape[:2]
+        h = x.reshape(r, b, -1).to(self.stacked.device, torch.float32)
+        acts = [h]
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            z = torch.baddbmm(layer.bias.unsqueeze(1), h, layer.weight.transpose(1, 2))
+            h = z.relu_() if i < last else z
+            acts.append(h)
+        return acts
+
+    @torch.no_grad()
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r, b = y.shape
+        acts = self._forward(x)
+        logits = acts[-1]
+        shifted = logits - logits.amax(2, keepdim=True)
+        logp = shifted - shifted.exp().sum(2, keepdim=True).log_()
+        yi = y.unsqueeze(2)
+        losses = -logp.gather(2, yi).squeeze(2).mean(1)
+        g = logp.exp_()
+        g.scatter_add_(2, yi, torch.full((r, b, 1), -1.0, device=g.device, dtype=g.dtype))
+        g.div_(b)
+        correct = (logits.argmax(2) == y).sum(1)
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            layer.weight.grad = torch.bmm(g.transpose(1, 2), acts[i])
+            layer.bias.grad = g.sum(1)
+            if i > 0:
+                g = torch.ops.aten.threshold_backward(torch.bmm(g, layer.weight), acts[i], 0)
+        return losses, correct
+
+    @torch.no_grad()
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)[-1]
+
+
+def choose_engine(engine: str, template: nn.Module, device: torch.device) -> str:
+    if engine not in ENGINES:
+        raise UserError(f"unknown --engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    if engine == "auto":
+        return "mlp" if isinstance(template, MLP) and device.type == "cpu" else "grouped"
+    if engine == "mlp" and not isinstance(template, MLP):
+        raise UserError(f"--engine mlp is for the MLP only (the model is {type(template).__name__}); use auto or grouped")
+    return engine
+
+
+# ------------------------------------------------------------------- data --
+
+class StackedBatches:
+    """Per-run training batches stacked to ``(R, B, ...)``, ``(R, B)``.
+
+    Each run's batches are exactly those of ``sparsebasin.data.batches`` with
+    its own ``data_seed``. Without augmentation (and for in-memory data) one
+    gather serves all runs: each run's order is the same ``randperm`` of its
+    (data_seed, epoch) generator and normalisation is elementwise, so the
+    values are identical. With augmentation each run's iterator is used as is.
+    """
+
+    def __init__(self, ds: Any, batch_size: int, data_seeds: Sequence[int], augment: bool, device: torch.device,
+                 drop_last: bool):
+        from .data import ArrayDataset
+
+        self.ds, self.batch_size, self.data_seeds = ds, batch_size, [int(s) for s in data_seeds]
+        self.augment, self.device, self.drop_last = augment, device, drop_last
+        self.fast = isinstance(ds, ArrayDataset) and not (augment and ds.x.dim() == 4)
+
+    def epoch(self, epoch: int):
+        from .data import batches, epoch_generator, normalise
+
+        if not self.fast:
+            its = [batches(self.ds, self.batch_size, shuffle=True, data_seed=s, epoch=epoch, augment=self.augment,
+                           device=self.device, drop_last=self.drop_last) for s in self.data_seeds]
+            for pairs in zip(*its):
+                yield torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            return
+        ds = self.ds
+        n = len(ds)
+        orders = torch.stack([torch.randperm(n, generator=epoch_generator(s, epoch)) for s in self.data_seeds])
+        orders = orders.to(ds.x.device)
+        r = len(self.data_seeds)
+        stop = n - (n % self.batch_size) if self.drop_last else n
+        for start in range(0, stop, self.batch_size):
+            idx = orders[:, start:start + self.batch_size]
+            b = idx.shape[1]
+            flat = idx.reshape(-1)
+            xb = ds.x.index_select(0, flat).to(self.device, non_blocking=True)
+            yb = ds.y.index_select(0, flat.to(ds.y.device)).to(self.device, non_blocking=True)
+            x = normalise(xb, ds.info)
+            yield x.reshape(r, b, *x.shape[1:]), yb.reshape(r, b)
+
+
+@torch.no_grad()
+def evaluate_stacked(engine, ds: Any, device: torch.device, batch_size: int, return_logits: bool = False) -> list[dict]:
+    """``sparsebasin.evaluation.evaluate`` for every run at once (eval mode, same batches and sums)."""
+    from .data import batches
+
+    module = engine.stacked.module
+    runs = engine.stacked.runs
+    was_training = module.training
+    module.eval()
+    loss_sum = [0.0] * runs
+    correct = [0] * runs
+    correct5 = [0] * runs
+    total = 0
+    logits_all: list[torch.Tensor] = []
+    labels_all: list[torch.Tensor] = []
+    for x, y in batches(ds, batch_size, shuffle=False, augment=False, device=device):
+        b = y.shape[0]
+        out = engine.eval_logits(x.unsqueeze(0).expand(runs, *x.shape)).float()  # (R, B, K)
+        k = min(5, out.shape[2])
+        ys = y.view(1, b).expand(runs, b)
+        losses = F.cross_entropy(out.reshape(runs * b, -1), ys.reshape(-1), reduction="none").view(runs, b).sum(1)
+        c1 = (out.argmax(2) == ys).sum(1)
+        c5 = (out.topk(k, dim=2).indices == ys.unsqueeze(2)).any(2).sum(1)
+        for r, (lv, a, a5) in enumerate(zip(losses.tolist(), c1.tolist(), c5.tolist())):
+            loss_sum[r] += lv
+            correct[r] += a
+            correct5[r] += a5
+        total += b
+        if return_logits:
+            logits_all.append(out.cpu())
+            labels_all.append(y.cpu())
+    module.train(was_training)
+    res = []
+    for r in range(runs):
+        d = {"loss": loss_sum[r] / max(total, 1), "acc": correct[r] / max(total, 1),
+             "top5": correct5[r] / max(total, 1), "n": total}
+        if return_logits:
+            d["logits"] = torch.cat([t[r] for t in logits_all]) if logits_all else torch.empty(0)
+            d["labels"] = torch.cat(labels_all) if labels_all else torch.empty(0, dtype=torch.long)
+        res.append(d)
+    return res
+
+
+# -------------------------------------------------------------------- fit --
+
+@dataclass
+class GroupMember:
+    """One run of a fused group, as ``fit`` would receive it."""
+
+    model: nn.Module
+    out_dir: Path
+    run_name: str
+    data_seed: int = 0
+    mask: Mapping[str, torch.Tensor] | None = None
+    tags: dict = field(default_factory=dict)
+    provenance_config: dict = field(default_factory=dict)
+    init_seed: int | None = None
+
+
+def _ckpt_extra(mask: Mapping[str, torch.Tensor] | None) -> dict:
+    # Same record as the trainer's checkpoints (training.loop).
+    return {"mask_sparsity": 1.0 - checkpoints.mask_density(mask)} if mask else {}
+
+
+def _drop_last(n: int, batch_size: int) -> bool:
+    # The trainer's rule (training.loop): drop only a trailing batch of one example (BatchNorm).
+    return n > batch_size and n % batch_size == 1
+
+
+def fit_fused(
+    members: Sequence[GroupMember],
+    train_ds: Any,
+    test_ds: Any,
+    cfg: TrainConfig,
+    *,
+    model_cfg: dict,
+    data_meta: dict,
+    save_epochs=(),
+    device: str | torch.device = "auto",
+    progress: str = "auto",
+    engine: str = "auto",
+    scratch: str | Path | None = None,
+    group_name: str | None = None,
+) -> list[dict]:
+    """Train every member for ``cfg.epochs`` as one stacked model; write each member's run directory.
+
+    Each member's directory gets what :func:`sparsebasin.training.fit` writes
+    for it (same files, keys and columns); returns the result dicts in member
+    order. ``metrics.csv``'s ``seconds`` is the member's share (1/R) of the
+    group's epoch time and ``images_per_s`` the matching per-run rate.
+    """
+    from .data import num_batches, num_examples
+
+    cfg = cfg.validate()
+    members = list(members)
+    runs = len(members)
+    if runs < 1:
+        raise UserError("fused training needs at least one run")
+    outs = [Path(m.out_dir) for m in members]
+    if len({o.resolve() for o in outs}) != runs:
+        raise UserError("fused runs must have distinct --out-dir directories")
+    dev = devices.resolve(device)
+    mode = resolve_mode(progress)
+    save_epochs = check_save_epochs(save_epochs, cfg.epochs)
+    model_cfg = model_spec(model_cfg)
+    if model_cfg["name"] not in SUPPORTED_MODELS:
+        raise UserError(f"fused training supports {', '.join(SUPPORTED_MODELS)}; {model_cfg['name']} runs are "
+                        "trained separately (`train` / `sparse`)")
+    template = members[0].model
+    ref = {k: tuple(v.shape) for k, v in template.state_dict().items()}
+    for m in members:
+        got = {k: tuple(v.shape) for k, v in m.model.state_dict().items()}
+        if got != ref or type(m.model) is not type(template):
+            raise UserError(f"run {m.run_name} has another architecture than {members[0].run_name}; a fused group "
+                            "must share model, width and dataset")
+        if m.mask is not None:
+            checkpoints.check_mask(m.mask, m.model, f"mask of {m.run_name}")
+    engine_name = choose_engine(engine, template, dev)
+    augment = resolve_augment(cfg, train_ds)
+    n_train = num_examples(train_ds)
+    if n_train < 1:
+        raise UserError("fused group: the training set is empty")
+    drop_last = _drop_last(n_train, cfg.batch_size)
+    steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
+    group_name = group_name or f"fused[{runs}]"
+
+    # Per-run fingerprints exactly as the trainer builds them, then the group's.
+    run_fps = []
+    for m in members:
+        run_fps.append(resume.fingerprint({
+            "train": cfg.to_dict() | {"eval_batch_size": None},
+            "model": model_cfg,
+            "data": data_meta,
+            "train_ds": resume.dataset_digest(train_ds),
+            "test_ds": resume.dataset_digest(test_ds),
+            "data_seed": int(m.data_seed),
+            "init": resume.tensor_digest(m.model.state_dict()),
+            "mask": resume.tensor_digest(dict(m.mask)) if m.mask else None,
+            "augment": augment,
+            "save_epochs": save_epochs,
+            "device": dev.type,
+        }))
+    fp = resume.fingerprint({"fused": engine_name, "runs": run_fps, "outs": [str(o) for o in outs]})
+
+    densities = [checkpoints.mask_density(m.mask) if m.mask else None for m in members]
+    provs = []
+    for r, m in enumerate(members):
+        provs.append(provenance.collect(
+            config={
+                "train": cfg.to_dict(),
+                "model": model_cfg,
+                "data": dict(data_meta),
+                "augment": augment,
+                "save_epochs": save_epochs,
+                "n_train": n_train,
+                "n_test": num_examples(test_ds),
+                "steps_per_epoch": steps_per_epoch,
+                "density": densities[r],
+                "cpu_threads": torch.get_num_threads(),
+                **(m.provenance_config or {}),
+                "fused": {"runs": runs, "index": r, "engine": engine_name, "group": [str(o) for o in outs]},
+            },
+            seeds={"init": m.init_seed, "data": int(m.data_seed)},
+            device=dev,
+        ))
+
+    if dev.type == "cuda":  # in-memory datasets move once, as in the trainer
+        train_ds, test_ds = (ds.to(dev) if hasattr(ds, "to") else ds for ds in (train_ds, test_ds))
+    stacked = StackedModel(template, [m.model.state_dict() for m in members], dev)
+    eng = MLPEngine(stacked) if engine_name == "mlp" else GroupedEngine(stacked)
+    module = stacked.module
+    mask_pairs = stacked.stack_masks([m.mask for m in members])
+    optimizer = StackedSGD(module.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           nesterov=cfg.nesterov)
+    schedule = CosineSchedule(optimizer, cfg.lr, cfg.epochs * steps_per_epoch,
+                              warmup_steps=round(cfg.warmup_epochs * steps_per_epoch))
+    data = StackedBatches(train_ds, cfg.batch_size, [m.data_seed for m in members], augment, dev, drop_last)
+
+    for out in outs:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in FINAL_OUTPUTS:  # stale outputs of an earlier run must not pass for this one's
+            (out / name).unlink(missing_ok=True)
+    scratch_path = Path(scratch) if scratch is not None else outs[0] / SCRATCH_NAME
+
+    def remask() -> None:
+        with torch.no_grad():
+            for p, pruned, _ in mask_pairs:
+                p.masked_fill_(pruned, 0.0)
+                buf = optimizer.momentum_buffer(p)
+                if buf is not None:
+                    buf.masked_fill_(pruned, 0.0)
+
+    state = resume.load(scratch_path, fp, group_name)
+    if state is not None:
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        resume.set_rng_state(state["rng"])
+        rows: list[list[dict]] = [list(x) for x in state["extra"]["rows"]]
+        start = int(state["epoch"])
+        log(f"{group_name}: resuming after epoch {start}/{cfg.epochs} from {scratch_path}")
+    else:
+        rows, start = [[] for _ in range(runs)], 0
+    remask()
+    if start == 0 and 0 in save_epochs:
+        for r, m in enumerate(members):
+            checkpoints.save_checkpoint(outs[r] / "ckpt" / "epoch0.pt", stacked.run_state_dict(r), model_cfg,
+                                        data_meta, 0, provs[r], **_ckpt_extra(m.mask))
+
+    check_every = 25
+    final_evals = None
+    for epoch in range(start, cfg.epochs):
+        done = epoch + 1
+        module.train()
+        t0 = time.perf_counter()
+        lr_first = schedule.lr
+        loss_sum = torch.zeros(runs, dtype=torch.float64, device=dev)
+        correct = torch.zeros(runs, dtype=torch.int64, device=dev)
+        seen = 0
+        bar = EpochProgress(f"{group_name} epoch {done}/{cfg.epochs}", steps_per_epoch, mode)
+        for i, (x, y) in enumerate(data.epoch(epoch)):
+            schedule.apply()
+            losses, c = eng.forward_backward(x, y)
+            for p, _, keep in mask_pairs:
+                p.grad.mul_(keep)
+            optimizer.step()
+            schedule.step()
+            b = y.shape[1]
+            loss_sum += losses.double() * b
+            correct += c
+            seen += b
+            if (i + 1) % check_every == 0 or i + 1 == steps_per_epoch:
+                running = (loss_sum / seen).tolist()
+                bad = [members[r].run_name for r, v in enumerate(running) if not math.isfinite(v)]
+                if bad:
+                    raise TrainingDiverged(
+                        f"fused run(s) {', '.join(bad)} diverged in epoch {done}: training loss is not finite; "
+                        "lower --lr or check the inputs, then rerun (no final output was written for the group)"
+                    )
+                bar.update(i + 1 - bar.n, loss=sum(running) / runs, lr=schedule.lr)
+        train_seconds = time.perf_counter() - t0
+        if seen == 0:
+            raise UserError(f"{group_name}: epoch {done} produced no batches; check the dataset")
+        remask()
+        last = done == cfg.epochs
+        evs = evaluate_stacked(eng, test_ds, dev, cfg.eval_batch_size, return_logits=last)
+        if last:
+            final_evals = evs
+        seconds = time.perf_counter() - t0
+        train_losses = (loss_sum / seen).tolist()
+        train_accs = (correct.double() / seen).tolist()
+        for r in range(runs):
+            rows[r].append({
+                "epoch": done,
+                "lr": lr_first,
+                "train_loss": train_losses[r],
+                "train_acc": train_accs[r],
+                "test_loss": evs[r]["loss"],
+                "test_acc": evs[r]["acc"],
+                "test_top5": evs[r]["top5"],
+                "seconds": seconds / runs,
+                "images_per_s": seen * runs / train_seconds if train_seconds > 0 else float("nan"),
+            })
+        if done in save_epochs:
+            for r, m in enumerate(members):
+                checkpoints.save_checkpoint(outs[r] / "ckpt" / f"epoch{done}.pt", stacked.run_state_dict(r),
+                                            model_cfg, data_meta, done, provs[r], **_ckpt_extra(m.mask))
+        resume.save(scratch_path, fingerprint=fp, epoch=done, model=module.state_dict(),
+                    optimizer=optimizer.state_dict(), schedule=schedule.state_dict(), rows=[],
+                    extra={"rows": rows}, provenance=provs[0])
+        accs = " ".join(f"{a['acc']:.4f}" for a in evs)
+        bar.close(f"{group_name} epoch {done}/{cfg.epochs} lr={lr_first:.4g} "
+                  f"train_loss={sum(train_losses) / runs:.4f} test_acc=[{accs}] {seconds:.1f}s "
+                  f"{seen * runs / train_seconds if train_seconds > 0 else float('nan'):.0f} img/s (all runs)")
+
+    if final_evals is None:  # resumed after the last epoch had finished
+        final_evals = evaluate_stacked(eng, test_ds, dev, cfg.eval_batch_size, return_logits=True)
+    results = []
+    for r, m in enumerate(members):
+        checkpoints.save_checkpoint(outs[r] / "final.pt", stacked.run_state_dict(r), model_cfg, data_meta,
+                                    cfg.epochs, provs[r], **_ckpt_extra(m.mask))
+        io.write_text(outs[r] / "metrics.csv", metrics_csv(rows[r]))
+        io.save_artifact(outs[r] / "predictions.pt", "predictions", {
+            "logits": final_evals[r]["logits"].float().cpu(),
+            "labels": final_evals[r]["labels"].long().cpu(),
+        }, provs[r])
+        last_row = rows[r][-1]
+        results.append({
+            "run": m.run_name,
+            "tags": dict(m.tags or {}),
+            "test_acc": final_evals[r]["acc"],
+            "test_top5": final_evals[r]["top5"],
+            "test_loss": final_evals[r]["loss"],
+            "train_loss": last_row["train_loss"],
+            "train_acc": last_row["train_acc"],
+            "epochs": cfg.epochs,
+            "density": densities[r],
+            "train_seconds": sum(row["seconds"] for row in rows[r]),
+            "provenance": provs[r],
+        })
+    for r in range(runs):  # result.json last: its presence means the run finished
+        io.write_json(outs[r] / "result.json", results[r])
+    resume.remove(scratch_path)
+    for out in outs:
+        resume.remove(out / resume.FILENAME)  # a separate run's scratch left over before fusing
+    return results
+
+
+# ------------------------------------------------------------ run specs --
+
+RUN_KEYS = ("out_dir", "init", "seed", "mask", "branch", "data_seed", "name", "tags")
+
+
+@dataclass
+class RunSpec:
+    """One run of a ``fused`` job: where it writes and what it starts from.
+
+    ``init``: a checkpoint to start from (else a seeded init with ``seed``);
+    ``mask``: a mask file or None (dense); ``branch``: lth/naive/permuted
+    makes the run exactly what the ``sparse`` step would run (its checks,
+    tags and run name); ``data_seed`` defaults to ``seed``.
+    """
+
+    out_dir: str
+    init: str | None = None
+    seed: int | None = None
+    mask: str | None = None
+    branch: str | None = None
+    data_seed: int | None = None
+    name: str | None = None
+    tags: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping, where: str) -> "RunSpec":
+        if not isinstance(d, Mapping):
+            raise UserError(f"{where}: a run must be an object with keys {', '.join(RUN_KEYS)}")
+        extra = sorted(set(d) - set(RUN_KEYS))
+        if extra:
+            raise UserError(f"{where}: unknown key(s) {extra}; a run takes {', '.join(RUN_KEYS)}")
+        if not d.get("out_dir"):
+            raise UserError(f"{where}: every run needs an out_dir")
+        spec = cls(out_dir=str(d["out_dir"]))
+        for key in ("init", "mask", "branch", "name"):
+            if d.get(key) is not None:
+                setattr(spec, key, str(d[key]))
+        for key in ("seed", "data_seed"):
+            v = d.get(key)
+            if v is not None:
+                try:
+                    setattr(spec, key, int(v))
+                except (TypeError, ValueError):
+                    raise UserError(f"{where}: {key} must be an integer, got {v!r}") from None
+        tags = d.get("tags") or {}
+        if not isinstance(tags, Mapping):
+            raise UserError(f"{where}: tags must be an object of KEY: VALUE")
+        spec.tags = {str(k): str(v) for k, v in tags.items()}
+        if spec.branch is not None:
+            from .sparse import BRANCHES
+
+            if spec.branch not in BRANCHES:
+                raise UserError(f"{where}: branch {spec.branch!r} is not one of {', '.join(BRANCHES)}")
+            if spec.init is None or spec.mask is None:
+                raise UserError(f"{where}: a {spec.branch} run needs both init (rewind checkpoint) and mask")
+        return spec
+
+
+def parse_run_arg(text: str, where: str = "--run") -> RunSpec:
+    """``out_dir=DIR,init=CKPT,mask=MASK,branch=lth,seed=0,data_seed=0,name=N,tag.K=V`` -> RunSpec."""
+    d: dict[str, Any] = {}
+    tags: dict[str, str] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise UserError(f"{where} {text!r}: {part!r} must look like KEY=VALUE (keys: {', '.join(RUN_KEYS[:-1])}, "
+                            "tag.K)")
+        k, v = part.split("=", 1)
+        k = k.strip()
+        if k.startswith("tag."):
+            tags[k[4:]] = v
+        elif k in RUN_KEYS[:-1]:
+            if k in d:
+                raise UserError(f"{where} {text!r}: {k} given twice")
+            d[k] = v
+        else:
+            raise UserError(f"{where} {text!r}: unknown key {k!r}; use {', '.join(RUN_KEYS[:-1])} or tag.K=V")
+    d["tags"] = tags
+    return RunSpec.from_dict(d, f"{where} {text!r}")
+
+
+def load_run_specs(path: str | Path) -> list[RunSpec]:
+    """RUNS.json: a list of run objects, or ``{"runs": [...]}``."""
+    obj = io.read_json(path)
+    if isinstance(obj, Mapping):
+        obj = obj.get("runs")
+    if not isinstance(obj, list) or not obj:
+        raise UserError(f"{path}: expected a non-empty list of runs (or {{\"runs\": [...]}})")
+    return [RunSpec.from_dict(d, f"{path} run {i}") for i, d in enumerate(obj)]
+
+
+def fused_run(
+    *,
+    runs: Sequence[RunSpec],
+    model_cfg: dict | None,
+    dataset: str,
+    data_dir: str | Path,
+    cfg: TrainConfig,
+    default_seed: int = 0,
+    default_data_seed: int | None = None,
+    save_epochs=(),
+    train_subset: int | None = None,
+    device: str | torch.device = "auto",
+    tags: dict | None = None,
+    progress: str = "auto",
+    engine: str = "auto",
+    scratch: str | Path | None = None,
+) -> list[dict]:
+    """Load every run's init and mask as ``train_run`` / ``run_sparse`` would, then :func:`fit_fused`."""
+    from .data import load_split
+    from .pruning.schedule import fmt_sparsity
+    from .training.run import _check_matches
+
+    if not runs:
+        raise UserError("fused: give at least one run (--runs RUNS.json or --run ...)")
+    train_ds = load_split(dataset, data_dir, "train", train_subset=train_subset)
+    test_ds = load_split(dataset, data_dir, "test")
+    meta = checkpoints.data_meta(train_ds.info)
+    shared_tags = dict(tags or {})
+
+    members: list[GroupMember] = []
+    group_cfg: dict | None = model_spec(model_cfg) if model_cfg is not None else None
+    for spec in runs:
+        seed = default_seed if spec.seed is None else spec.seed
+        data_seed = spec.data_seed if spec.data_seed is not None else (
+            seed if spec.seed is not None or default_data_seed is None else default_data_seed)
+        run_tags = {**shared_tags, **spec.tags}
+        name = spec.name
+        if spec.branch is not None:
+            from .sparse import check_inputs
+
+            facts = check_inputs(spec.init, spec.mask)
+            run_tags.setdefault("branch", spec.branch)
+            run_tags.setdefault("k", str(facts["k"]))
+            if facts["requested"] is not None:
+                run_tags.setdefault("sparsity", fmt_sparsity(facts["requested"]))
+            name = name or f"sparse-{spec.branch}-k{facts['k']}"
+        if spec.init is not None:
+            ckpt = checkpoints.load_checkpoint(spec.init)
+            run_cfg = model_spec(group_cfg if group_cfg is not None else ckpt["model"])
+            _check_matches(ckpt, "checkpoint", spec.init, run_cfg, meta)
+            model = checkpoints.model_from_checkpoint(ckpt, str(spec.init))
+            init_epoch, init_seed = int(ckpt["epoch"]), None
+        else:
+            if group_cfg is None:
+                raise UserError(f"run {spec.out_dir}: no init checkpoint and no --model; give one of them")
+            run_cfg = group_cfg
+            torch.manual_seed(int(seed))
+            model = checkpoints.build_from_meta(run_cfg, meta)
+            init_epoch, init_seed = None, int(seed)
+        if group_cfg is None:
+            group_cfg = run_cfg
+        elif run_cfg != group_cfg:
+            raise UserError(f"run {spec.out_dir} is a {run_cfg} model but the group's is {group_cfg}; "
+                            "a fused group must share model and width")
+        mask = None
+        if spec.mask is not None:
+            obj = checkpoints.load_mask(spec.mask, model)
+            _check_matches(obj, "mask", spec.mask, run_cfg, meta)
+            mask = obj["mask"]
+        members.append(GroupMember(
+            model=model,
+            out_dir=Path(spec.out_dir),
+            run_name=name or str(spec.out_dir),
+            data_seed=int(data_seed),
+            mask=mask,
+            tags=run_tags,
+            provenance_config={
+                "dataset": dataset,
+                "data_dir": str(data_dir),
+                "train_subset": train_subset,
+                "init_checkpoint": str(spec.init) if spec.init is not None else None,
+                "init_checkpoint_epoch": init_epoch,
+                "mask": str(spec.mask) if spec.mask is not None else None,
+            },
+            init_seed=init_seed,
+        ))
+    return fit_fused(members, train_ds, test_ds, cfg, model_cfg=group_cfg, data_meta=meta, save_epochs=save_epochs,
+                     device=device, progress=progress, engine=engine, scratch=scratch)
