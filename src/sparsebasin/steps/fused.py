@@ -1,0 +1,68 @@
+"""``sparsebasin fused``: several small runs of one architecture trained as one stacked model.
+
+Each run writes the run directory ``train``/``sparse`` would write; a run
+with ``branch`` is exactly a ``sparse`` run (same checks, tags, run name).
+Runs come from ``--runs RUNS.json`` (a list of objects) and/or repeated
+``--run out_dir=DIR,init=CKPT,mask=MASK,branch=lth,seed=N,data_seed=N,name=N,tag.K=V``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_data_args, add_optim_args, add_run_args, model_cfg_from_args, parse_int_list, parse_tags
+from .train import optim_overrides, set_threads
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runs (one group: same model, data, schedule)")
+    g.add_argument("--runs", default=None, metavar="RUNS.json",
+                   help='JSON list of runs: {"out_dir", "init" | "seed", "mask", "branch", "data_seed", "name", '
+                        '"tags": {K: V}}; or {"runs": [...]}')
+    g.add_argument("--run", action="append", default=[], metavar="KEY=VALUE,...",
+                   help="one run (repeatable): out_dir=DIR,init=CKPT,mask=MASK,branch=lth|naive|permuted,seed=N,"
+                        "data_seed=N,name=NAME,tag.K=V (no commas inside values)")
+    add_data_args(p)
+    m = p.add_argument_group("model (for runs without --init; runs with an init take it from the checkpoint)")
+    from ..models import MODEL_NAMES
+
+    m.add_argument("--model", default=None, choices=MODEL_NAMES)
+    m.add_argument("--width", type=int, default=1, help="width multiplier")
+    m.add_argument("--depth", type=int, default=None, help="MLP hidden layers (default 2)")
+    m.add_argument("--hidden", type=int, default=None, help="MLP units per hidden layer at width 1 (default 128)")
+    add_optim_args(p, preset_default="sparse")
+    add_run_args(p)
+    o = p.add_argument_group("outputs")
+    o.add_argument("--save-epochs", default="", help="comma-separated epochs to checkpoint in every run (0 = the start)")
+    o.add_argument("--engine", choices=("auto", "grouped", "mlp"), default="auto",
+                   help="auto: batched-matmul MLP engine on CPU for the MLP, grouped autograd engine otherwise")
+    o.add_argument("--scratch", default=None, metavar="FILE",
+                   help="group resume file (default: .fused.resume.pt in the first run's out_dir)")
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..errors import UserError
+    from ..fused import fused_run, load_run_specs, parse_run_arg
+    from ..training import resolve_config
+
+    set_threads(args.threads)
+    specs = load_run_specs(args.runs) if args.runs else []
+    specs += [parse_run_arg(text) for text in args.run]
+    if not specs:
+        raise UserError("fused: give the group's runs with --runs RUNS.json or --run out_dir=...,init=...,mask=...")
+    fused_run(
+        runs=specs,
+        model_cfg=model_cfg_from_args(args) if args.model is not None else None,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        cfg=resolve_config(args.preset, **optim_overrides(args)),
+        default_seed=args.seed,
+        default_data_seed=args.data_seed,
+        save_epochs=parse_int_list(args.save_epochs),
+        train_subset=args.train_subset,
+        device=args.device,
+        tags=parse_tags(args.tag),
+        progress=args.progress,
+        engine=args.engine,
+        scratch=args.scratch,
+    )
