@@ -43,3 +43,8 @@ rule all:
     input:
         all_targets,
     default_target: True
+
+
+# SLURM profile support: copies the profile's `gpu_steps` resources (GPU
+# partition and model) onto every rule that asks for a GPU. Must come last.
+include: "slurm/gpu_steps.smk"

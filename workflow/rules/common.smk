@@ -96,10 +96,10 @@ def _describe(err):
     if err.validator == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message
         return f"{where or 'the config'} is missing the required key {missing!r}; add it"
-    if err.validator == "propertyNames":
-        return (f"{where}: name {err.instance!r} is not allowed: "
-                + (err.schema.get("description") or err.message) + "; rename it")
-    hint = err.schema.get("description")
+    if err.validator == "propertyNames" or "propertyNames" in err.schema_path:
+        hint = err.schema.get("description") or (err.parent.schema.get("description") if err.parent else None)
+        return f"{where}: name {err.instance!r} is not allowed ({hint or err.message}); rename it"
+    hint = err.schema.get("description") if err.validator != "enum" else None
     return (f"{where or 'the config'} = {err.instance!r}: {err.message}"
             + (f" (expected {hint})" if hint else "") + "; fix this value in the config file")
 
