@@ -1,0 +1,125 @@
+"""A disk that fills up during a checkpoint write: one clear line, the previous files intact, the rerun succeeds.
+
+The run directory lives on a 1 MiB tmpfs mounted for the test (a loop-mounted
+ext4 image if tmpfs cannot be mounted). The training child stops itself just
+before a chosen write (``stop-before``); the test fills the disk to the last
+byte and lets it continue, so the write meets ENOSPC for real. After the
+failure the test frees the space and reruns the same command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from relutil import assert_same_outputs, check_tree, error_lines, is_tmp, wait_stopped
+
+from sparsebasin import checkpoints
+from sparsebasin import io as sio
+
+pytestmark = pytest.mark.slow
+
+
+def _run(cmd):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size_kib: int = 1024):
+    """Mount a size-limited file system at ``where``; skip if this machine cannot."""
+    where.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    tmpfs = _run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(where)])
+    mounted = tmpfs.returncode == 0
+    why = tmpfs.stderr.strip()
+    if not mounted and shutil.which("mkfs.ext4"):
+        image = where.parent / "disk.img"
+        with open(image, "wb") as fh:
+            fh.truncate(size_kib * 1024 * 4)
+        mk = _run(["mkfs.ext4", "-q", "-F", str(image)])
+        loop = _run(["mount", "-o", "loop", str(image), str(where)])
+        mounted = mk.returncode == 0 and loop.returncode == 0
+        why += "; loop: " + (mk.stderr + loop.stderr).strip()
+    if not mounted:
+        pytest.skip(f"cannot mount a small file system (tmpfs or loop): {why}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=60)
+
+
+def fill(disk: Path) -> Path:
+    """Write a filler file until the file system is full (ENOSPC)."""
+    filler = disk / "filler.bin"
+    chunk = b"\0" * 4096
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                os.write(fd, chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                break
+        for size in (512, 64, 1):  # the last partial page
+            while True:
+                try:
+                    os.write(fd, chunk[:size])
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+    return filler
+
+
+@pytest.mark.parametrize("label, path, previous", [
+    ("ckpt/epoch2.pt", "ckpt/epoch2.pt", 1),  # a rewind checkpoint
+    (".resume.pt@3", ".resume.pt", 2),        # the scratch state replaced every epoch
+    ("final.pt", "final.pt", 6),              # the first declared output
+])
+def test_disk_full_during_checkpoint_write(label, path, previous, refs, forkserver, tmp_path):
+    with small_disk(tmp_path / "disk") as disk:
+        out = disk / "run"
+        argv = refs.argv("dense", out)
+        state = {}
+
+        def fill_when_stopped(pid, run):
+            wait_stopped(pid)
+            state["filler"] = fill(disk)
+            os.kill(pid, signal.SIGCONT)
+
+        run = forkserver.run(argv, tmp_path, root=out, actions={label: "stop-before"}, on_start=fill_when_stopped)
+        err = run.err
+        assert run.status == 2, f"status {run.status}\n{err[-3000:]}"
+        assert "Traceback" not in err
+        lines = error_lines(err)
+        assert len(lines) == 1, lines
+        line = lines[0]
+        assert line.startswith("error: could not write ") and str(out / path) in line, line
+        assert "space" in line and "rerun" in line, line
+        print(f"\n{label}: {line}")
+
+        # Nothing half-written, the previous state intact, no temporaries left behind.
+        kinds = check_tree(out)
+        assert not [p for p in out.rglob("*") if is_tmp(p)]
+        assert not any(name in kinds for name in ("final.pt", "result.json", "metrics.csv", "predictions.pt"))
+        assert sio.load_artifact(out / ".resume.pt", "resume")["epoch"] == previous
+        ref_epoch0 = checkpoints.load_checkpoint(refs.dense / "ckpt" / "epoch0.pt")["state_dict"]
+        epoch0 = checkpoints.load_checkpoint(out / "ckpt" / "epoch0.pt")["state_dict"]
+        assert all(torch.equal(ref_epoch0[k], epoch0[k]) for k in ref_epoch0)
+        if path == "ckpt/epoch2.pt":
+            assert not (out / "ckpt" / "epoch2.pt").exists()
+
+        # Space is back: the same command resumes and ends bit-identical to the undisturbed run.
+        state["filler"].unlink()
+        again = forkserver.run(argv, tmp_path, root=out)
+        assert again.status == 0, again.err[-3000:]
+        assert f"resuming after epoch {previous}/6" in again.err
+        assert_same_outputs(refs.dense, out)
