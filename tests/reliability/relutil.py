@@ -261,6 +261,11 @@ def assert_same_outputs(ref: Path, got: Path) -> int:
     return n
 
 
+def file_signature(p: Path) -> tuple:
+    st = p.stat()
+    return (st.st_size, st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+
+
 def snapshot(*dirs: Path) -> dict[str, tuple]:
     """{path: (size, mtime_ns, sha256)} of every file (and {dir: 'dir'} of every directory)."""
     snap = {}
@@ -271,8 +276,7 @@ def snapshot(*dirs: Path) -> dict[str, tuple]:
             if p.is_dir():
                 snap[str(p)] = ("dir",)
             else:
-                st = p.stat()
-                snap[str(p)] = (st.st_size, st.st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+                snap[str(p)] = file_signature(p)
     return snap
 
 
