@@ -65,7 +65,14 @@ ACCOUNT = "sparsebasin_test"
 SNAKEMAKE_TIMEOUT = 900  # a misconfigured status command hangs instead of failing
 
 
-def _prepare(cluster, tmp_path: Path, cli_env: dict, **config) -> tuple[Path, dict, list[str]]:
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """One MNIST-1D data dir for both runs: `prepare` (a local rule, ~20 s)
+    then runs once per module instead of once per test."""
+    return tmp_path_factory.mktemp("slurm-data")
+
+
+def _prepare(cluster, tmp_path: Path, cli_env: dict, data_dir: Path, **config) -> tuple[Path, dict, list[str]]:
     """A repository copy with the user's one edit (the EDIT block of
     slurm/config.yaml filled in for the test cluster), the tiny config, and
     the command a user types in the repository root, plus the test overlay
@@ -73,7 +80,8 @@ def _prepare(cluster, tmp_path: Path, cli_env: dict, **config) -> tuple[Path, di
     work = copy_workflow(REPO, tmp_path / "repo")
     edit_cluster_block(work / "slurm" / "config.yaml", account=ACCOUNT, partition="cpu",
                        gpu_partition="gpu", gpu_model=cluster.gpu_type)
-    (work / "tiny.yaml").write_text(yaml.safe_dump(TINY | config, sort_keys=False))
+    cfg = TINY | {"data_dir": str(data_dir)} | config
+    (work / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     env = dict(cli_env, SLURM_CONF=cluster.env["SLURM_CONF"])
     cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "--profile", str(TEST_PROFILE),
            "--configfile", "tiny.yaml", "--verbose"]
@@ -94,11 +102,11 @@ def _rule(info: dict) -> str:
     return info["Comment"].removeprefix("rule_").split("_wildcards_")[0]
 
 
-def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env):  # noqa: F811
+def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env, data_dir):  # noqa: F811
     """device=cpu: every job of the tiny study is a SLURM job on the CPU
     partition under the configured account, and the study completes."""
     cluster = local_slurm
-    work, env, cmd = _prepare(cluster, tmp_path, cli_env)
+    work, env, cmd = _prepare(cluster, tmp_path, cli_env, data_dir)
     dry = subprocess.run(cmd + ["--dry-run"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert dry.returncode == 0, dry.stdout + dry.stderr
 
@@ -146,14 +154,14 @@ def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env):  # noqa: 
           + ", ".join(f"{r} x{len(v)}" for r, v in sorted(rules_seen.items())))
 
 
-def test_gpu_step_gets_a_gpu_of_the_model_and_is_retried(local_slurm, tmp_path, cli_env):  # noqa: F811
+def test_gpu_step_gets_a_gpu_of_the_model_and_is_retried(local_slurm, tmp_path, cli_env, data_dir):  # noqa: F811
     """device=cuda: the dense training job asks for gpu=1, the profile's GPU
     block adds the GPU partition and model, and SLURM allocates one fake GPU
     of that model. This machine has no CUDA, so the step itself fails
     ("CUDA is not available"); Snakemake then resubmits it once (--retries 1)
     with the runtime grown by the attempt."""
     cluster = local_slurm
-    work, env, cmd = _prepare(cluster, tmp_path, cli_env, device="cuda")
+    work, env, cmd = _prepare(cluster, tmp_path, cli_env, data_dir, device="cuda")
     target = "results/slurmtest/mnist1d-mlp-w1/seed0/dense/A/final.pt"
     proc, log, seconds = _run(cmd + ["--retries", "1", target], work, env, tmp_path, "snakemake-gpu")
     assert proc.returncode != 0, "a CUDA job cannot succeed on this machine"

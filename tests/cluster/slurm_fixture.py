@@ -4,10 +4,14 @@
 (installing Debian's slurm-wlm + munge with apt when missing), yields a
 ``Cluster`` handle, and stops the daemons at the end of the session.
 
-Several pytest sessions on one machine may share the cluster: each holds a
-shared ``flock`` on ``LOCK`` while it uses it, bring-up runs under the
-exclusive lock, and only the last session to leave stops the daemons (unless
-``SPARSEBASIN_SLURM_KEEP=1``).
+Several pytest sessions on one machine may share the cluster. Each holds a
+shared ``flock`` on ``LOCK`` from before its bring-up until it is done;
+``local_slurm.sh up`` and ``stop`` run under an exclusive ``flock`` on
+``UP_LOCK`` (one at a time); and a session stops the daemons only if it can
+then take ``LOCK`` exclusively, i.e. it is the last user (and
+``SPARSEBASIN_SLURM_KEEP`` is not 1). A session that finds the cluster running
+joins it without waiting for the others. ``cluster_session()`` is the same
+protocol as a context manager, for fixtures of other scopes.
 
 Skips only when the machine cannot host the cluster (not root, not Linux, no
 apt-get and no Slurm installed). With ``CI=true`` those conditions fail the
@@ -16,6 +20,7 @@ test instead: CI runs as root and must exercise SLURM.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -34,7 +39,8 @@ SCRIPT = HERE / "local_slurm.sh"
 # Overlay profile for the test cluster (no slurmdbd): layered after the real
 # profile with a second ``--profile``; it overrides only the status polling.
 TEST_PROFILE = HERE / "profile"
-LOCK = Path("/tmp/sparsebasin-slurm.lock")
+LOCK = Path("/tmp/sparsebasin-slurm.lock")  # shared while in use
+UP_LOCK = Path("/tmp/sparsebasin-slurm.up.lock")  # exclusive around up/stop
 DIR = Path(os.environ.get("SPARSEBASIN_SLURM_DIR", "/tmp/sparsebasin-slurm"))
 SLURM_CONF = DIR / "etc" / "slurm.conf"
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
@@ -197,7 +203,7 @@ def edit_cluster_block(profile: Path, **values: str) -> str:
     return text
 
 
-def _flock(fd: int, mode: int, timeout: float) -> None:
+def _flock(fd: int, mode: int, timeout: float = 900, what: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -205,41 +211,59 @@ def _flock(fd: int, mode: int, timeout: float) -> None:
             return
         except BlockingIOError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"waited {timeout:.0f}s for {LOCK}") from None
-            time.sleep(0.5)
+                raise TimeoutError(f"waited {timeout:.0f}s for {what or LOCK}") from None
+            time.sleep(0.2)
 
 
-@pytest.fixture(scope="session")
-def local_slurm():
-    """Bring up the local SLURM cluster for this session; stop it afterwards."""
+def skip_or_fail_if_unavailable() -> None:
     reason = unavailable_reason()
     if reason:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true, but the SLURM tests cannot run: {reason}")
         pytest.skip(reason)
 
-    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+
+@contextlib.contextmanager
+def cluster_session():
+    """Use the local cluster: bring it up (or join it), yield a ``Cluster``,
+    stop it afterwards if no other session uses it."""
+    users_fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    up_fd = os.open(UP_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        _flock(fd, fcntl.LOCK_EX, timeout=900)
-        t0 = time.monotonic()
-        proc = run_script("up")
-        bringup = time.monotonic() - t0
-        fcntl.flock(fd, fcntl.LOCK_SH)  # others may use it alongside us now
-        cluster = Cluster(dir=DIR, bringup_seconds=bringup, log=proc.stderr)
+        # a user from before bring-up on, so no one stops it under our feet;
+        # waits only while another session is stopping it
+        _flock(users_fd, fcntl.LOCK_SH, 900, LOCK)
+        _flock(up_fd, fcntl.LOCK_EX, 900, UP_LOCK)
+        try:
+            t0 = time.monotonic()
+            proc = run_script("up")  # idempotent: on a running cluster a ~1 s check
+            bringup = time.monotonic() - t0
+        finally:
+            fcntl.flock(up_fd, fcntl.LOCK_UN)
         _record("bringup_seconds", round(bringup, 2))
-        yield cluster
+        yield Cluster(dir=DIR, bringup_seconds=bringup, log=proc.stderr)
     finally:
         try:
             if os.environ.get("SPARSEBASIN_SLURM_KEEP") != "1":
+                _flock(up_fd, fcntl.LOCK_EX, 900, UP_LOCK)
                 try:
-                    # exclusive without waiting: only if no other session uses it
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    # exclusive without waiting: only the last user gets it
+                    fcntl.flock(users_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     pass  # another session still uses the cluster; it stops it
                 else:
                     run_script("stop", timeout=120)
         finally:
-            os.close(fd)
+            os.close(up_fd)
+            os.close(users_fd)
+
+
+@pytest.fixture(scope="session")
+def local_slurm():
+    """Bring up the local SLURM cluster for this session; stop it afterwards."""
+    skip_or_fail_if_unavailable()
+    with cluster_session() as cluster:
+        yield cluster
 
 
 def _record(key: str, value) -> None:
