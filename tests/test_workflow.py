@@ -71,6 +71,7 @@ def _imp_lineage(targets, rate, target):
 def expected_jobs(config: dict) -> dict[str, int]:
     """Jobs per rule for a whole config, from the study definitions (docs/workflow.md)."""
     counts: dict[str, int] = {}
+    fused = bool(config.get("fused", False))
 
     def add(rule, n):
         if n:
@@ -110,7 +111,11 @@ def expected_jobs(config: dict) -> dict[str, int]:
 
             need_b = cover(sweep) | cover(lmc) | cover(plane) | cover(div) | cover(early)
             need_a = need_b | cover(imp)
-            add("dense", len(need_a) + len(need_b))
+            if fused:
+                for w in sorted({w for w, _ in need_a}):
+                    add(f"dense_fused_{exp}_{i}_w{w}", 1)
+            else:
+                add("dense", len(need_a) + len(need_b))
             add(f"prune_{exp}_{i}", len(cover(sweep) | cover(imp) | cover(plane) | cover(div) | cover(early)))
 
             matched = cover(sweep) | cover(lmc) | cover(plane)
@@ -132,15 +137,17 @@ def expected_jobs(config: dict) -> dict[str, int]:
                     runs.update((w, anchor, _fmt(div["sparsity"]), div["k"], b) for b in BRANCHES)
                     add("match_cross", others)
                     add("permute_mask_cross", others)
-                    add("sparse_cross", 2 * others)
-                    add("sparse_dataorder", others)
+                    if not fused:
+                        add("sparse_cross", 2 * others)
+                        add("sparse_dataorder", others)
                     add("ensemble", len(GROUPS))
             if early:
                 early_epochs = [x for x in early["epochs"] if x < T]
                 for w, s in cover(early):
                     add("match_early", len(early_epochs))
                     add("permute_mask_early", len(early_epochs) * len(early["sparsities"]))
-                    add("sparse_early", len(early_epochs) * len(early["sparsities"]))
+                    if not fused:
+                        add("sparse_early", len(early_epochs) * len(early["sparsities"]))
                     for S in early["sparsities"]:
                         runs.update((w, s, _fmt(S), early["k"], b) for b in ("lth", "naive"))
                         if T in early["epochs"]:
@@ -151,7 +158,17 @@ def expected_jobs(config: dict) -> dict[str, int]:
             if matched and (sweep or lmc or plane or div or (early and T in early["epochs"])):
                 flags["matches"] = True
             add("permute_mask", len(permuted_masks))
-            add("sparse", len(runs))
+            if fused:
+                # one job per width and rewind point, for every sparse-like run there
+                groups = {(w, k) for w, s, S, k, b in runs}
+                if div:
+                    groups.update((w, div["k"]) for w in div.get("widths", widths))
+                if early:
+                    groups.update((w, early["k"]) for w, s in cover(early))
+                for w, k in sorted(groups):
+                    add(f"sparse_fused_{exp}_{i}_w{w}_k{k}", 1)
+            else:
+                add("sparse", len(runs))
             add("lmc", len(cover(lmc)))
             add("plane", len(cover(plane)))
             if imp:
@@ -190,9 +207,11 @@ def test_lint_is_clean(tmp_path):
     assert "Lints for" not in out, out
 
 
-def test_default_config_job_counts(tmp_path):
+@pytest.mark.parametrize("fused", [True, False])
+def test_default_config_job_counts(tmp_path, fused):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    assert dry_run(tmp_path) == expected_jobs(config)
+    config["fused"] = fused
+    assert dry_run(tmp_path, "--config", f"fused={fused}") == expected_jobs(config)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -214,23 +233,27 @@ def test_default_is_small_and_complete(tmp_path):
     for kind in ("accuracy", "diversity", "early_matching", "lmc"):
         assert stats.get(f"table_{kind}") == 1, kind
     assert stats["summary"] == 1
-    assert sum(stats.values()) <= 140
+    assert sum(stats.values()) <= 80  # fused: 68 jobs
 
 
 def test_one_figure_schedules_only_its_ancestors(tmp_path):
-    stats = dry_run(tmp_path, "results/mnist1d/figures/lmc_width.pdf")
+    stats = dry_run(tmp_path, "results/mnist1d/figures/lmc_width.pdf", "--config", "fused=False")
     # lmc at widths 1, 2, 4 and seed 0: dense A+B, match, interpolate per width
     assert stats == {"prepare": 1, "dense": 6, "match": 3, "lmc": 3, "collect": 1, "figure_lmc_width": 1}
+    stats = dry_run(tmp_path, "results/mnist1d/figures/lmc_width.pdf", "--config", "fused=True")
+    # fused: the dense runs of each width in one job
+    assert stats == {"prepare": 1, "dense_fused_mnist1d_0_w1": 1, "dense_fused_mnist1d_0_w2": 1,
+                     "dense_fused_mnist1d_0_w4": 1, "match": 3, "lmc": 3, "collect": 1, "figure_lmc_width": 1}
 
 
 def test_one_sparse_run_schedules_only_its_ancestors(tmp_path):
     target = "results/mnist1d/mnist1d-mlp-w4/seed1/sparse/S0.95/k4/permuted/result.json"
-    stats = dry_run(tmp_path, target)
+    stats = dry_run(tmp_path, target, "--config", "fused=False")
     assert stats == {"prepare": 1, "dense": 2, "match": 1, "prune_mnist1d_0": 1, "permute_mask": 1, "sparse": 1}
 
 
 def test_one_width_manifest(tmp_path):
-    stats = dry_run(tmp_path, "results/mnist1d/mnist1d-mlp-w1/manifest.txt")
+    stats = dry_run(tmp_path, "results/mnist1d/mnist1d-mlp-w1/manifest.txt", "--config", "fused=False")
     assert stats["manifest"] == 1
     assert "figure_lmc_width" not in stats and "summary" not in stats
     # width 1: sweep seeds 0, 1 (2 sparsities x 2 rewind points x 3 branches) and early matching
@@ -241,7 +264,7 @@ def test_one_width_manifest(tmp_path):
 def test_commands_follow_the_contract(tmp_path):
     """Spot-check the step command lines: seeds, rewind checkpoints, epochs T - k, tags."""
     target = "results/mnist1d/mnist1d-mlp-w4/seed1/sparse/S0.95/k4/naive/result.json"
-    res = snakemake([target, "-n", "-p"], tmp_path)
+    res = snakemake([target, "-n", "-p", "--config", "fused=False"], tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     train_b = next(line for line in out.splitlines() if "sparsebasin train" in line and "net=B" in line)
@@ -262,6 +285,7 @@ def test_cuda_asks_for_gpus(tmp_path):
     config = tmp_path / "cuda.yaml"
     default = yaml.safe_load((REPO / "config.yaml").read_text())
     default["device"] = "cuda"
+    default["fused"] = False
     config.write_text(yaml.safe_dump(default))
     res = snakemake(["results/mnist1d/mnist1d-mlp-w1/seed0/lmc/curve.csv", "-n", "-p", f"--configfile={config}"], tmp_path)
     out = res.stdout + res.stderr
@@ -287,7 +311,7 @@ def test_every_rule_declares_log_benchmark_threads_resources():
 
 def test_training_resources_grow_with_attempt(tmp_path):
     """A retried job gets more runtime: the resources printed for attempt 1 are the base."""
-    res = snakemake(["results/mnist1d/mnist1d-mlp-w4/seed0/dense/A/final.pt", "-n"], tmp_path)
+    res = snakemake(["results/mnist1d/mnist1d-mlp-w4/seed0/dense/A/final.pt", "-n", "--config", "fused=False"], tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     block = out.split("\nrule dense:")[1]
@@ -295,3 +319,85 @@ def test_training_resources_grow_with_attempt(tmp_path):
     assert runtime >= 5
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
     assert re.search(r"def train_minutes\(.*attempt", common) and "* attempt))" in common
+
+
+# --------------------------------------------------------------------------- fused mode
+
+
+def _commands(output: str, step: str) -> list[list[str]]:
+    import shlex
+
+    out = []
+    for line in output.splitlines():
+        marker = f"python -m sparsebasin {step} "
+        if marker in line:
+            cmd = line[line.index(marker) + len(marker):].split(" > ", 1)[0]
+            out.append(shlex.split(cmd))
+    return out
+
+
+def _options(argv: list[str]) -> dict[str, list[str]]:
+    opts: dict[str, list[str]] = {}
+    i = 0
+    while i < len(argv):
+        key = argv[i]
+        value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else ""
+        opts.setdefault(key, []).append(value)
+        i += 2 if value else 1
+    return opts
+
+
+def _per_run(opts) -> dict:
+    tags = dict(t.split("=", 1) for t in opts.get("--tag", []))
+    return {"init": opts.get("--init", [None])[0], "mask": opts.get("--mask", [None])[0],
+            "branch": opts.get("--branch", [None])[0], "seed": opts["--seed"][0], "tags": tags,
+            "epochs": opts["--epochs"][0], "lr": opts["--lr"][0]}
+
+
+def _fused_runs(opts) -> dict:
+    shared = dict(t.split("=", 1) for t in opts.get("--tag", []))
+    runs = {}
+    for text in opts["--run"]:
+        d = dict(part.split("=", 1) for part in text.split(","))
+        tags = {**shared, **{k[4:]: v for k, v in d.items() if k.startswith("tag.")}}
+        assert d["seed"] == d["data_seed"]
+        runs[d["out_dir"]] = {"init": d.get("init"), "mask": d.get("mask"), "branch": d.get("branch"),
+                              "seed": d["seed"], "tags": tags, "epochs": opts["--epochs"][0], "lr": opts["--lr"][0]}
+    return runs
+
+
+def test_fused_mode_trains_exactly_the_per_run_jobs(tmp_path):
+    """fused: true groups the runs (one dense job per width, one sparse job per width and k)
+    but every run keeps its directory, init, mask, branch, seeds, epochs and tags."""
+    plain = snakemake(["-n", "-p", "--config", "fused=False"], tmp_path / "plain")
+    fused = snakemake(["-n", "-p", "--config", "fused=True"], tmp_path / "fused")
+    assert plain.returncode == 0 and fused.returncode == 0, plain.stderr + fused.stderr
+    per_run = {}
+    for argv in _commands(plain.stdout, "sparse"):
+        opts = _options(argv)
+        per_run[opts["--out-dir"][0]] = _per_run(opts)
+    grouped = {}
+    for argv in _commands(fused.stdout, "fused"):
+        opts = _options(argv)
+        if "--model" in opts:
+            continue  # a dense group
+        grouped.update(_fused_runs(opts))
+    assert len(per_run) == 56 and grouped == per_run
+
+    dense_plain = {}
+    for argv in _commands(plain.stdout, "train"):
+        opts = _options(argv)
+        dense_plain[opts["--out-dir"][0]] = (opts["--seed"][0], dict(t.split("=", 1) for t in opts["--tag"]),
+                                             opts["--save-epochs"][0], opts["--epochs"][0])
+    dense_fused = {}
+    for argv in _commands(fused.stdout, "fused"):
+        opts = _options(argv)
+        if "--model" not in opts:
+            continue
+        for out_dir, run in _fused_runs(opts).items():
+            dense_fused[out_dir] = (run["seed"], run["tags"], opts["--save-epochs"][0], opts["--epochs"][0])
+    assert len(dense_plain) == 12 and dense_fused == dense_plain
+    stats = job_stats(fused.stdout)
+    assert sum(v for k, v in stats.items() if k.startswith("dense_fused_")) == 3
+    assert sum(v for k, v in stats.items() if k.startswith("sparse_fused_")) == 4
+    assert not any(k in stats for k in ("dense", "sparse", "sparse_cross", "sparse_dataorder", "sparse_early"))

@@ -151,8 +151,6 @@ def normalise_cell(exp, i, raw):
         config_error(f"{where}.widths = {widths}: resnet50 supports width 1 only; set widths: [1]")
     if "model_args" in raw and raw["model"] != "mlp":
         config_error(f"{where}.model_args is for model mlp only; remove it for {raw['model']}")
-    if cfg_fused():
-        config_error("fused: true is not available yet (the fused step is not wired into the workflow); set fused: false")
     sparse = {k: v for k, v in raw["dense"].items() if k not in ("epochs", "preset")}
     sparse.update(raw["sparse"])
     cell["sparse"] = sparse
@@ -184,10 +182,6 @@ def normalise_cell(exp, i, raw):
     if not cell["sections"]:
         config_error(f"{where} has no study; add at least one of: {', '.join(SECTIONS)}")
     return cell
-
-
-def cfg_fused():
-    return bool(config.get("fused", False))
 
 
 def build_plan(cfg):
@@ -406,9 +400,9 @@ def optim_args(opt, epochs):
     return a
 
 
-def run_args():
-    """Device and progress; the rules add --threads {threads} (the job's threads)."""
-    return f"--device {DEVICE} --progress log"
+def run_args(progress=True):
+    """Device (and progress for training steps); the rules add --threads {threads}."""
+    return f"--device {DEVICE}" + (" --progress log" if progress else "")
 
 
 def cell_threads(wc):
@@ -535,7 +529,7 @@ def match_params(wc):
     a = f"{data_args(cell)} --method {m['method']} --stat {m['stat']} --batch-size {m['batch_size']}"
     if "batches" in m:
         a += f" --batches {m['batches']}"
-    return f"{a} {run_args()}"
+    return f"{a} {run_args(progress=False)}"
 
 
 def early_b(wc):
@@ -659,7 +653,7 @@ def interp_args(name):
     def f(wc):
         cell = cell_of(wc)
         sec = section(cell, name)
-        return f"{data_args(cell)} --alphas {sec['alphas']} --modes {','.join(sec['modes'])} {run_args()}"
+        return f"{data_args(cell)} --alphas {sec['alphas']} --modes {','.join(sec['modes'])} {run_args(progress=False)}"
 
     return f
 
@@ -699,7 +693,7 @@ def imp_tags(wc):
 
 def plane_args(wc):
     cell = cell_of(wc)
-    return f"{data_args(cell)} --grid {section(cell, 'plane')['grid']} {run_args()}"
+    return f"{data_args(cell)} --grid {section(cell, 'plane')['grid']} {run_args(progress=False)}"
 
 
 def plane_epochs(cell, wc):
@@ -923,3 +917,140 @@ def _early_ks_consistent():
 
 
 _early_ks_consistent()
+
+
+# ----------------------------------------------------------------- fused mode (config fused: true)
+# The `fused` step trains several runs of one architecture and schedule in one
+# process. With fused: true the workflow trains, per cell and width, all dense
+# runs (A and B of every seed) in one job, and per cell, width and rewind point
+# k every sparse run (grid, plane, diversity members, early matching) in one
+# job. Outputs and tags are the same files as the per-run rules write.
+
+FUSED = bool(config["fused"])
+
+
+def _run(out_dir, init, final, mask, branch, seed, tags_):
+    return {"out_dir": out_dir, "init": init, "final": final, "mask": mask, "branch": branch,
+            "seed": seed, "tags": tags_}
+
+
+def _run_tags(cell, w, **extra):
+    return {"experiment": cell["experiment"], "dataset": cell["dataset"], "model": cell["model"],
+            "width": str(w), **{k: str(v) for k, v in extra.items() if v is not None}}
+
+
+def _std_run(cell, w, s, S, k, b):
+    net = "A" if b == "lth" else "B"
+    d = run_dir(cell, w, s)
+    mask = f"{d}/prune/S{fmt_s(S)}/{'mask_permuted.pt' if b == 'permuted' else 'mask.pt'}"
+    tags_ = _run_tags(cell, w, seed=s, sparsity=fmt_s(S), k=k, branch=b,
+                      match_epoch=cell["T"] if b == "permuted" else None)
+    return _run(sparse_dir(cell, w, s, S, k, b), f"{d}/dense/{net}/ckpt/epoch{k}.pt", f"{d}/dense/{net}/final.pt",
+                mask, b, sparse_seed(s), tags_)
+
+
+def group_runs(cell, w, k):
+    """Every sparse run of the cell at width w and rewind point k, as the per-run rules define them."""
+    runs, T = [], cell["T"]
+    sweep, plane = section(cell, "sweep"), section(cell, "plane")
+    div, early = section(cell, "diversity"), section(cell, "early_matching")
+    if sweep and w in sweep["widths"] and k in sweep["rewind"]:
+        runs += [_std_run(cell, w, s, S, k, b) for s in sweep["seeds"] for S in sweep["sparsities"] for b in BRANCHES]
+    if plane and w == plane["width"] and k == plane["k"]:
+        runs += [_std_run(cell, w, plane["seed"], plane["sparsity"], k, b) for b in ("lth", "permuted")]
+    if div and w in div["widths"] and k == div["k"]:
+        a, S = diversity_anchor(div), div["sparsity"]
+        da = run_dir(cell, w, a)
+        runs += [_std_run(cell, w, a, S, k, b) for b in BRANCHES]
+        for j in div["seeds"][1:]:
+            dj = run_dir(cell, w, j)
+            runs.append(_run(member_dir(cell, w, a, j, S, k, "lth"), f"{da}/dense/A/ckpt/epoch{k}.pt",
+                             f"{da}/dense/A/final.pt", f"{da}/prune/S{fmt_s(S)}/mask.pt", "lth", sparse_seed(j),
+                             _run_tags(cell, w, seed=a, sparsity=fmt_s(S), k=k, branch="lth", member=j)))
+            for b in ("naive", "permuted"):
+                mask = (f"{da}/cross/B{j}/prune/S{fmt_s(S)}/mask_permuted.pt" if b == "permuted"
+                        else f"{da}/prune/S{fmt_s(S)}/mask.pt")
+                runs.append(_run(member_dir(cell, w, a, j, S, k, b), f"{dj}/dense/B/ckpt/epoch{k}.pt",
+                                 f"{dj}/dense/B/final.pt", mask, b, sparse_seed(j),
+                                 _run_tags(cell, w, seed=a, sparsity=fmt_s(S), k=k, branch=b, member=j)))
+    if early and w in early["widths"] and k == early["k"]:
+        for s in early["seeds"]:
+            d = run_dir(cell, w, s)
+            for S in early["sparsities"]:
+                runs += [_std_run(cell, w, s, S, k, b) for b in ("lth", "naive")]
+                for e in early["epochs"]:
+                    if e == T:
+                        runs.append(_std_run(cell, w, s, S, k, "permuted"))
+                    else:
+                        runs.append(_run(early_permuted_dir(cell, w, s, e, S, k), f"{d}/dense/B/ckpt/epoch{k}.pt",
+                                         f"{d}/dense/B/final.pt",
+                                         f"{d}/early/e{e}/prune/S{fmt_s(S)}/mask_permuted.pt", "permuted",
+                                         sparse_seed(s),
+                                         _run_tags(cell, w, seed=s, sparsity=fmt_s(S), k=k, branch="permuted",
+                                                   match_epoch=e)))
+    return list({r["out_dir"]: r for r in runs}.values())
+
+
+def sparse_groups(cell):
+    """(width, k) of every fused sparse job of the cell."""
+    ks = set()
+    for w in cell["widths"]:
+        for k in save_epochs(cell):
+            if group_runs(cell, w, k):
+                ks.add((w, k))
+    return sorted(ks)
+
+
+def dense_group_runs(cell, w):
+    """[(seed, net)] of the dense runs the cell needs at width w."""
+    both, a_only = _dense_pairs(cell)
+    runs = [(s, net) for ww, s in both if ww == w for net in ("A", "B")]
+    return sorted(runs + [(s, "A") for ww, s in a_only if ww == w])
+
+
+def _run_arg(spec):
+    parts = [f"out_dir={spec['out_dir']}"]
+    for key in ("init", "mask", "branch"):
+        if spec.get(key):
+            parts.append(f"{key}={spec[key]}")
+    parts += [f"seed={spec['seed']}", f"data_seed={spec['seed']}"]
+    parts += [f"tag.{k}={v}" for k, v in spec["tags"].items()]
+    text = ",".join(parts)
+    if any("," in str(v) for v in spec.values() if isinstance(v, str)):
+        raise WorkflowError(f"fused run {spec['out_dir']}: a value contains a comma, which --run cannot carry")
+    return f"--run {q(text)}"
+
+
+def fused_dense_args(cell, w):
+    runs = []
+    for s, net in dense_group_runs(cell, w):
+        tags_ = _run_tags(cell, w, seed=s, branch="dense", net=net)
+        runs.append(_run_arg({"out_dir": f"{run_dir(cell, w, s)}/dense/{net}", "seed": dense_seed(s, net),
+                              "tags": tags_}))
+    return " ".join([data_args(cell), model_args(cell, w), optim_args(cell["dense"], cell["T"]), run_args(),
+                     f"--save-epochs {','.join(map(str, save_epochs(cell))) or q('')}", *runs])
+
+
+def fused_dense_outputs(cell, w):
+    return [f"{run_dir(cell, w, s)}/dense/{net}/{f}" for s, net in dense_group_runs(cell, w)
+            for f in ("final.pt", "result.json", "metrics.csv", "predictions.pt")]
+
+
+def fused_sparse_args(cell, w, k):
+    runs = [_run_arg(r) for r in group_runs(cell, w, k)]
+    return " ".join([data_args(cell), optim_args(cell["sparse"], cell["T"] - k), run_args(), *runs])
+
+
+def fused_sparse_inputs(cell, w, k):
+    runs = group_runs(cell, w, k)
+    return sorted({r["final"] for r in runs} | {r["mask"] for r in runs})
+
+
+def fused_sparse_outputs(cell, w, k):
+    return [f"{r['out_dir']}/{f}" for r in group_runs(cell, w, k)
+            for f in ("final.pt", "result.json", "metrics.csv", "predictions.pt")]
+
+
+def fused_minutes(cell, w, epochs, n_runs, attempt):
+    # the stacked runs share one pass over the data: cheaper than n separate runs
+    return train_minutes(cell, w, epochs * max(1.0, 0.5 * n_runs), attempt)
