@@ -81,7 +81,7 @@ class TrainConfig:
 # it fine-tunes a trained model).
 # MNIST-1D (20k/5k examples), measured on the default MLP (2 x 128 hidden),
 # CPU, seed 0 unless noted. Dense: lr .3 beat .02/.05/.1/.2/.5/.8; test acc
-# 92.0% (seeds 1, 2) after 30 epochs, 92.5% after 40. Sparse (90% one-shot
+# 91.3% (seed 0), 92.0% (seeds 1, 2) after 30 epochs, 92.5% after 40. Sparse (90% one-shot
 # magnitude mask, rewind to epoch 4, 36 epochs): lr .2 87.2%, .3 87.1%, .1
 # 86.1%, .05 84.8%. IMP-FT (plain SGD, 20% per round to 90%): lr .1 x 10
 # epochs 88.3% at 90%, as good as .05 x 20; .02 x 10 84.2%.
