@@ -133,8 +133,8 @@ def test_gpu_block_reaches_exactly_the_gpu_steps(filled, cli_env):
     jobs = _jobs_with_resources(proc.stdout + proc.stderr)
     assert jobs, "the dry run printed no job resources"
     gpu_rules = {r for r, res in jobs if res.get("gpu") == "1"}
-    assert {"dense", "match", "sparse"} <= gpu_rules, sorted(gpu_rules)
-    assert any(r.startswith("prune_") for r in gpu_rules), "per-cell prune rules must get the GPU block too"
+    for prefix in ("dense", "prune", "match", "sparse"):  # some are generated per cell (dense_fused_<...>)
+        assert any(r.startswith(prefix) for r in gpu_rules), (prefix, sorted(gpu_rules))
     for rule, res in jobs:
         if res.get("gpu") == "1":
             assert res.get("gpu_model") == "testgpu" and res.get("slurm_partition") == "gpu", (rule, res)
