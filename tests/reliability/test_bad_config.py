@@ -1,0 +1,106 @@
+"""Bad workflow configs: ``snakemake -n --configfile bad.yaml`` stops with one line naming the key.
+
+Each case is the tiny valid config of the workflow tests with one mistake.
+The dry runs are independent, so they run three at a time (each is a
+Snakemake start, a few seconds). Asserted per case: non-zero exit, exactly
+one non-empty line of output, ``config error: <key path> ...`` naming the key
+and what to do, and no file created in the working directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import yaml
+from relutil import REPO, diff_snapshots, env_with_venv, snapshot
+from test_workflow_faults import CONFIG
+
+CELL = "experiments.rel.cells[0]"
+
+
+def _cell(cfg):
+    return cfg["experiments"]["rel"]["cells"][0]
+
+
+def _set(path, value):
+    def edit(cfg):
+        target = _cell(cfg)
+        *parents, last = path
+        for p in parents:
+            target = target[p]
+        target[last] = value
+    return edit
+
+
+# name -> (edit of the config, substrings of the one line, action word)
+CASES = {
+    "unknown_top_level_key": (lambda c: c.update(thread=1), ["'thread'"], "remove"),
+    "unknown_nested_key": (_set(("match", "batchsize"), 128), [f"'{CELL}.match.batchsize'"], "remove"),
+    "wrong_type": (_set(("dense", "epochs"), "ten"), [f"{CELL}.dense.epochs", "'ten'"], "fix"),
+    "threads_zero": (lambda c: c.update(threads=0), ["threads", "0"], "fix"),
+    "sparsity_zero": (_set(("sweep", "sparsities"), [0]), [f"{CELL}.sweep.sparsities[0]", "= 0"], "fix"),
+    "sparsity_one": (_set(("sweep", "sparsities"), [1]), [f"{CELL}.sweep.sparsities[0]", "= 1"], "fix"),
+    "sparsity_negative": (_set(("sweep", "sparsities"), [-0.5]), [f"{CELL}.sweep.sparsities[0]", "-0.5"], "fix"),
+    "rewind_not_below_epochs": (_set(("sweep", "rewind"), [0, 2]), [f"{CELL}.sweep.rewind", "2", "dense.epochs"],
+                                "raise"),
+    "width_zero": (_set(("widths",), [0]), [f"{CELL}.widths[0]", "= 0"], "fix"),
+    "unknown_model": (_set(("model",), "resnet21"), [f"{CELL}.model", "'resnet21'"], "fix"),
+    "unknown_dataset": (_set(("dataset",), "mnist2d"), [f"{CELL}.dataset", "'mnist2d'"], "fix"),
+    "missing_required_key": (lambda c: _cell(c)["dense"].pop("lr"), [f"{CELL}.dense", "'lr'"], "add"),
+}
+
+
+def dry_run(name: str, work) -> tuple[subprocess.CompletedProcess, list[str]]:
+    edit, _, _ = CASES[name]
+    cfg = copy.deepcopy(CONFIG)
+    edit(cfg)
+    work.mkdir()
+    (work / "bad.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    before = snapshot(work)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
+                           "--configfile", str(work / "bad.yaml"), "-n", "--cores", "1"],
+                          env=env_with_venv(), capture_output=True, text=True, timeout=300)
+    return proc, diff_snapshots(before, snapshot(work))
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("badcfg")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(dry_run, name, root / name) for name in CASES}
+        return {name: f.result() for name, f in futures.items()}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_config_is_one_line_naming_the_key(name, dry_runs):
+    proc, diff = dry_runs[name]
+    _, names, action = CASES[name]
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert proc.returncode != 0, lines
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith("config error: "), line
+    for n in names:
+        assert n in line, f"{n!r} not in: {line}"
+    assert action in line, f"no {action!r} in: {line}"
+    assert diff == [], diff
+    print(f"\n{name}: {line}")
+
+
+def test_yaml_syntax_error_is_refused_without_output(tmp_path):
+    """Snakemake parses --configfile before the workflow's own checks run, so this message is
+    Snakemake's (two lines, the file not named); asserted: refused, nothing written."""
+    (tmp_path / "bad.yaml").write_text("device: cpu\nexperiments: {rel: [\n")
+    before = snapshot(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                           "--configfile", str(tmp_path / "bad.yaml"), "-n", "--cores", "1"],
+                          env=env_with_venv(), capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "not valid JSON or YAML" in out, out
+    assert "Traceback" not in out
+    assert diff_snapshots(before, snapshot(tmp_path)) == []
