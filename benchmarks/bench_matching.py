@@ -3,8 +3,10 @@
 Default: widths 1, 2, 4, 8, 16; 10,000 random 32x32 RGB images streamed as 20
 batches of 500 (no augmentation, fixed order), correlation statistic, on CPU.
 Prints seconds per width and writes ``benchmarks/results/matching.json``
-(per width: total seconds, statistics vs assignment seconds, batches, threads,
-provenance).
+(per width: total wall seconds, statistics vs assignment seconds, CPU seconds,
+batches, threads, the 1-minute load average before/after, provenance). On a
+shared machine wall time grows with other jobs' load; CPU seconds divided by
+the thread count approximate the wall time on an idle machine.
 
 ``--max-batches N`` measures only the first N batches of each width, and
 ``--budget-seconds S`` stops a width once S seconds have passed (after at least
@@ -18,6 +20,7 @@ such widths ``extrapolated: true`` with the measured numbers alongside.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,6 +55,8 @@ def bench_width(width: int, ds, batch_size: int, n_batches: int, max_batches: in
     b = devices.prepare_model(build_model({"name": "resnet20", "width": width}, 10, 3), device)
     spec = permutation_spec(a)
     measured = n_batches if max_batches is None else min(max_batches, n_batches)
+    load_before = os.getloadavg()[0]
+    c0 = time.process_time()
     t0 = time.perf_counter()
     stats, used, _ = activation_statistics(
         a, b, spec, _within_budget(batches(ds, batch_size, shuffle=False, augment=False, device=device), budget),
@@ -60,6 +65,7 @@ def bench_width(width: int, ds, batch_size: int, n_batches: int, max_batches: in
     if device.type == "cuda":
         torch.cuda.synchronize()
     t1 = time.perf_counter()
+    c1 = time.process_time()
     for st in stats.values():
         solve_assignment(st.correlation())
     t2 = time.perf_counter()
@@ -74,6 +80,9 @@ def bench_width(width: int, ds, batch_size: int, n_batches: int, max_batches: in
         "measured_batches": used,
         "measured_seconds_statistics": t1 - t0,
         "extrapolated": used < n_batches,
+        # CPU seconds of this process (all threads), extrapolated likewise: less sensitive to other jobs
+        "cpu_seconds_statistics": (c1 - c0) * n_batches / used,
+        "load_average_1min": [load_before, os.getloadavg()[0]],  # before / after: the CPU is shared
         "groups": len(spec.sizes),
         "largest_group": max(spec.sizes.values()),
     }
@@ -104,10 +113,12 @@ def main(argv=None) -> int:
         results.append(r)
         note = f" (extrapolated from {r['measured_batches']} batches)" if r["extrapolated"] else ""
         print(f"resnet20x{w}: {r['seconds']:.1f} s  [statistics {r['seconds_statistics']:.1f} s, "
-              f"assignment {r['seconds_assignment']:.2f} s]{note}", flush=True)
+              f"assignment {r['seconds_assignment']:.2f} s; CPU {r['cpu_seconds_statistics']:.1f} s; "
+              f"load {r['load_average_1min'][0]:.1f}]{note}", flush=True)
         write_json(args.out, {
             "benchmark": "activation matching, ResNet20xw, random weights, CIFAR-shaped random images",
             "images": args.images, "device": str(device), "threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
             "results": results,
             "provenance": provenance.collect(config=vars(args), device=device),
         })
