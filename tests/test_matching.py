@@ -108,3 +108,10 @@ def test_weight_matching_recovers_the_permutation(arch):
     found, meta = weight_matching(spec, model.state_dict(), copy.state_dict(), seed=0)
     assert all(torch.equal(found[g], perm[g]) for g in spec.sizes)
     assert meta["method"] == "weight" and meta["passes"] >= 2
+
+
+@pytest.mark.slow
+def test_weight_matching_recovers_the_resnet50_permutation():
+    model, copy, spec, perm, _ = permuted_pair("resnet50", 2)
+    found, _ = weight_matching(spec, model.state_dict(), copy.state_dict(), seed=1)
+    assert all(torch.equal(found[g], perm[g]) for g in spec.sizes)
