@@ -1,0 +1,153 @@
+"""The built-in default config through the whole DAG (`snakemake --cores 2`), then
+partial reruns: after changing one config value only what depends on it reruns.
+
+One real run (module fixture, in a tmp working directory) serves every test here.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(args, workdir, timeout=1800):
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    cmd = [str(VENV_BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def job_stats(output: str) -> dict[str, int]:
+    lines = output.splitlines()
+    if not any(line.startswith("Job stats:") for line in lines):
+        return {}
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
+    stats = {}
+    for line in lines[start + 3:]:
+        parts = line.split()
+        if not parts or parts[0] == "total":
+            break
+        stats[parts[0]] = int(parts[1])
+    return stats
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("default_run")
+    t0 = time.perf_counter()
+    res = snakemake(["--cores", "2"], workdir)
+    seconds = time.perf_counter() - t0
+    print(f"default config end to end: {seconds:.0f} s")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
+    return workdir
+
+
+def _targets():
+    exp = "results/mnist1d"
+    figures = ["accuracy_vs_rewind", "accuracy_vs_sparsity", "lmc_width", "imp_barrier", "plane"]
+    tables = ["accuracy", "diversity", "early_matching", "lmc"]
+    return ([f"{exp}/figures/{f}.{ext}" for f in figures for ext in ("pdf", "png")]
+            + [f"{exp}/tables/{t}.{ext}" for t in tables for ext in ("csv", "md")] + [f"{exp}/summary.md"])
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_every_figure_table_and_summary_exists(finished):
+    for target in _targets():
+        path = finished / target
+        assert path.is_file() and path.stat().st_size > 0, target
+    assert (finished / "results/mnist1d/figures/plane.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tidy_tables_carry_the_tags(finished):
+    tidy = finished / "results/mnist1d/tidy"
+    runs = _rows(tidy / "runs.csv")
+    for col in ("experiment", "dataset", "model", "width", "seed", "sparsity", "k", "branch", "test_acc"):
+        assert col in runs[0], col
+    branches = {r["branch"] for r in runs}
+    assert branches == {"dense", "imp", "lth", "naive", "permuted"}
+    sparse = [r for r in runs if r["branch"] in ("lth", "naive", "permuted")]
+    # sweep: widths 1, 4 x seeds 0, 1 x sparsities 0.8, 0.95 x rewind points 0, 4 x 3 branches
+    assert len(sparse) == 48
+    assert {r["experiment"] for r in runs} == {"mnist1d"}
+    early = _rows(tidy / "early.csv")
+    assert {r["match_epoch"] for r in early if r["branch"] == "permuted"} == {"5", "20"}
+    ensembles = _rows(tidy / "ensembles.csv")
+    assert sorted(r["group"] for r in ensembles) == ["dense", "imp", "lth", "naive", "permuted"]
+    assert all(r["n"] == "3" for r in ensembles)
+    imp = _rows(tidy / "imp_curves.csv")
+    assert {r["round"] for r in imp} == {"1", "2", "3", "5", "6", "7"}  # the rounds on the way to 0.95
+
+
+def test_rewind_checkpoints_and_rounds_are_kept(finished):
+    run = finished / "results/mnist1d/mnist1d-mlp-w4/seed0"
+    for net in ("A", "B"):
+        for k in (0, 4, 5):
+            assert (run / f"dense/{net}/ckpt/epoch{k}.pt").is_file()
+    assert (run / "prune/rounds.json").is_file() and (run / "prune/rounds/round7.pt").is_file()
+
+
+def test_nothing_left_to_do(finished):
+    res = snakemake(["-n"], finished)
+    assert res.returncode == 0, res.stderr
+    assert "Nothing to be done" in res.stdout + res.stderr, res.stdout[-3000:]
+
+
+def _with(tmp_path, section, key, value):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["experiments"]["mnist1d"]["cells"][0][section][key] = value
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_changing_the_sparse_lr_reruns_only_what_depends_on_it(finished, tmp_path):
+    changed = _with(tmp_path, "sparse", "lr", 0.04)
+    res = snakemake(["-n", "--quiet=rules", f"--configfile={changed}"], finished)
+    assert res.returncode == 0, res.stderr
+    stats = job_stats(res.stdout + res.stderr)
+    assert stats == {
+        "sparse_fused_mnist1d_0_w1_k0": 1, "sparse_fused_mnist1d_0_w1_k4": 1,
+        "sparse_fused_mnist1d_0_w4_k0": 1, "sparse_fused_mnist1d_0_w4_k4": 1,
+        "plane": 1, "ensemble": 3,  # lth, naive, permuted groups (dense and imp do not change)
+        "collect": 4,  # runs, early, ensembles, plane (not matches, lmc, imp curves)
+        "figure_accuracy_vs_rewind": 1, "figure_accuracy_vs_sparsity": 1, "figure_plane": 1,
+        "table_accuracy": 1, "table_diversity": 1, "table_early_matching": 1, "summary": 1, "all": 1,
+    }
+
+
+def test_changing_the_ft_lr_reruns_pruning_and_below_but_not_dense(finished, tmp_path):
+    changed = _with(tmp_path, "prune", "ft_lr", 0.03)
+    res = snakemake(["-n", "--quiet=rules", f"--configfile={changed}"], finished)
+    assert res.returncode == 0, res.stderr
+    stats = job_stats(res.stdout + res.stderr)
+    assert stats["prune_mnist1d_0"] == 5 and stats["imp_barrier"] == 6
+    for rule in ("prepare", "match", "match_cross", "match_early", "lmc", "figure_lmc_width", "table_lmc"):
+        assert rule not in stats, rule
+    assert not any(rule.startswith("dense_fused") for rule in stats)
+
+
+def test_changing_the_dense_lr_reruns_everything_but_the_data(finished, tmp_path):
+    changed = _with(tmp_path, "dense", "lr", 0.2)
+    res = snakemake(["-n", "--quiet=rules", f"--configfile={changed}"], finished)
+    assert res.returncode == 0, res.stderr
+    stats = job_stats(res.stdout + res.stderr)
+    assert "prepare" not in stats
+    assert sum(stats.values()) == 68 - 1  # every job of the default DAG except prepare
