@@ -26,8 +26,11 @@ each run. Two engines compute the gradients:
 - ``grouped``: autograd through the stacked module (any supported model, any
   device; bf16 autocast on CUDA like the trainer);
 - ``mlp``: the MLP's forward and backward written out as batched matmuls
-  (``baddbmm``/``bmm``) without autograd, for the CPU, where per-op overhead
-  is what fusing is meant to remove.
+  (``baddbmm``/``bmm``) and autograd's own loss/ReLU backward kernels,
+  without autograd, for the CPU, where per-op overhead is what fusing is
+  meant to remove. With MKL its runs equal separate trainer runs bit for
+  bit (batched and single matmuls agree exactly); the grouped engine's
+  grouped convolutions and strided matmuls agree up to rounding.
 
 Supported: MLP, VGG11, ResNet20 (BatchNorm included: running statistics are
 per run, and ``num_batches_tracked`` is kept per run). ResNet50 is refused
@@ -338,12 +341,15 @@ class GroupedEngine:
 
 
 class MLPEngine:
-    """The MLP's forward and backward as batched matmuls over runs, without autograd (CPU, float32).
+    """The MLP's forward and backward as batched matmuls over runs, without autograd (CPU).
 
-    Same arithmetic as autograd on the MLP (linear, ReLU, mean cross-entropy):
-    ``dlogits = (softmax - onehot) / B``, ``dW = dZ^T H``, ``db = sum dZ``,
-    ``dH = dZ W`` masked by the ReLU; only the order of float additions
-    differs from separate runs.
+    Each step calls the very kernels autograd would run for the stacked MLP
+    (``baddbmm``; ``log_softmax``/``nll_loss`` and their backward kernels;
+    ``bmm`` for weight gradients, ``sum`` over the batch for biases,
+    ``bmm(dZ, W)`` and ``threshold_backward`` for ReLU), in the same order,
+    so its numbers are the grouped engine's, which on the CPU match separate
+    trainer runs bit for bit (tests/test_fused.py); it only skips building
+    and walking the autograd graph, which is most of a small MLP's step.
     """
 
     name = "mlp"
@@ -358,7 +364,7 @@ class MLPEngine:
 
     def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         r, b = x.shape[:2]
-        h = x.reshape(r, b, -1).to(self.stacked.device, torch.float32)
+        h = x.reshape(r, b, -1)
         acts = [h]
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -372,16 +378,19 @@ class MLPEngine:
         r, b = y.shape
         acts = self._forward(x)
         logits = acts[-1]
-        shifted = logits - logits.amax(2, keepdim=True)
-        logp = shifted - shifted.exp().sum(2, keepdim=True).log_()
-        yi = y.unsqueeze(2)
-        losses = -logp.gather(2, yi).squeeze(2).mean(1)
-        g = logp.exp_()
-        g.scatter_add_(2, yi, torch.full((r, b, 1), -1.0, device=g.device, dtype=g.dtype))
-        g.div_(b)
+        flat_y = y.reshape(-1)
+        # Forward: F.cross_entropy(logits.reshape(R*B, C), y, reduction="none").view(R, B).mean(1).
+        logp = torch._log_softmax(logits.reshape(r * b, -1), 1, False)
+        nll, total_weight = torch.ops.aten.nll_loss_forward(logp, flat_y, None, 0, -100)
+        losses = nll.view(r, b).mean(1)
+        # Backward of losses.sum(): mean -> nll_loss -> log_softmax, autograd's kernels.
+        g = torch.ones((r, b), dtype=logp.dtype, device=logp.device) / b
+        g = torch.ops.aten.nll_loss_backward(g.reshape(-1), logp, flat_y, None, 0, -100, total_weight)
+        g = torch.ops.aten._log_softmax_backward_data(g, logp, 1, logp.dtype).view(r, b, -1)
         correct = (logits.argmax(2) == y).sum(1)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
+            # = bmm(H^T, dZ)^T, autograd's form, bit for bit (MKL), without the transposing copy
             layer.weight.grad = torch.bmm(g.transpose(1, 2), acts[i])
             layer.bias.grad = g.sum(1)
             if i > 0:
