@@ -88,12 +88,12 @@ def test_tidy_tables_carry_the_tags(finished):
     assert len(sparse) == 48
     assert {r["experiment"] for r in runs} == {"mnist1d"}
     early = _rows(tidy / "early.csv")
-    assert {r["match_epoch"] for r in early if r["branch"] == "permuted"} == {"5", "20"}
+    assert {float(r["match_epoch"]) for r in early if r["branch"] == "permuted"} == {5, 20}
     ensembles = _rows(tidy / "ensembles.csv")
     assert sorted(r["group"] for r in ensembles) == ["dense", "imp", "lth", "naive", "permuted"]
-    assert all(r["n"] == "3" for r in ensembles)
+    assert all(float(r["n"]) == 3 for r in ensembles)
     imp = _rows(tidy / "imp_curves.csv")
-    assert {r["round"] for r in imp} == {"1", "2", "3", "5", "6", "7"}  # the rounds on the way to 0.95
+    assert {float(r["round"]) for r in imp} == {1, 2, 3, 5, 6, 7}  # the rounds on the way to 0.95
 
 
 def test_rewind_checkpoints_and_rounds_are_kept(finished):
@@ -151,3 +151,11 @@ def test_changing_the_dense_lr_reruns_everything_but_the_data(finished, tmp_path
     stats = job_stats(res.stdout + res.stderr)
     assert "prepare" not in stats
     assert sum(stats.values()) == 68 - 1  # every job of the default DAG except prepare
+
+
+def test_html_report_has_every_figure_and_table(finished):
+    res = snakemake(["--report", "report.html"], finished)
+    assert res.returncode == 0, res.stderr[-3000:]
+    html = (finished / "report.html").read_text(errors="replace")
+    for name in ("accuracy_vs_rewind.png", "lmc_width.pdf", "plane.png", "diversity.md", "early_matching.csv"):
+        assert name in html, name
