@@ -200,8 +200,9 @@ def expected_jobs(config: dict) -> dict[str, int]:
 # --------------------------------------------------------------------------- tests
 
 
-def test_lint_is_clean(tmp_path):
-    res = snakemake(["--lint"], tmp_path)
+@pytest.mark.parametrize("fused", [True, False])
+def test_lint_is_clean(tmp_path, fused):
+    res = snakemake(["--lint", "--config", f"fused={fused}"], tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     assert "Lints for" not in out, out

@@ -20,21 +20,15 @@ BRANCHES = ("lth", "naive", "permuted")
 GROUPS = ("dense", "imp", "lth", "naive", "permuted")  # diversity groups (Table 1)
 SECTIONS = ("sweep", "lmc", "imp_barrier", "plane", "diversity", "early_matching")
 
-# figure name -> (figure kind, --metric or None, section that enables it)
+# figure name -> (figure kind, --metric or None, study that enables it, tidy table it reads)
 FIGURES = {
-    "accuracy_vs_rewind": ("accuracy_vs_rewind", "test_acc", "sweep"),
-    "accuracy_vs_rewind_top5": ("accuracy_vs_rewind", "test_top5", "sweep"),
-    "accuracy_vs_sparsity": ("accuracy_vs_sparsity", "test_acc", "sweep"),
-    "accuracy_vs_sparsity_top5": ("accuracy_vs_sparsity", "test_top5", "sweep"),
-    "lmc_width": ("lmc_width", None, "lmc"),
-    "imp_barrier": ("imp_barrier", None, "imp_barrier"),
-    "plane": ("plane", None, "plane"),
-}
-# figure name -> (kind, --metric or None, tidy table it reads)
-FIGURE_RULES = {
-    name: (kind, metric, {"accuracy_vs_rewind": "runs", "accuracy_vs_sparsity": "runs", "lmc_width": "lmc_curves",
-                          "imp_barrier": "imp_curves", "plane": "plane"}[kind])
-    for name, (kind, metric, _) in FIGURES.items()
+    "accuracy_vs_rewind": ("accuracy_vs_rewind", "test_acc", "sweep", "runs"),
+    "accuracy_vs_rewind_top5": ("accuracy_vs_rewind", "test_top5", "sweep", "runs"),
+    "accuracy_vs_sparsity": ("accuracy_vs_sparsity", "test_acc", "sweep", "runs"),
+    "accuracy_vs_sparsity_top5": ("accuracy_vs_sparsity", "test_top5", "sweep", "runs"),
+    "lmc_width": ("lmc_width", None, "lmc", "lmc_curves"),
+    "imp_barrier": ("imp_barrier", None, "imp_barrier", "imp_curves"),
+    "plane": ("plane", None, "plane", "plane"),
 }
 # table kind -> (tidy table it reads, section that enables it)
 TABLES = {
@@ -829,7 +823,7 @@ def sweep_union(exp, key):
 def figure_names(exp):
     metrics = EXPERIMENTS[exp]["metrics"]
     names = []
-    for name, (kind, metric, sec) in FIGURES.items():
+    for name, (kind, metric, sec, _) in FIGURES.items():
         if not has_section(exp, sec):
             continue
         if metric is not None and metric not in metrics:

@@ -26,7 +26,7 @@ rule collect:
         "python -m sparsebasin collect --inputs {input:q} --out {output:q} > {log:q} 2>&1"
 
 
-for _name, (_kind, _metric, _table) in FIGURE_RULES.items():
+for _name, (_kind, _metric, _sec, _table) in FIGURES.items():
 
     rule:
         name:
