@@ -135,8 +135,10 @@ do_configure() {
     mem=${SPARSEBASIN_SLURM_MEM_MB:-$(( $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) - 512 ))}
     # NoCtldInAddrAny/NoInAddrAny bind the address the *hostname* resolves
     # to; use them only when that is loopback, else the daemons listen on
-    # 0.0.0.0 (every connection still goes to 127.0.0.1).
-    host_ip=$(getent ahostsv4 "$(hostname)" 2>/dev/null | awk 'NR == 1 { print $1 }' || true)
+    # 0.0.0.0 (every connection still goes to 127.0.0.1). Read /etc/hosts
+    # only: a resolver query for the hostname could leave the machine.
+    host_ip=$(awk -v h="$(hostname)" -v s="$NODE" '!/^[[:space:]]*#/ {
+                  for (i = 2; i <= NF; i++) if ($i == h || $i == s) { print $1; exit } }' /etc/hosts 2>/dev/null || true)
     if [[ $host_ip == 127.* ]]; then
         comm="CommunicationParameters=NoCtldInAddrAny,NoInAddrAny"
     else
@@ -273,7 +275,8 @@ start_munged() {
     rm -f "$MUNGE_SOCK" "$MUNGE_SOCK.lock"
     munged --socket="$MUNGE_SOCK" --key-file="$DIR/munge/munge.key" \
         --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/log/munged.log" \
-        --seed-file="$DIR/munge/munged.seed" </dev/null >>"$DIR/log/munged.out" 2>&1
+        --seed-file="$DIR/munge/munged.seed" --origin=127.0.0.1 \
+        </dev/null >>"$DIR/log/munged.out" 2>&1
     wait_for 10 munged sh -c "munge -n -S '$MUNGE_SOCK' | unmunge -S '$MUNGE_SOCK'"
 }
 
