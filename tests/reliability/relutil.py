@@ -24,6 +24,30 @@ LAUNCH = HERE / "_launch.py"
 N_TRAIN, N_TEST = 600, 200
 
 
+# A tiny configuration of the real workflow (MNIST-1D MLP, one width, one seed, one sparsity, k = 0):
+# dense A and B, IMP-FT (slow enough per round to be caught mid-round), the sparse branches.
+WORKFLOW_CONFIG = {
+    "device": "cpu",
+    "threads": 1,
+    "experiments": {
+        "rel": {
+            "cells": [{
+                "dataset": "mnist1d",
+                "model": "mlp",
+                "model_args": {"depth": 1, "hidden": 16},
+                "widths": [1],
+                "seeds": [0],
+                "dense": {"epochs": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005, "batch_size": 64},
+                "sparse": {"lr": 0.05},
+                "prune": {"rate": 0.5, "ft_epochs": 6, "ft_lr": 0.01, "ft_batch_size": 4},
+                "match": {"batches": 2, "batch_size": 128},
+                "sweep": {"sparsities": [0.5], "rewind": [0]},
+            }],
+        }
+    },
+}
+
+
 # ---------------------------------------------------------------- data --
 
 def write_mnist1d_cache(root: Path, obj: dict) -> Path:

@@ -123,3 +123,25 @@ def test_disk_full_during_checkpoint_write(label, path, previous, refs, forkserv
         assert again.status == 0, again.err[-3000:]
         assert f"resuming after epoch {previous}/6" in again.err
         assert_same_outputs(refs.dense, out)
+
+
+@pytest.mark.parametrize("writer", ["write_json", pytest.param("torch_save", marks=pytest.mark.xfail(
+    strict=True, reason="io.torch_save passes a path to torch.save; its zip writer turns ENOSPC into "
+                        "'[enforce fail at inline_container.cc:...] unexpected pos N vs M' (fix: torch.save into "
+                        "an open file object, which raises OSError ENOSPC)"))])
+def test_disk_full_error_says_no_space_left(writer, tmp_path):
+    """The one line tells the user the disk is full, whatever kind of file was being written."""
+    with small_disk(tmp_path / "disk", size_kib=256) as disk:
+        target = disk / "out" / ("x.json" if writer == "write_json" else "x.pt")
+        target.parent.mkdir()
+        fill(disk)
+        payload = {"w": torch.zeros(10_000)}
+        with pytest.raises(sio.UserError) as info:
+            if writer == "write_json":
+                sio.write_json(target, {"w": payload["w"].tolist()})
+            else:
+                sio.torch_save(target, payload)
+        line = str(info.value)
+        assert "\n" not in line and str(target) in line, line
+        assert "No space left on device" in line, line
+        assert not target.exists() and not [p for p in target.parent.iterdir() if is_tmp(p)]

@@ -27,31 +27,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from relutil import (REPO, check_loads, diff_snapshots, env_with_venv, file_signature, is_tmp, small_mnist1d,
-                     snapshot)
+from relutil import (REPO, WORKFLOW_CONFIG, check_loads, diff_snapshots, env_with_venv, file_signature, is_tmp,
+                     small_mnist1d, snapshot)
 
 pytestmark = pytest.mark.slow
 
-CONFIG = {
-    "device": "cpu",
-    "threads": 1,
-    "experiments": {
-        "rel": {
-            "cells": [{
-                "dataset": "mnist1d",
-                "model": "mlp",
-                "model_args": {"depth": 1, "hidden": 16},
-                "widths": [1],
-                "seeds": [0],
-                "dense": {"epochs": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005, "batch_size": 64},
-                "sparse": {"lr": 0.05},
-                "prune": {"rate": 0.5, "ft_epochs": 6, "ft_lr": 0.01, "ft_batch_size": 4},
-                "match": {"batches": 2, "batch_size": 128},
-                "sweep": {"sparsities": [0.5], "rewind": [0]},
-            }],
-        }
-    },
-}
 SEED_DIR = "results/rel/mnist1d-mlp-w1/seed0"
 TARGETS = [f"{SEED_DIR}/sparse/S0.5/k0/lth/result.json", f"{SEED_DIR}/sparse/S0.5/k0/naive/result.json"]
 FINISHED_BEFORE_KILL = [f"{SEED_DIR}/dense/{net}/{name}" for net in "AB"
@@ -111,7 +91,7 @@ def check_outputs(work: Path) -> dict:
 def interrupted(tmp_path_factory):
     """Run the tiny workflow, freeze it mid-IMP, try a second Snakemake, then SIGKILL the first."""
     work = tmp_path_factory.mktemp("wf")
-    (work / "tiny.yaml").write_text(yaml.safe_dump(CONFIG, sort_keys=False))
+    (work / "tiny.yaml").write_text(yaml.safe_dump(WORKFLOW_CONFIG, sort_keys=False))
     small_mnist1d(work / "data")
     env = env_with_venv()
     log1 = open(work / "first.log", "w")
