@@ -98,6 +98,25 @@ def _run(cmd, work, env, tmp_path, name):
     return proc, log, seconds
 
 
+LOCAL_RULES = {"all", "prepare", "download"}  # the Snakefile's localrules
+
+
+def _job_stats(text: str) -> dict[str, int]:
+    """The first "Job stats" table of a Snakemake run or dry run: rule -> count."""
+    stats, inside = {}, False
+    for line in text.splitlines():
+        if line.startswith("Job stats:"):
+            inside = True
+            continue
+        if inside:
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                if parts[0] == "total":
+                    return stats
+                stats[parts[0]] = int(parts[1])
+    return stats
+
+
 def _rule(info: dict) -> str:
     return info["Comment"].removeprefix("rule_").split("_wildcards_")[0]
 
@@ -134,8 +153,12 @@ def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env, data_dir):
         assert Path(j["log"]).is_file(), f"no SLURM log for job {j['slurm_id']}"
     for prefix in ("dense", "prune", "match", "permute_mask", "sparse", "collect", "summary"):
         assert any(r.startswith(prefix) for r in rules_seen), f"no SLURM job for {prefix}*: {sorted(rules_seen)}"
-    # localrules (all, prepare) ran inside Snakemake, not as SLURM jobs
+    # localrules (all, prepare) ran inside Snakemake, not as SLURM jobs;
+    # every other job of the DAG was a SLURM job
     assert "prepare" not in rules_seen and "all" not in rules_seen
+    planned = _job_stats(dry.stdout + dry.stderr)
+    remote = {r: n for r, n in planned.items() if r not in LOCAL_RULES}
+    assert {r: len(v) for r, v in rules_seen.items()} == remote, (planned, sorted(rules_seen))
 
     # --- the outputs: three sparse branches, summary --------------------------
     results = work / "results" / "slurmtest"
