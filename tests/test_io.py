@@ -70,11 +70,13 @@ def test_write_into_a_file_path_is_clear(tmp_path):
         io.write_json(f / "sub" / "x.json", {})
 
 
-def test_provenance_has_code_version_and_config():
+def test_provenance_has_code_version_and_config(monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
     p = provenance.collect({"lr": 0.1}, {"seed": 3}, "cpu")
     assert p["config"] == {"lr": 0.1} and p["seeds"] == {"seed": 3}
     assert p["sparsebasin_version"] and p["torch_version"] == torch.__version__
     assert "git_commit" in p
+    assert p["slurm_job_id"] == "4242"
 
 
 def test_outputs_follow_umask_not_0600(tmp_path):

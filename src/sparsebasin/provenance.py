@@ -48,5 +48,8 @@ def collect(config: dict | None = None, seeds: dict | None = None, device: str |
         "device": str(device) if device is not None else None,
         "hostname": socket.gethostname(),
         "argv": list(sys.argv),
+        # which scheduler job made it, when one did (SLURM array/job, GPU assignment)
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
