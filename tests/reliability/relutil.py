@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -105,8 +107,15 @@ class ForkServer:
         req = {"argv": run.argv, "cwd": str(workdir), "stdout": str(run.stdout), "stderr": str(run.stderr),
                "events": str(run.events), "root": str(root or workdir), "actions": actions or {}, "slow": slow}
         run.pid = self.start(req)
-        if on_start is not None:
-            on_start(run.pid, run)
+        try:
+            if on_start is not None:
+                on_start(run.pid, run)
+        except BaseException:
+            # keep the server in step for the next test: end this child, read its status
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(run.pid, signal.SIGKILL)
+            self.wait()
+            raise
         run.status = self.wait()
         return run
 
