@@ -111,7 +111,7 @@ def check_mask(mask: Mapping[str, torch.Tensor], model: nn.Module, source: str) 
     params = dict(model.named_parameters())
     for k, m in mask.items():
         if k not in params:
-            raise UserError(f"mask {source} has key {k!r} which is not a parameter of the model; it belongs to another architecture")
+            raise UserError(f"mask {source} has key {k!r} which is not a parameter of the model; it belongs to another architecture: pass the mask made for this model")
         if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
             dtype = getattr(m, "dtype", type(m).__name__)
             raise UserError(f"mask {source} entry {k!r} is {dtype}, not a boolean tensor; masks must be bool (rerun the prune step)")

@@ -60,8 +60,9 @@ def _umask() -> int:
     return mask
 
 
-def _check_writable(path: Path) -> None:
-    parent = path.parent
+def ensure_parent_writable(path: str | os.PathLike) -> None:
+    """Create ``path``'s directory, or raise one line saying why it cannot be written."""
+    parent = Path(path).parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -76,7 +77,7 @@ def _write_failed(path: Path, exc: OSError) -> UserError:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
-    _check_writable(path)
+    ensure_parent_writable(path)
     try:
         with atomic_path(path) as tmp:
             tmp.write_text(text)
@@ -112,10 +113,11 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def torch_save(path: str | os.PathLike, obj: Any) -> None:
     path = Path(path)
-    _check_writable(path)
+    ensure_parent_writable(path)
     try:
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
+        # An open file, not a path: torch's zip writer would turn ENOSPC into an opaque "unexpected pos".
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            torch.save(obj, fh)
     except OSError as exc:
         raise _write_failed(path, exc) from exc
     except RuntimeError as exc:  # torch wraps ENOSPC from its zip writer

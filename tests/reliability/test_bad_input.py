@@ -331,13 +331,7 @@ def c_prune_results_dir_read_only(ctx):
 
 
 # Bugs this suite found; each stays a strict xfail until fixed (docs/reliability.md).
-XFAIL = {
-    "results_dir_is_a_file": "training/loop.py fit(): out.mkdir() raises NotADirectoryError -> traceback, not a UserError",
-    "results_dir_read_only": "training/loop.py fit(): out.mkdir() raises OSError (EROFS) -> traceback, not a UserError",
-    "all_one_class": "nothing checks the labels: a one-class training set trains to 100% train accuracy, exit 0",
-    "mask_unknown_key": "checkpoints.check_mask: '... it belongs to another architecture' says why, not what to do",
-    "empty_dataset": "'run OUT: the training set is empty' names neither the dataset nor its file, nor what to do",
-}
+XFAIL: dict[str, str] = {}  # all five bugs this suite found are fixed (docs/reliability.md)
 
 CASES = {name[2:]: fn for name, fn in sorted(globals().items()) if name.startswith("c_")}
 

@@ -125,10 +125,7 @@ def test_disk_full_during_checkpoint_write(label, path, previous, refs, forkserv
         assert_same_outputs(refs.dense, out)
 
 
-@pytest.mark.parametrize("writer", ["write_json", pytest.param("torch_save", marks=pytest.mark.xfail(
-    strict=True, reason="io.torch_save passes a path to torch.save; its zip writer turns ENOSPC into "
-                        "'[enforce fail at inline_container.cc:...] unexpected pos N vs M' (fix: torch.save into "
-                        "an open file object, which raises OSError ENOSPC)"))])
+@pytest.mark.parametrize("writer", ["write_json", "torch_save"])
 def test_disk_full_error_says_no_space_left(writer, tmp_path):
     """The one line tells the user the disk is full, whatever kind of file was being written."""
     with small_disk(tmp_path / "disk", size_kib=256) as disk:

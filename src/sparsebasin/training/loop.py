@@ -112,8 +112,7 @@ def fit(
     density = checkpoints.mask_density(mask) if mask else None
     augment = resolve_augment(cfg, train_ds)
     n_train = num_examples(train_ds)
-    if n_train < 1:
-        raise UserError(f"run {run_name}: the training set is empty")
+    _check_training_labels(train_ds, n_train, run_name)
     drop_last = _drop_last(n_train, cfg.batch_size)
     steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
 
@@ -159,8 +158,8 @@ def fit(
     schedule = CosineSchedule(optimizer, cfg.lr, cfg.epochs * steps_per_epoch,
                               warmup_steps=round(cfg.warmup_epochs * steps_per_epoch))
 
-    out.mkdir(parents=True, exist_ok=True)
     resume_path = out / resume.FILENAME
+    io.ensure_parent_writable(resume_path)
     for name in FINAL_OUTPUTS:  # stale outputs of an earlier run must not pass for this one's
         (out / name).unlink(missing_ok=True)
 
@@ -277,3 +276,18 @@ def fit(
     io.write_json(out / "result.json", result)
     resume.remove(resume_path)
     return result
+
+
+def _check_training_labels(train_ds, n_train: int, run_name: str) -> None:
+    """An empty or single-class training set would "train" to a meaningless result: refuse it."""
+    name = getattr(getattr(train_ds, "info", None), "name", "?")
+    source = (getattr(train_ds, "meta", None) or {}).get("source")
+    where = f"dataset {name!r}" + (f" ({source})" if source else "")
+    if n_train < 1:
+        raise UserError(f"run {run_name}: the training split of {where} is empty; check the data files or rerun prepare")
+    if isinstance(getattr(train_ds, "y", None), torch.Tensor):
+        classes = int(torch.unique(train_ds.y).numel())
+    else:
+        classes = len({label for _, label in getattr(train_ds, "samples", [])}) or 2
+    if classes < 2:
+        raise UserError(f"run {run_name}: the training split of {where} has a single class; check the data files or rerun prepare")
