@@ -11,6 +11,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The local SLURM cluster: one session fixture shared by every module that asks for it.
+from cluster.slurm_fixture import local_slurm  # noqa: E402,F401
+
 
 @pytest.fixture
 def cli_env() -> dict:

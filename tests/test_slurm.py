@@ -23,7 +23,6 @@ from cluster.slurm_fixture import (  # noqa: E402
     TEST_PROFILE,
     copy_workflow,
     edit_cluster_block,
-    local_slurm,  # noqa: F401  (session fixture)
     record,
     run_id,
     submitted_jobs,
@@ -121,7 +120,7 @@ def _rule(info: dict) -> str:
     return info["Comment"].removeprefix("rule_").split("_wildcards_")[0]
 
 
-def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env, data_dir):  # noqa: F811
+def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env, data_dir):
     """device=cpu: every job of the tiny study is a SLURM job on the CPU
     partition under the configured account, and the study completes."""
     cluster = local_slurm
@@ -176,7 +175,7 @@ def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env, data_dir):
           + ", ".join(f"{r} x{len(v)}" for r, v in sorted(rules_seen.items())))
 
 
-def test_gpu_step_gets_a_gpu_of_the_model_and_is_retried(local_slurm, tmp_path, cli_env, data_dir):  # noqa: F811
+def test_gpu_step_gets_a_gpu_of_the_model_and_is_retried(local_slurm, tmp_path, cli_env, data_dir):
     """device=cuda: the dense training job asks for gpu=1, the profile's GPU
     block adds the GPU partition and model, and SLURM allocates one fake GPU
     of that model. This machine has no CUDA, so the step itself fails

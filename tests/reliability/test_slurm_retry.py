@@ -14,9 +14,6 @@ Runs on the single-node cluster of tests/cluster (see docs/cluster.md).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import subprocess
 import sys
 import time
@@ -54,62 +51,14 @@ CONFIG = {
 RUN = "results/slurmretry/mnist1d-mlp-w1/seed0/dense/A"
 
 
-def _holds_cluster_lock() -> bool:
-    """True if this process already holds the test cluster's lock (tests/test_slurm.py's
-    session fixture ran first in this session): the cluster is up and stays up."""
-    for fd in os.listdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/self/fd/{fd}") == str(sf.LOCK):
-                return True
-    return False
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """The local SLURM cluster, with the lock protocol of slurm_fixture.local_slurm, but
-    module-scoped (a second session-scoped copy of that fixture in one pytest session
-    would wait for its own lock) and joining a cluster another session holds instead of
-    waiting for that session to end."""
-    if _holds_cluster_lock():
-        yield sf.Cluster(dir=sf.DIR, bringup_seconds=0.0)
-        return
-    reason = sf.unavailable_reason()
-    if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true, but the SLURM tests cannot run: {reason}")
-        pytest.skip(reason)
-    fd = os.open(sf.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        t0 = time.monotonic()
-        try:  # nobody uses the cluster: bring it up under the exclusive lock, as local_slurm does
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            # Another session uses it (shared lock): join it instead of waiting for its end;
-            # this waits only while someone holds the exclusive lock (a bring-up in progress).
-            sf._flock(fd, fcntl.LOCK_SH, timeout=900)
-        proc = sf.run_script("up")  # idempotent: on a running cluster only a health check
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield sf.Cluster(dir=sf.DIR, bringup_seconds=time.monotonic() - t0, log=proc.stderr)
-    finally:
-        try:
-            if os.environ.get("SPARSEBASIN_SLURM_KEEP") != "1":
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    pass  # another session still uses the cluster; it stops it
-                else:
-                    sf.run_script("stop", timeout=120)
-        finally:
-            os.close(fd)
-
-
 def _minutes(limit: str) -> int:
     days, _, hms = limit.rpartition("-")
     h, m, s = (int(x) for x in hms.split(":"))
     return int(days or 0) * 1440 + h * 60 + m + (1 if s else 0)
 
 
-def test_cancelled_job_is_retried_with_more_runtime_and_completes(cluster, tmp_path, cli_env):
+def test_cancelled_job_is_retried_with_more_runtime_and_completes(local_slurm, tmp_path, cli_env):
+    cluster = local_slurm
     work = sf.copy_workflow(REPO, tmp_path / "repo")
     sf.edit_cluster_block(work / "slurm" / "config.yaml", account=ACCOUNT, partition="cpu", gpu_partition="gpu",
                           gpu_model="")
