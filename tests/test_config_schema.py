@@ -76,7 +76,7 @@ BAD = {
     "bad_experiment_name": ({**DEFAULT, "experiments": {"my-exp": DEFAULT["experiments"]["mnist1d"]}},
                             ["experiments: name 'my-exp' is not allowed"]),
     "model_args_only_for_mlp": (edited(*CELL, "model", "resnet20"), ["model_args is for model mlp only"]),
-    "fused_not_wired": (edited("fused", True), ["fused: true is not available yet"]),
+    "fused_wrong_type": (edited("fused", "yes"), ["fused = 'yes'", "is not of type 'boolean'"]),
 }
 
 
