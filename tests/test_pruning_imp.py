@@ -2,6 +2,8 @@
 
 import os
 
+import shutil
+
 import pytest
 import torch
 from _pruning_data import MODEL, init_checkpoint, make_data
@@ -83,14 +85,25 @@ def test_nested_and_magnitude_ordered_per_round(env, chained):
         assert sum(int(x.sum()) for x in m.values()) == kept_count(r["sparsity"], sum(x.numel() for x in m.values()))
 
 
-def test_rerun_is_a_noop_and_other_settings_refused(env, chained):
+def test_rerun_is_a_noop_and_other_settings_start_over(env, chained, capsys):
     out = env[0] / "chain"
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
     again = _run(env, "chain")
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == before
     assert again["targets"] == chained["targets"]
-    with pytest.raises(UserError, match=rf"other settings \(train.lr {FT.lr} -> 0.777\)"):
-        _run(env, "chain", ft_cfg=resolve_config(FT, lr=0.777))
+
+    # a changed setting (the workflow reruns prune into the same directory): old rounds go, IMP starts over
+    other = env[0] / "chain_other"
+    shutil.copytree(out, other)
+    changed = _run(env, "chain_other", ft_cfg=resolve_config(FT, lr=0.777))
+    assert f"other settings (train.lr {FT.lr} -> 0.777)" in capsys.readouterr().err
+    fresh = _run(env, "chain_fresh", ft_cfg=resolve_config(FT, lr=0.777))
+    names = sorted(p.name for p in (other / "rounds").glob("round*.pt"))
+    assert names == sorted(p.name for p in (env[0] / "chain_fresh" / "rounds").glob("round*.pt"))
+    for name in (n for n in names if not n.endswith("_mask.pt")):  # same as a run that never saw the old rounds
+        a, b = _state(other / "rounds" / name), _state(env[0] / "chain_fresh" / "rounds" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert changed["targets"] == fresh["targets"]
 
 
 def test_deleted_outputs_rebuilt_from_rounds(env, chained):

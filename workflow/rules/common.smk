@@ -256,37 +256,16 @@ def prune_targets(cell):
     return sorted(ts)
 
 
-# The chained IMP schedule (mirrors sparsebasin.pruning.schedule.imp_schedule with
-# chain=True; tests/test_workflow_plan.py checks they agree). Chain round d sits at
-# 1 - (1 - rate)**d; each target is a capped branch off the deepest chain round
-# strictly below it; rounds are numbered in execution order.
-_TOL = 1e-9
-
-
-def _nominal(depth, rate):
-    return round(1.0 - (1.0 - rate) ** depth, 12)
-
-
-def _parent_depth(target, rate):
-    d = 0
-    while _nominal(d + 1, rate) < target - _TOL:
-        d += 1
-    return d
+# The chained IMP schedule comes from the library itself (sparsebasin.pruning.schedule
+# imports neither torch nor the rest of the package, and is read from this
+# repository's src/ so the Snakemake process needs no installed sparsebasin).
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from sparsebasin.pruning.schedule import imp_schedule as _library_imp_schedule  # noqa: E402
 
 
 def imp_schedule(targets, rate):
     """[(round, sparsity, kind, parent_round)] of the chained schedule."""
-    by_parent = {}
-    for t in sorted(set(targets)):
-        by_parent.setdefault(_parent_depth(t, rate), []).append(t)
-    rounds, last = [], 0
-    for depth in range(0, max(by_parent) + 1):
-        if depth > 0:
-            rounds.append((len(rounds) + 1, _nominal(depth, rate), "chain", last))
-            last = len(rounds)
-        for t in by_parent.get(depth, []):
-            rounds.append((len(rounds) + 1, t, "branch", last))
-    return rounds
+    return [(r.round, r.sparsity, r.kind, r.parent) for r in _library_imp_schedule(targets, rate, chain=True)]
 
 
 def imp_lineage(cell, target):

@@ -1,11 +1,15 @@
 """Masks per target sparsity: global magnitude pruning, IMP schedules, sparsity reports.
 
-Light to import (the workflow imports ``fmt_sparsity`` and ``imp_schedule``
-at parse time); the IMP driver that trains lives in ``pruning.imp``.
+Light to import: the workflow imports ``pruning.schedule`` (``fmt_sparsity``,
+``imp_schedule``) at parse time, before and without torch; the names of the
+torch modules (``magnitude``, ``report``) load on first use, and the IMP
+driver that trains lives in ``pruning.imp``.
 """
 
-from .magnitude import global_magnitude_mask, kept_count, mask_counts, prune_to, select_keys
-from .report import sparsity_report
+from __future__ import annotations
+
+import importlib
+
 from .schedule import (
     Round,
     branch_rounds,
@@ -19,6 +23,18 @@ from .schedule import (
     target_dir,
     training_epochs,
 )
+
+_LAZY = {
+    "global_magnitude_mask": "magnitude", "kept_count": "magnitude", "mask_counts": "magnitude",
+    "prune_to": "magnitude", "select_keys": "magnitude", "sparsity_report": "report",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Round", "branch_rounds", "check_targets", "fmt_sparsity", "global_magnitude_mask", "imp_schedule",

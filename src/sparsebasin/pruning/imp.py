@@ -12,7 +12,7 @@ trainer continues an interrupted round from its ``.resume.pt``. Since the
 next round always starts from the files on disk, a resumed run follows
 exactly the arithmetic of an uninterrupted one (bit-identical on CPU).
 ``rounds.json`` records the settings; a rerun with other settings into the
-same directory is refused rather than mixing two runs.
+same directory discards the old rounds and starts over, never mixing two runs.
 
 Outputs (docs/architecture.md): ``S{s}/{mask.pt, sparsity.json, model.pt}``
 per target, plus ``S{s}/result.json`` (the fine-tuning result tagged with
@@ -69,11 +69,14 @@ def _round_done(out: Path, r: int) -> bool:
 
 
 def _finished_rounds(out: Path, schedule: list[Round], config: dict) -> dict[int, dict]:
-    """round -> its stats, for the rounds already on disk; refuse rounds of a run with other settings.
+    """round -> its stats, for the rounds already on disk from a run with these settings.
 
     The settings are read from each round's mask file (its provenance), not
     from rounds.json, so a workflow that deletes its declared outputs before
-    rerunning still resumes from the finished rounds.
+    rerunning still resumes from the finished rounds. Rounds of a run with
+    other settings (a changed config value, a retrained dense A) are discarded
+    and IMP starts over, as the trainer does with a stale resume file: the
+    workflow reruns ``prune`` into the same directory after such a change.
     """
     info = {}
     for r in schedule:
@@ -82,12 +85,22 @@ def _finished_rounds(out: Path, schedule: list[Round], config: dict) -> dict[int
         obj = checkpoints.load_mask(out / round_mask_path(r.round))
         diff = _config_diff((obj.get("provenance") or {}).get("config", {}), config)
         if diff:
-            raise UserError(
-                f"{out} holds an IMP run with other settings ({'; '.join(diff)}); "
-                "use another --out-dir or delete that directory to start over"
-            )
+            log(f"{out}: finished IMP rounds come from other settings ({'; '.join(diff)}); discarding them and starting over")
+            _discard_rounds(out)
+            return {}
         info[r.round] = (obj.get("sparsity") or {}).get("stats", {})
     return info
+
+
+def _discard_rounds(out: Path) -> None:
+    """Remove this IMP run's own round files and fine-tuning run dirs (nothing else in ``out``)."""
+    rounds = out / "rounds"
+    for path in sorted(rounds.glob("round*")):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    (out / "rounds.json").unlink(missing_ok=True)
 
 
 def _config_diff(old: dict, new: dict) -> list[str]:
