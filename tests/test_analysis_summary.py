@@ -66,7 +66,7 @@ def test_summary_markdown_with_matches_and_barriers():
     assert "| ×4 | 90% | 91.00 | 80.50 | 86.25 | +5.75 ± 0.35 | 55% | 0.650 ± 0.071 | 0.150 ± 0.071 |" in text
     assert "Loss barrier (Permuted · REPAIR)" in text
     assert "| ×4 | 90% | 10 | 90.00 | 81.00 | 86.50 | +5.50 ± 0.71 | 61% |" in text
-    assert "| Width | Dense acc. (%) | Matched corr. | Loss barrier (Naive · plain) |" in text
+    assert "| Width | Dense acc. (%) | Matched corr. | Loss barrier (Unpermuted · plain) |" in text
     assert "| ×4 | 95.00 (n=1) | 0.650 ± 0.071 | 2.000 ± 0.000 | 0.500 ± 0.000 | 0.150 ± 0.071 |" in text
 
 

@@ -138,7 +138,7 @@ def test_lmc_table_from_curves_and_from_barriers_agree():
     assert row["loss_barrier_std"] == pytest.approx(math.sqrt(0.005))
     assert row["error_barrier_mean_pct"] == pytest.approx(2.5)
     assert "| ×4 | 1.000 ± 0.000 | 0.250 ± 0.071 |" in md
-    assert "Naive · plain" in md and "Permuted · plain" in md
+    assert "Unpermuted · plain" in md and "Permuted · plain" in md
 
 
 def test_table_cli_writes_csv_md_and_provenance(tmp_path):

@@ -111,7 +111,7 @@ def test_lmc_width_one_curve_per_width_and_barrier_panel():
     bar_lines = {c.get_label(): c.lines[0] for c in bar_ax.containers}  # errorbar containers carry the labels
     assert to_hex(bar_lines["Permuted · plain"].get_color()) == style.BRANCH_STYLE["permuted"]["color"].lower()
     # plain, not permuted: bump 1 at alpha .5 above a flat chord at 0.3
-    assert bar_lines["Naive · plain"].get_ydata()[0] == pytest.approx(1.0)
+    assert bar_lines["Unpermuted · plain"].get_ydata()[0] == pytest.approx(1.0)
 
 
 def test_imp_barrier_per_mode():

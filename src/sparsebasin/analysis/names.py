@@ -70,7 +70,7 @@ def sparsity(value) -> str:
 
 def path_kind(permuted: bool, mode_name: str) -> str:
     """One interpolation setting: ``Permuted · REPAIR``."""
-    return f"{'Permuted' if permuted else 'Naive'} · {mode(mode_name)}"
+    return f"{'Permuted' if permuted else 'Unpermuted'} · {mode(mode_name)}"
 
 
 def setting(row: dict) -> str:
