@@ -5,8 +5,6 @@ set (real generator, small) under that name keeps these tests at a fraction
 of a second of data generation instead of ten.
 """
 
-import hashlib
-import io
 from pathlib import Path
 
 import torch
@@ -20,14 +18,7 @@ MODEL = {"name": "mlp", "width": 1, "hidden": 16}
 
 
 def make_data(root: Path) -> Path:
-    obj = mnist1d.generate(mnist1d.MNIST1DConfig(n_train=N_TRAIN, n_test=N_TEST, seed=0))
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    data = buf.getvalue()
-    path = mnist1d.cache_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    mnist1d.checksum_path(path).write_text(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+    mnist1d.write_cache(root, mnist1d.generate(mnist1d.MNIST1DConfig(n_train=N_TRAIN, n_test=N_TEST, seed=0)))
     return root
 
 

@@ -54,14 +54,7 @@ WORKFLOW_CONFIG = {
 
 def write_mnist1d_cache(root: Path, obj: dict) -> Path:
     """Write ``obj`` under MNIST-1D's default cache name with a matching checksum sidecar."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    data = buf.getvalue()
-    path = mnist1d.cache_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    mnist1d.checksum_path(path).write_text(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
-    return path
+    return mnist1d.write_cache(root, obj)
 
 
 def small_mnist1d(root: Path) -> Path:

@@ -130,7 +130,16 @@ def ensure_cache(root: str | Path, config: MNIST1DConfig = MNIST1DConfig(), *, v
         if verify_existing:
             verify(path, root, config)
         return path
-    data = _serialise(generate(config))
+    return write_cache(root, generate(config), config)
+
+
+def write_cache(root: str | Path, obj: dict, config: MNIST1DConfig = MNIST1DConfig()) -> Path:
+    """Write ``obj`` (the dict ``generate`` returns) as the cache of ``config``, sidecar first.
+
+    Also how tests put a small, hand-made set under the default cache name.
+    """
+    path = cache_path(root, config)
+    data = _serialise(obj)
     digest = hashlib.sha256(data).hexdigest()
     _write_bytes(checksum_path(path), f"{digest}  {path.name}\n".encode())
     _write_bytes(path, data)
