@@ -181,14 +181,11 @@ class StackedModel:
         self.module = devices.prepare_model(module, device)
         self.device = device
         self.conv = devices.is_conv_model(self.module)
-        self.input_is_flat: bool | None = None
 
     # ----------------------------------------------------------- layouts --
     def stacked_input(self, x: torch.Tensor) -> torch.Tensor:
         """``(R, B, C, ...)`` per-run batches -> the module's ``(B, R*C, ...)`` input."""
         r, b = x.shape[:2]
-        if x.dim() == 2:
-            raise UserError("fused training needs inputs with a feature axis")
         out = x.transpose(0, 1).reshape(b, r * x.shape[2], *x.shape[3:])
         return devices.to_input(out, self.device, self.conv)
 
@@ -200,20 +197,23 @@ class StackedModel:
         return out.float().reshape(b, r, -1).transpose(0, 1)
 
     # ------------------------------------------------------------ states --
-    def stacked_tensors(self) -> dict[str, torch.Tensor]:
-        return dict(self.module.state_dict())
+    def run_state_dicts(self) -> list[dict[str, torch.Tensor]]:
+        """Every run's state dict (CPU tensors, the template's keys in its order, shapes and dtypes)."""
+        sd = {k: v.detach().to("cpu") for k, v in self.module.state_dict().items()}
+        out = []
+        for r in range(self.runs):
+            d = {}
+            for k in self.keys:
+                if _is_count(k):
+                    d[k] = torch.tensor(self.count_base[k][r] + int(sd[k]), dtype=self.template_sd[k].dtype)
+                else:
+                    d[k] = sd[k].reshape(self.runs, *self.shapes[k])[r].clone().contiguous()
+            out.append(d)
+        return out
 
     def run_state_dict(self, r: int) -> dict[str, torch.Tensor]:
-        """Run r's state dict (CPU copies, the template's keys in its order)."""
-        sd = self.module.state_dict()
-        out = {}
-        for k in self.keys:
-            if _is_count(k):
-                out[k] = torch.tensor(self.count_base[k][r] + int(sd[k]), dtype=self.template_sd[k].dtype)
-            else:
-                t = sd[k].detach().to("cpu")
-                out[k] = t.reshape(self.runs, *self.shapes[k])[r].clone().contiguous()
-        return out
+        """Run r's state dict (see ``run_state_dicts``)."""
+        return self.run_state_dicts()[r]
 
     def stack_masks(self, masks: Sequence[Mapping[str, torch.Tensor] | None]) -> list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]]:
         """``[(stacked parameter, pruned bool, keep float)]`` for every key any run masks."""
@@ -662,9 +662,9 @@ def fit_fused(
         rows, start = [[] for _ in range(runs)], 0
     remask()
     if start == 0 and 0 in save_epochs:
-        for r, m in enumerate(members):
-            checkpoints.save_checkpoint(outs[r] / "ckpt" / "epoch0.pt", stacked.run_state_dict(r), model_cfg,
-                                        data_meta, 0, provs[r], **_ckpt_extra(m.mask))
+        for r, (m, sd) in enumerate(zip(members, stacked.run_state_dicts())):
+            checkpoints.save_checkpoint(outs[r] / "ckpt" / "epoch0.pt", sd, model_cfg, data_meta, 0, provs[r],
+                                        **_ckpt_extra(m.mask))
 
     check_every = 25
     final_evals = None
@@ -721,9 +721,9 @@ def fit_fused(
                 "images_per_s": seen * runs / train_seconds if train_seconds > 0 else float("nan"),
             })
         if done in save_epochs:
-            for r, m in enumerate(members):
-                checkpoints.save_checkpoint(outs[r] / "ckpt" / f"epoch{done}.pt", stacked.run_state_dict(r),
-                                            model_cfg, data_meta, done, provs[r], **_ckpt_extra(m.mask))
+            for r, (m, sd) in enumerate(zip(members, stacked.run_state_dicts())):
+                checkpoints.save_checkpoint(outs[r] / "ckpt" / f"epoch{done}.pt", sd, model_cfg, data_meta, done,
+                                            provs[r], **_ckpt_extra(m.mask))
         resume.save(scratch_path, fingerprint=fp, epoch=done, model=module.state_dict(),
                     optimizer=optimizer.state_dict(), schedule=schedule.state_dict(), rows=[],
                     extra={"rows": rows}, provenance=provs[0])
@@ -735,9 +735,9 @@ def fit_fused(
     if final_evals is None:  # resumed after the last epoch had finished
         final_evals = evaluate_stacked(eng, test_ds, dev, cfg.eval_batch_size, return_logits=True)
     results = []
-    for r, m in enumerate(members):
-        checkpoints.save_checkpoint(outs[r] / "final.pt", stacked.run_state_dict(r), model_cfg, data_meta,
-                                    cfg.epochs, provs[r], **_ckpt_extra(m.mask))
+    for r, (m, sd) in enumerate(zip(members, stacked.run_state_dicts())):
+        checkpoints.save_checkpoint(outs[r] / "final.pt", sd, model_cfg, data_meta, cfg.epochs, provs[r],
+                                    **_ckpt_extra(m.mask))
         io.write_text(outs[r] / "metrics.csv", metrics_csv(rows[r]))
         io.save_artifact(outs[r] / "predictions.pt", "predictions", {
             "logits": final_evals[r]["logits"].float().cpu(),
