@@ -546,7 +546,9 @@ def fit_fused(
     Each member's directory gets what :func:`sparsebasin.training.fit` writes
     for it (same files, keys and columns); returns the result dicts in member
     order. ``metrics.csv``'s ``seconds`` is the member's share (1/R) of the
-    group's epoch time and ``images_per_s`` the matching per-run rate.
+    group's epoch time (so ``train_seconds`` summed over a group is the
+    group's cost) and ``images_per_s`` the group's rate (all runs' images
+    per second of training).
     """
     from .data import num_batches, num_examples
 
