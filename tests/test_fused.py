@@ -436,3 +436,21 @@ def test_fused_step_seeded_dense_runs_and_errors(cell, capsys):
     assert cli.main(["fused", "--model", "mlp", "--width", "2", "--run",
                      f"out_dir={out / 'y'},init={cell / 'A.pt'}", *COMMON, *data]) == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+def test_refuses_a_single_class_training_set(tmp_path):
+    x = torch.randn(64, 12)
+    train = ArrayDataset(FLAT, x, torch.zeros(64, dtype=torch.long))
+    with pytest.raises(UserError, match="single class"):
+        fit_fused([GroupMember(model=build(MLP_CFG, FLAT_META, 0), out_dir=tmp_path / "a", run_name="a")], train,
+                  flat_data(10, 1), TrainConfig(epochs=1, lr=0.05, batch_size=32), model_cfg=MLP_CFG,
+                  data_meta=FLAT_META, device="cpu", progress="log")
+
+
+def test_unwritable_run_directory_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(UserError, match="cannot create directory"):
+        fit_fused([GroupMember(model=build(MLP_CFG, FLAT_META, 0), out_dir=blocker / "run", run_name="a")],
+                  flat_data(64, 0), flat_data(10, 1), TrainConfig(epochs=1, lr=0.05, batch_size=32),
+                  model_cfg=MLP_CFG, data_meta=FLAT_META, device="cpu", progress="log")

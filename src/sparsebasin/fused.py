@@ -67,7 +67,7 @@ from .models import MLP, model_spec
 from .progress import EpochProgress, log, resolve_mode
 from .training import resume
 from .training.config import TrainConfig
-from .training.loop import FINAL_OUTPUTS, check_save_epochs, metrics_csv, resolve_augment
+from .training.loop import FINAL_OUTPUTS, _check_training_labels, check_save_epochs, metrics_csv, resolve_augment
 from .training.schedule import CosineSchedule
 
 SUPPORTED_MODELS = ("mlp", "vgg11", "resnet20")
@@ -579,8 +579,7 @@ def fit_fused(
     engine_name = choose_engine(engine, template, dev)
     augment = resolve_augment(cfg, train_ds)
     n_train = num_examples(train_ds)
-    if n_train < 1:
-        raise UserError("fused group: the training set is empty")
+    _check_training_labels(train_ds, n_train, group_name or f"fused[{runs}]")  # the trainer's check
     drop_last = _drop_last(n_train, cfg.batch_size)
     steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
     group_name = group_name or f"fused[{runs}]"
@@ -638,7 +637,7 @@ def fit_fused(
     data = StackedBatches(train_ds, cfg.batch_size, [m.data_seed for m in members], augment, dev, drop_last)
 
     for out in outs:
-        out.mkdir(parents=True, exist_ok=True)
+        io.ensure_parent_writable(out / resume.FILENAME)  # one line if a run directory cannot be made
         for name in FINAL_OUTPUTS:  # stale outputs of an earlier run must not pass for this one's
             (out / name).unlink(missing_ok=True)
     scratch_path = Path(scratch) if scratch is not None else outs[0] / SCRATCH_NAME
