@@ -67,7 +67,15 @@ from .models import MLP, model_spec
 from .progress import EpochProgress, log, resolve_mode
 from .training import resume
 from .training.config import TrainConfig
-from .training.loop import FINAL_OUTPUTS, _check_training_labels, check_save_epochs, metrics_csv, resolve_augment
+from .training.loop import (
+    FINAL_OUTPUTS,
+    check_save_epochs,
+    check_training_labels,
+    checkpoint_extra,
+    drop_last_batch,
+    metrics_csv,
+    resolve_augment,
+)
 from .training.schedule import CosineSchedule
 
 SUPPORTED_MODELS = ("mlp", "vgg11", "resnet20")
@@ -516,16 +524,6 @@ class GroupMember:
     init_seed: int | None = None
 
 
-def _ckpt_extra(mask: Mapping[str, torch.Tensor] | None) -> dict:
-    # Same record as the trainer's checkpoints (training.loop).
-    return {"mask_sparsity": 1.0 - checkpoints.mask_density(mask)} if mask else {}
-
-
-def _drop_last(n: int, batch_size: int) -> bool:
-    # The trainer's rule (training.loop): drop only a trailing batch of one example (BatchNorm).
-    return n > batch_size and n % batch_size == 1
-
-
 def fit_fused(
     members: Sequence[GroupMember],
     train_ds: Any,
@@ -579,8 +577,8 @@ def fit_fused(
     engine_name = choose_engine(engine, template, dev)
     augment = resolve_augment(cfg, train_ds)
     n_train = num_examples(train_ds)
-    _check_training_labels(train_ds, n_train, group_name or f"fused[{runs}]")  # the trainer's check
-    drop_last = _drop_last(n_train, cfg.batch_size)
+    check_training_labels(train_ds, n_train, group_name or f"fused[{runs}]")  # the trainer's check
+    drop_last = drop_last_batch(n_train, cfg.batch_size)
     steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
     group_name = group_name or f"fused[{runs}]"
 
@@ -665,7 +663,7 @@ def fit_fused(
     if start == 0 and 0 in save_epochs:
         for r, (m, sd) in enumerate(zip(members, stacked.run_state_dicts())):
             checkpoints.save_checkpoint(outs[r] / "ckpt" / "epoch0.pt", sd, model_cfg, data_meta, 0, provs[r],
-                                        **_ckpt_extra(m.mask))
+                                        **checkpoint_extra(m.mask))
 
     check_every = 25
     final_evals = None
@@ -724,7 +722,7 @@ def fit_fused(
         if done in save_epochs:
             for r, (m, sd) in enumerate(zip(members, stacked.run_state_dicts())):
                 checkpoints.save_checkpoint(outs[r] / "ckpt" / f"epoch{done}.pt", sd, model_cfg, data_meta, done,
-                                            provs[r], **_ckpt_extra(m.mask))
+                                            provs[r], **checkpoint_extra(m.mask))
         resume.save(scratch_path, fingerprint=fp, epoch=done, model=module.state_dict(),
                     optimizer=optimizer.state_dict(), schedule=schedule.state_dict(), rows=[],
                     extra={"rows": rows}, provenance=provs[0])
@@ -738,7 +736,7 @@ def fit_fused(
     results = []
     for r, (m, sd) in enumerate(zip(members, stacked.run_state_dicts())):
         checkpoints.save_checkpoint(outs[r] / "final.pt", sd, model_cfg, data_meta, cfg.epochs, provs[r],
-                                    **_ckpt_extra(m.mask))
+                                    **checkpoint_extra(m.mask))
         io.write_text(outs[r] / "metrics.csv", metrics_csv(rows[r]))
         io.save_artifact(outs[r] / "predictions.pt", "predictions", {
             "logits": final_evals[r]["logits"].float().cpu(),
@@ -878,7 +876,7 @@ def fused_run(
     """Load every run's init and mask as ``train_run`` / ``run_sparse`` would, then :func:`fit_fused`."""
     from .data import load_split
     from .pruning.schedule import fmt_sparsity
-    from .training.run import _check_matches
+    from .training.run import check_matches
 
     if not runs:
         raise UserError("fused: give at least one run (--runs RUNS.json or --run ...)")
@@ -907,7 +905,7 @@ def fused_run(
         if spec.init is not None:
             ckpt = checkpoints.load_checkpoint(spec.init)
             run_cfg = model_spec(group_cfg if group_cfg is not None else ckpt["model"])
-            _check_matches(ckpt, "checkpoint", spec.init, run_cfg, meta)
+            check_matches(ckpt, "checkpoint", spec.init, run_cfg, meta)
             model = checkpoints.model_from_checkpoint(ckpt, str(spec.init))
             init_epoch, init_seed = int(ckpt["epoch"]), None
         else:
@@ -925,7 +923,7 @@ def fused_run(
         mask = None
         if spec.mask is not None:
             obj = checkpoints.load_mask(spec.mask, model)
-            _check_matches(obj, "mask", spec.mask, run_cfg, meta)
+            check_matches(obj, "mask", spec.mask, run_cfg, meta)
             mask = obj["mask"]
         members.append(GroupMember(
             model=model,

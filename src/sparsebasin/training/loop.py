@@ -52,7 +52,7 @@ def resolve_augment(cfg: TrainConfig, ds: Any) -> bool:
     return cfg.augment == "on"
 
 
-def _drop_last(n: int, batch_size: int) -> bool:
+def drop_last_batch(n: int, batch_size: int) -> bool:
     # A trailing batch of one example breaks BatchNorm in train mode; drop only that case.
     return n > batch_size and n % batch_size == 1
 
@@ -66,7 +66,7 @@ def metrics_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _ckpt_extra(mask: Mapping[str, torch.Tensor] | None) -> dict:
+def checkpoint_extra(mask: Mapping[str, torch.Tensor] | None) -> dict:
     return {"mask_sparsity": 1.0 - checkpoints.mask_density(mask)} if mask else {}
 
 
@@ -112,8 +112,8 @@ def fit(
     density = checkpoints.mask_density(mask) if mask else None
     augment = resolve_augment(cfg, train_ds)
     n_train = num_examples(train_ds)
-    _check_training_labels(train_ds, n_train, run_name)
-    drop_last = _drop_last(n_train, cfg.batch_size)
+    check_training_labels(train_ds, n_train, run_name)
+    drop_last = drop_last_batch(n_train, cfg.batch_size)
     steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
 
     # Everything that determines the final weights, hashed before anything changes.
@@ -178,7 +178,7 @@ def fit(
         bound.apply_()
         bound.mask_optimizer_state_(optimizer)
     if start == 0 and 0 in save_epochs:
-        checkpoints.save_checkpoint(out / "ckpt" / "epoch0.pt", model, model_cfg, data_meta, 0, prov, **_ckpt_extra(mask))
+        checkpoints.save_checkpoint(out / "ckpt" / "epoch0.pt", model, model_cfg, data_meta, 0, prov, **checkpoint_extra(mask))
 
     check_every = 1 if dev.type == "cpu" else 25
     final_eval = None
@@ -241,7 +241,7 @@ def fit(
         rows.append(row)
         if done in save_epochs:
             checkpoints.save_checkpoint(out / "ckpt" / f"epoch{done}.pt", model, model_cfg, data_meta, done, prov,
-                                        **_ckpt_extra(mask))
+                                        **checkpoint_extra(mask))
         resume.save(resume_path, fingerprint=fp, epoch=done, model=model.state_dict(),
                     optimizer=optimizer.state_dict(), schedule=schedule.state_dict(), rows=rows, provenance=prov)
         bar.close(
@@ -252,7 +252,7 @@ def fit(
 
     if final_eval is None:  # resumed after the last epoch had finished
         final_eval = evaluate(model, test_ds, dev, cfg.eval_batch_size, return_logits=write_predictions)
-    checkpoints.save_checkpoint(out / "final.pt", model, model_cfg, data_meta, cfg.epochs, prov, **_ckpt_extra(mask))
+    checkpoints.save_checkpoint(out / "final.pt", model, model_cfg, data_meta, cfg.epochs, prov, **checkpoint_extra(mask))
     io.write_text(out / "metrics.csv", metrics_csv(rows))
     if write_predictions:
         io.save_artifact(out / "predictions.pt", "predictions", {
@@ -278,7 +278,7 @@ def fit(
     return result
 
 
-def _check_training_labels(train_ds, n_train: int, run_name: str) -> None:
+def check_training_labels(train_ds, n_train: int, run_name: str) -> None:
     """An empty or single-class training set would "train" to a meaningless result: refuse it."""
     name = getattr(getattr(train_ds, "info", None), "name", "?")
     source = (getattr(train_ds, "meta", None) or {}).get("source")

@@ -19,7 +19,7 @@ from .config import TrainConfig
 from .loop import fit
 
 
-def _check_matches(obj: dict, what: str, path: str | Path, model_cfg: dict, data_meta: dict) -> None:
+def check_matches(obj: dict, what: str, path: str | Path, model_cfg: dict, data_meta: dict) -> None:
     if model_spec(obj["model"]) != model_cfg:
         raise UserError(
             f"{what} {path} is for model {obj['model']}, but the run asks for {model_cfg}; "
@@ -69,7 +69,7 @@ def train_run(
         if model_cfg is None:
             model_cfg = ckpt["model"]
         model_cfg = model_spec(model_cfg)
-        _check_matches(ckpt, "checkpoint", init_checkpoint, model_cfg, meta)
+        check_matches(ckpt, "checkpoint", init_checkpoint, model_cfg, meta)
         model = checkpoints.model_from_checkpoint(ckpt, str(init_checkpoint))
         init_epoch = int(ckpt["epoch"])
     else:
@@ -83,7 +83,7 @@ def train_run(
     mask = None
     if mask_path is not None:
         obj = checkpoints.load_mask(mask_path, model)
-        _check_matches(obj, "mask", mask_path, model_cfg, meta)
+        check_matches(obj, "mask", mask_path, model_cfg, meta)
         mask = obj["mask"]
 
     return fit(
