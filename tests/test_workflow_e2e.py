@@ -7,14 +7,18 @@ One real run (module fixture, in a tmp working directory) serves every test here
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import subprocess
 import sys
 import time
+from html import unescape as html_unescape
 from pathlib import Path
 
 import pytest
 import yaml
+from browser import dump_dom
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -159,3 +163,39 @@ def test_html_report_has_every_figure_and_table(finished):
     html = (finished / "report.html").read_text(errors="replace")
     for name in ("accuracy_vs_rewind.png", "lmc_width.pdf", "plane.png", "diversity.md", "early_matching.csv"):
         assert name in html, name
+
+
+FIGURES = ("accuracy_vs_rewind", "accuracy_vs_sparsity", "imp_barrier", "lmc_width", "plane")
+
+
+def test_report_opens_in_headless_chromium(finished, tmp_path):
+    """The self-contained report renders in a real browser, and every figure in it decodes."""
+    res = snakemake(["--report", "report.html"], finished)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = finished / "report.html"
+
+    # The report's app ran: its navigation is in the rendered DOM (not just in its scripts).
+    dom = dump_dom(report, tmp_path / "profile")
+    rendered = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    rendered = " ".join(re.sub(r"<[^>]+>", " ", rendered).split())  # the page's visible text
+    for label in ("Workflow Statistics", "Results"):
+        assert label in rendered, f"{label!r} not rendered; the report's scripts did not run"
+
+    # Every PNG figure the report embeds loads as an image with its real size.
+    html = report.read_text(errors="replace")
+    uris = dict(re.findall(r"(data:image/png;charset=utf8;filename=([^;]+);base64,[A-Za-z0-9+/=]+)", html))
+    names = {name: uri for uri, name in uris.items()}
+    assert sorted(n[:-4] for n in names) == sorted(FIGURES), sorted(names)
+    imgs = "".join(f'<img data-name="{n}" src="{u}">' for n, u in names.items())
+    probe = tmp_path / "figures.html"
+    probe.write_text(
+        f"<html><body>{imgs}<script>window.addEventListener('load', () => {{"
+        "const p = document.createElement('pre'); p.id = 'sizes';"
+        "p.textContent = JSON.stringify([...document.images].map(i => [i.dataset.name, i.naturalWidth, i.naturalHeight]));"
+        "document.body.appendChild(p); });</script></body></html>"
+    )
+    found = re.search(r'<pre id="sizes">(.*?)</pre>', dump_dom(probe, tmp_path / "profile"))
+    assert found, "the figure probe page did not finish loading"
+    sizes = {name: (w, h) for name, w, h in json.loads(html_unescape(found.group(1)))}
+    for name, (w, h) in sizes.items():
+        assert w >= 300 and h >= 200, f"{name} did not decode in the browser ({w}x{h})"
