@@ -75,6 +75,7 @@ from .training.loop import (
     drop_last_batch,
     metrics_csv,
     resolve_augment,
+    run_config_record,
 )
 from .training.schedule import CosineSchedule
 
@@ -604,20 +605,12 @@ def fit_fused(
     provs = []
     for r, m in enumerate(members):
         provs.append(provenance.collect(
-            config={
-                "train": cfg.to_dict(),
-                "model": model_cfg,
-                "data": dict(data_meta),
-                "augment": augment,
-                "save_epochs": save_epochs,
-                "n_train": n_train,
-                "n_test": num_examples(test_ds),
-                "steps_per_epoch": steps_per_epoch,
-                "density": densities[r],
-                "cpu_threads": torch.get_num_threads(),
-                **(m.provenance_config or {}),
-                "fused": {"runs": runs, "index": r, "engine": engine_name, "group": [str(o) for o in outs]},
-            },
+            config=run_config_record(
+                cfg, model_cfg, data_meta, augment, save_epochs, n_train, num_examples(test_ds), steps_per_epoch,
+                densities[r], {**(m.provenance_config or {}),
+                               "fused": {"runs": runs, "index": r, "engine": engine_name,
+                                         "group": [str(o) for o in outs]}},
+            ),
             seeds={"init": m.init_seed, "data": int(m.data_seed)},
             device=dev,
         ))

@@ -66,6 +66,25 @@ def metrics_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def run_config_record(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, augment: bool, save_epochs: list[int],
+                      n_train: int, n_test: int, steps_per_epoch: int, density: float | None,
+                      extra: Mapping | None = None) -> dict:
+    """The resolved configuration a run's provenance records (shared with fused runs)."""
+    return {
+        "train": cfg.to_dict(),
+        "model": model_cfg,
+        "data": dict(data_meta),
+        "augment": augment,
+        "save_epochs": save_epochs,
+        "n_train": n_train,
+        "n_test": n_test,
+        "steps_per_epoch": steps_per_epoch,
+        "density": density,
+        "cpu_threads": torch.get_num_threads(),
+        **(extra or {}),
+    }
+
+
 def checkpoint_extra(mask: Mapping[str, torch.Tensor] | None) -> dict:
     return {"mask_sparsity": 1.0 - checkpoints.mask_density(mask)} if mask else {}
 
@@ -131,19 +150,8 @@ def fit(
         "device": dev.type,
     })
     prov = provenance.collect(
-        config={
-            "train": cfg.to_dict(),
-            "model": model_cfg,
-            "data": dict(data_meta),
-            "augment": augment,
-            "save_epochs": save_epochs,
-            "n_train": n_train,
-            "n_test": num_examples(test_ds),
-            "steps_per_epoch": steps_per_epoch,
-            "density": density,
-            "cpu_threads": torch.get_num_threads(),
-            **(provenance_config or {}),
-        },
+        config=run_config_record(cfg, model_cfg, data_meta, augment, save_epochs, n_train, num_examples(test_ds),
+                                 steps_per_epoch, density, provenance_config),
         seeds={"init": init_seed, "data": int(data_seed)},
         device=dev,
     )
