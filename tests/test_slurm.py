@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake_output import job_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster.slurm_fixture import (  # noqa: E402
@@ -100,22 +101,6 @@ def _run(cmd, work, env, tmp_path, name):
 LOCAL_RULES = {"all", "prepare", "download"}  # the Snakefile's localrules
 
 
-def _job_stats(text: str) -> dict[str, int]:
-    """The first "Job stats" table of a Snakemake run or dry run: rule -> count."""
-    stats, inside = {}, False
-    for line in text.splitlines():
-        if line.startswith("Job stats:"):
-            inside = True
-            continue
-        if inside:
-            parts = line.split()
-            if len(parts) == 2 and parts[1].isdigit():
-                if parts[0] == "total":
-                    return stats
-                stats[parts[0]] = int(parts[1])
-    return stats
-
-
 def _rule(info: dict) -> str:
     return info["Comment"].removeprefix("rule_").split("_wildcards_")[0]
 
@@ -155,7 +140,7 @@ def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env, data_dir):
     # localrules (all, prepare) ran inside Snakemake, not as SLURM jobs;
     # every other job of the DAG was a SLURM job
     assert "prepare" not in rules_seen and "all" not in rules_seen
-    planned = _job_stats(dry.stdout + dry.stderr)
+    planned = job_stats(dry.stdout + dry.stderr)
     remote = {r: n for r, n in planned.items() if r not in LOCAL_RULES}
     assert {r: len(v) for r, v in rules_seen.items()} == remote, (planned, sorted(rules_seen))
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake_output import job_stats
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -30,19 +31,6 @@ def snakemake(args, workdir, timeout=300):
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     cmd = [str(VENV_BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def job_stats(output: str) -> dict[str, int]:
-    """The `Job stats` table of a dry run: rule -> count (without the total)."""
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
-    stats = {}
-    for line in lines[start + 3:]:
-        parts = line.split()
-        if not parts or parts[0] == "total":
-            break
-        stats[parts[0]] = int(parts[1])
-    return stats
 
 
 def dry_run(workdir, *args):

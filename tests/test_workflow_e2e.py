@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from browser import dump_dom
+from snakemake_output import job_stats
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -33,20 +34,6 @@ def snakemake(args, workdir, timeout=1800):
     env.setdefault("OMP_NUM_THREADS", "1")
     cmd = [str(VENV_BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def job_stats(output: str) -> dict[str, int]:
-    lines = output.splitlines()
-    if not any(line.startswith("Job stats:") for line in lines):
-        return {}
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats:"))
-    stats = {}
-    for line in lines[start + 3:]:
-        parts = line.split()
-        if not parts or parts[0] == "total":
-            break
-        stats[parts[0]] = int(parts[1])
-    return stats
 
 
 @pytest.fixture(scope="module")
