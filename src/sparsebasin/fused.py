@@ -643,12 +643,8 @@ def fit_fused(
 
     state = resume.load(scratch_path, fp, group_name)
     if state is not None:
-        module.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        resume.set_rng_state(state["rng"])
+        start = resume.restore(state, module, optimizer, schedule)
         rows: list[list[dict]] = [list(x) for x in state["extra"]["rows"]]
-        start = int(state["epoch"])
         log(f"{group_name}: resuming after epoch {start}/{cfg.epochs} from {scratch_path}")
     else:
         rows, start = [[] for _ in range(runs)], 0

@@ -173,12 +173,8 @@ def fit(
 
     state = resume.load(resume_path, fp, run_name)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        resume.set_rng_state(state["rng"])
+        start = resume.restore(state, model, optimizer, schedule)
         rows: list[dict] = list(state["rows"])
-        start = int(state["epoch"])
         log(f"{run_name}: resuming after epoch {start}/{cfg.epochs} from {resume_path}")
     else:
         rows, start = [], 0

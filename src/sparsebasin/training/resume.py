@@ -112,6 +112,15 @@ def load(path: str | Path, want: str, run_name: str) -> dict | None:
     return state
 
 
+def restore(state: dict, model, optimizer, schedule) -> int:
+    """Put a loaded state back into the training objects and the RNGs; the epoch to continue after."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    set_rng_state(state["rng"])
+    return int(state["epoch"])
+
+
 def remove(path: str | Path) -> None:
     """Delete the scratch file and any temporary left by a write that was killed."""
     path = Path(path)
