@@ -14,7 +14,7 @@ from sparsebasin.data import mnist1d
 from sparsebasin.errors import UserError
 from sparsebasin.steps import download
 
-from test_data import write_cifar10, write_svhn
+from datafiles import write_cifar10, write_svhn
 
 
 def test_prepare_mnist1d_generates_then_verifies(tmp_path, capsys):

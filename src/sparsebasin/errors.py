@@ -11,3 +11,7 @@ class UserError(Exception):
 
 class TrainingDiverged(UserError):
     """The loss became NaN or inf; no final output was written."""
+
+
+class UnsafeFile(UserError):
+    """A file that asks to run code when loaded (not one this program wrote); nothing was run."""

@@ -5,6 +5,12 @@ renamed into place, so an interrupted job never leaves a half-written output
 that Snakemake would take for finished. Artifacts (checkpoints, masks,
 permutations) are torch files holding a dict with a ``format`` tag, the
 payload and the provenance of the run that made them.
+
+Loading never runs code: artifacts hold plain types only (dicts, lists,
+tuples, numbers, strings, tensors; ``plain`` enforces it when saving) and are
+read with ``torch.load(weights_only=True)``, whose unpickler refuses every
+other global. On a shared file system anyone who can write into a results
+directory could otherwise plant a pickle that runs as the next job's user.
 """
 
 from __future__ import annotations
@@ -12,13 +18,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
+import re
 import tempfile
+import warnings
+from io import BytesIO as _BytesIO
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
-from .errors import UserError
+from .errors import UnsafeFile, UserError
 
 FORMATS = {
     "checkpoint": "sparsebasin.checkpoint/1",
@@ -101,14 +111,29 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def require_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` as a Path if it is an existing regular file, else one line saying what was expected.
+
+    A directory gets its own message: "delete it and rerun" would tell a user
+    to delete a finished run directory passed by mistake for a file in it.
+    """
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith("."))[:4]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise UserError(f"{path} is a directory, not a {what}; pass the {what} itself{hint}")
     if not path.exists():
         raise UserError(f"{path} does not exist; run the step that produces it first")
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = require_file(path, "JSON file")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); delete it and rerun the step that produces it") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f"{exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not text"
+        raise UserError(f"{path} is not valid JSON ({where}); delete it and rerun the step that produces it") from exc
 
 
 def torch_save(path: str | os.PathLike, obj: Any) -> None:
@@ -124,23 +149,132 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
         raise UserError(f"could not write {path}: {exc}; free space, then rerun (the previous file is intact)") from exc
 
 
+_PLAIN_LEAVES = (type(None), bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.Size)
+
+
+def plain(obj: Any, where: str = "payload") -> Any:
+    """``obj`` rebuilt from plain types only, so ``torch.load(weights_only=True)`` reads it back.
+
+    Paths and str subclasses (``torch.__version__``) become str, numpy scalars
+    Python numbers, numpy arrays tensors; anything else is a programming error
+    here, at save time, rather than an unreadable file later.
+    """
+    if isinstance(obj, _PLAIN_LEAVES):
+        if isinstance(obj, str) and type(obj) is not str:
+            return str(obj)
+        return obj
+    if isinstance(obj, dict):
+        return {plain(k, where): plain(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"{where}: {type(obj).__name__} is not a plain type an artifact may hold")
+
+
+def _safe_globals() -> list:
+    # sparsebasin files written before weights_only loading recorded torch.__version__
+    # as this str subclass (no behaviour beyond comparisons): keep them readable.
+    from torch.torch_version import TorchVersion
+
+    return [TorchVersion]
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+# What the weights-only unpickler says when a file asks for more than plain data (not mere garbage bytes).
+_REFUSED = re.compile(r"GLOBAL|allowlisted|add_safe_globals|persistent_load|reduce", re.IGNORECASE)
+
+
+def safe_torch_load(source, path: str | os.PathLike, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(source, weights_only=True)``; a file that needs any other global is refused in one line.
+
+    ``source`` is a path or a binary file object; ``path`` names the file in messages.
+    """
+    try:
+        with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # foreign pickles: refused below
+            return torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _GLOBAL.search(str(exc))
+        name = found.group(1) if found else _foreign_global(source)
+        if name or _REFUSED.search(str(exc)):
+            detail = f"it asks to import {name}" if name else "it holds objects other than tensors and plain values"
+            raise UnsafeFile(f"{path} is not a sparsebasin {what} (unsafe content: {detail}; nothing was run); "
+                             "if you did not put it there, delete it and rerun the step that produces it") from None
+        raise UserError(f"{path} is truncated or corrupt (UnpicklingError); delete it and rerun the step that produces it") from None
+    except Exception as exc:  # truncated zip, garbage, empty file
+        raise UserError(f"{path} is truncated or corrupt ({type(exc).__name__}); delete it and rerun the step that produces it") from None
+
+
+def _foreign_global(source) -> str | None:
+    """The first global outside torch/collections that a pickle (raw, or a torch zip's data.pkl) names.
+
+    Read with pickletools, which lists opcodes without executing any; None if
+    the bytes are not a readable pickle or name no such global.
+    """
+    import pickletools
+    import zipfile
+
+    try:
+        if hasattr(source, "seek"):
+            source.seek(0)
+            data = source.read()
+        else:
+            data = Path(source).read_bytes()
+        if data[:2] == b"PK":
+            with zipfile.ZipFile(_BytesIO(data)) as zf:
+                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                data = zf.read(member) if member else b""
+        strings: list[str] = []
+        for op, arg, _ in pickletools.genops(data):
+            if isinstance(arg, str):
+                strings.append(arg)
+            name = None
+            if op.name == "GLOBAL":
+                name = str(arg).replace(" ", ".")
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                name = f"{strings[-2]}.{strings[-1]}"
+            if name and not name.startswith(("torch.", "collections.")):
+                return name
+    except Exception:  # noqa: BLE001 - unreadable bytes: not a pickle, so "corrupt" it is
+        return None
+    return None
+
+
 def save_artifact(path: str | os.PathLike, kind: str, payload: dict, provenance: dict | None = None) -> None:
-    """Write ``payload`` (a dict) tagged with its format and provenance."""
-    obj = {"format": FORMATS[kind], **payload, "provenance": provenance or {}}
+    """Write ``payload`` (a dict of plain types and tensors) tagged with its format and provenance."""
+    obj = plain({"format": FORMATS[kind], **payload, "provenance": provenance or {}}, kind)
     torch_save(path, obj)
+
+
+def artifact_kind(obj: Any) -> str | None:
+    """The io kind of a loaded artifact, or None when it carries no known format tag."""
+    fmt = obj.get("format") if isinstance(obj, dict) else None
+    return next((k for k, v in FORMATS.items() if v == fmt), None)
+
+
+def load_any_artifact(path: str | os.PathLike, kinds: tuple[str, ...],
+                      map_location: str | torch.device = "cpu") -> tuple[str, dict]:
+    """Load an artifact that must be one of ``kinds``; returns (kind, artifact)."""
+    what = " or ".join(f"{k} file" for k in kinds)
+    path = require_file(path, what)
+    obj = safe_torch_load(path, path, what, map_location)
+    kind = artifact_kind(obj)
+    if kind not in kinds:
+        got = obj.get("format") if isinstance(obj, dict) else None
+        want = " or ".join(repr(FORMATS[k]) for k in kinds)
+        raise UserError(f"{path} is not a {what} (format {got!r}, expected {want}); pass the right file")
+    return kind, obj
 
 
 def load_artifact(path: str | os.PathLike, kind: str, map_location: str | torch.device = "cpu") -> dict:
     """Load an artifact, turning every way it can be wrong into one clear line."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path} does not exist; run the step that produces it first")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # truncated zip, pickle garbage, empty file
-        raise UserError(f"{path} is truncated or corrupt ({type(exc).__name__}); delete it and rerun the step that produces it") from exc
-    want = FORMATS[kind]
-    got = obj.get("format") if isinstance(obj, dict) else None
-    if got != want:
-        raise UserError(f"{path} is not a {kind} file (format {got!r}, expected {want!r}); pass the right file")
-    return obj
+    return load_any_artifact(path, (kind,), map_location)[1]
+

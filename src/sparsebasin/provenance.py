@@ -43,7 +43,7 @@ def collect(config: dict | None = None, seeds: dict | None = None, device: str |
         "seeds": seeds or {},
         "sparsebasin_version": __version__,
         "git_commit": git_commit(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "python_version": platform.python_version(),
         "device": str(device) if device is not None else None,
         "hostname": socket.gethostname(),

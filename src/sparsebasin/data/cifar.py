@@ -4,6 +4,11 @@ We parse the files ourselves rather than through torchvision's dataset
 classes: those md5-check every file on construction, which is slow and rejects
 the small files the tests write in the same format. Downloading belongs to the
 ``download`` step alone.
+
+The batches are pickles by format, and a pickle can run code. They are read
+with an unpickler that resolves only the numpy names an array needs (the
+published files hold dicts of bytes, lists of ints and one uint8 array), so a
+planted ``data_batch_1`` cannot run anything: it is refused in one line.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import UnsafeFile
 from .base import ArrayDataset
-from .catalog import corrupt_data_error, dataset_info, missing_data_error
+from .catalog import corrupt_data_error, dataset_info, download_command, missing_data_error
 
 _LAYOUT = {
     # name: (folder, train files, test files, meta file, label key, class-names key)
@@ -30,15 +36,40 @@ def expected_files(name: str, root: str | Path) -> list[Path]:
     return [Path(root) / folder / f for f in (*train, *test, meta)]
 
 
+# (module, name) pairs an ndarray pickle refers to: numpy 1 and 2 spell the module differently.
+_ARRAY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Resolves the numpy array names above and nothing else (no callable that could run code)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ARRAY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused global {module}.{name}")
+
+
 def _read_pickle(name: str, path: Path, root: str | Path) -> dict:
+    if path.is_dir():
+        raise corrupt_data_error(name, path, root, "a directory where the batch file belongs")
     if not path.exists():
         raise missing_data_error(name, path, root)
     try:
         with open(path, "rb") as fh:
             # latin1 reads the original Python 2 pickles; keys may be str or bytes.
-            obj = pickle.load(fh, encoding="latin1")
+            obj = _ArrayUnpickler(fh, encoding="latin1").load()
+    except pickle.UnpicklingError as exc:
+        if str(exc).startswith("refused global"):
+            raise UnsafeFile(f"{path} is not a {name} batch (unsafe content: it asks to import "
+                            f"{str(exc)[len('refused global '):]}; nothing was run); delete it and rerun "
+                            f"`{download_command(name, root)}`") from None
+        raise corrupt_data_error(name, path, root, "unreadable pickle: UnpicklingError") from None
     except Exception as exc:
-        raise corrupt_data_error(name, path, root, f"unreadable pickle: {type(exc).__name__}") from exc
+        raise corrupt_data_error(name, path, root, f"unreadable pickle: {type(exc).__name__}") from None
     if not isinstance(obj, dict):
         raise corrupt_data_error(name, path, root, "not a dict")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..io import atomic_path
+from ..io import atomic_path, safe_torch_load
 from .base import ArrayDataset
 from .catalog import dataset_info
 
@@ -172,9 +172,9 @@ def load(root: str | Path, split: str, config: MNIST1DConfig = MNIST1DConfig()) 
     path = ensure_cache(root, config, verify_existing=False)
     data = verify(path, root, config)
     try:
-        obj = torch.load(_io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path} is unreadable ({type(exc).__name__}); delete it and rerun `{config.prepare_command(root)}`") from exc
+        obj = safe_torch_load(_io.BytesIO(data), path, "MNIST-1D cache")
+    except UserError as exc:
+        raise UserError(f"{exc}; then rerun `{config.prepare_command(root)}`") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise UserError(f"{path} is not an MNIST-1D cache of this version; delete it and rerun `{config.prepare_command(root)}`")
     return ArrayDataset(

@@ -17,38 +17,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inverse", action="store_true", help="apply the inverse permutation (map pi(A) back to A)")
 
 
-def _load_any(path: str) -> tuple[str, dict]:
-    """Load a mask or checkpoint artifact, whichever ``path`` is."""
-    import torch
-
-    from ..errors import UserError
-    from ..io import FORMATS, load_artifact
-
-    try:
-        head = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist; run the step that produces it first") from None
-    except Exception as exc:
-        raise UserError(f"{path} is truncated or corrupt ({type(exc).__name__}); delete it and rerun the step that produces it") from exc
-    fmt = head.get("format") if isinstance(head, dict) else None
-    for kind in ("mask", "checkpoint"):
-        if fmt == FORMATS[kind]:
-            return kind, head
-    load_artifact(path, "mask")  # raises the standard one-line error
-    raise AssertionError("unreachable")
-
-
 def run(args: argparse.Namespace) -> None:
     from .. import provenance
     from ..checkpoints import check_mask, check_state_dict, same_architecture
     from ..errors import UserError
-    from ..io import save_artifact
+    from ..io import load_any_artifact, save_artifact
     from ..symmetry.apply import permute_state
     from ..symmetry.permfile import load_permutation
     from ..symmetry.spec import spec_from_meta
 
     pobj, _ = load_permutation(args.permutation)
-    kind, obj = _load_any(args.input)
+    kind, obj = load_any_artifact(args.input, ("mask", "checkpoint"))
     for key in ("model", "data", "mask" if kind == "mask" else "state_dict"):
         if key not in obj:
             raise UserError(f"{kind} {args.input} has no {key!r}; it was not written by sparsebasin")

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 import torch
 
 from .. import io
-from ..errors import UserError
+from ..errors import UnsafeFile, UserError
 from ..progress import log
 
 FILENAME = ".resume.pt"
@@ -57,27 +57,36 @@ def fingerprint(parts: dict) -> str:
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    try:
-        import numpy as np
+    """The host RNG states as plain values (tensors, lists), so the file loads with weights_only.
 
-        state["numpy"] = np.random.get_state()
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        pass
-    return state
+    No training path draws CUDA random numbers (augmentation and ImageNet
+    crops use CPU generators), so no CUDA state is kept: restoring one would
+    fail when a run resumes with fewer visible GPUs than it was saved with.
+    """
+    import numpy as np
+
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": [int(version), list(internal), gauss],
+        "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+    }
 
 
 def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if "numpy" in state:
-        import numpy as np
+    """Restore what ``rng_state`` saved (states of other versions' layout are ignored where unknown)."""
+    import numpy as np
 
-        np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((int(version), tuple(int(x) for x in internal), gauss))
+    npst = state.get("numpy")
+    if isinstance(npst, dict):
+        keys = np.asarray(npst["keys"].numpy() if isinstance(npst["keys"], torch.Tensor) else npst["keys"],
+                          dtype=np.uint32)
+        np.random.set_state((npst["name"], keys, int(npst["pos"]), int(npst["has_gauss"]), float(npst["cached_gaussian"])))
 
 
 def save(path: str | Path, *, fingerprint: str, epoch: int, model: dict, optimizer: dict, schedule: dict,
@@ -103,6 +112,8 @@ def load(path: str | Path, want: str, run_name: str) -> dict | None:
         return None
     try:
         state = io.load_artifact(path, "resume")
+    except UnsafeFile:
+        raise  # not a file this program wrote: refuse, never silently overwrite the evidence
     except UserError as exc:
         log(f"{run_name}: ignoring unreadable resume file {path} ({exc}); starting over")
         return None
