@@ -1,17 +1,23 @@
 """``python -m sparsebasin <step>``: one subcommand per pipeline step.
 
 Steps are imported lazily so ``--help`` and light steps start fast. Each step
-module defines ``add_arguments(parser)`` and ``run(args)``; a ``UserError``
-becomes one line on stderr and exit status 2.
+module defines ``add_arguments(parser)`` and ``run(args)``. Every mistake a
+user can fix ends in ONE line on stderr and exit status 2, never a
+traceback: a ``UserError``, a bad option (argparse's usage block is left to
+``--help``), and an operating-system failure such as a full disk or a
+read-only directory, wherever in the step it surfaced (also when a library
+wrapped it in another exception, as matplotlib does after ENOSPC). Anything
+else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
-from .errors import UserError
+from .errors import UserError, os_error_in
 
 # step name -> (module, one-line help)
 STEPS: dict[str, tuple[str, str]] = {
@@ -43,6 +49,32 @@ def _load(step: str):
         raise
 
 
+class StepParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``error: argument --hidden: must be a positive integer, got '-4'``."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free space, then rerun (finished files are intact)",
+    errno.EDQUOT: "free space or raise your quota, then rerun (finished files are intact)",
+    errno.EACCES: "fix the permissions or choose another directory",
+    errno.EPERM: "fix the permissions or choose another directory",
+    errno.EROFS: "the file system is read-only: choose a writable directory",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a path component is a file, not a directory: choose another path",
+    errno.EISDIR: "pass a file, not a directory",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system failure: the file, what happened, what to do."""
+    where = exc.filename if exc.filename is not None else "a file"
+    what = exc.strerror or str(exc)
+    return f"{where}: {what}; {_OS_HINTS.get(exc.errno, 'check the path, permissions and free space, then rerun')}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="sparsebasin", description=__doc__.splitlines()[0])
@@ -58,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     step = argv[0]
     try:
         module = _load(step)
-        step_parser = argparse.ArgumentParser(prog=f"sparsebasin {step}", description=STEPS[step][1])
+        step_parser = StepParser(prog=f"sparsebasin {step}", description=STEPS[step][1])
         module.add_arguments(step_parser)
         args = step_parser.parse_args(argv[1:])
         module.run(args)
@@ -68,7 +100,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        os_error = os_error_in(exc)
+        if os_error is None:
+            oom = _out_of_memory(exc)
+            if oom is None:
+                raise  # a bug: keep the traceback
+            print(f"error: {oom}", file=sys.stderr)
+            return 2
+        print(f"error: {describe_os_error(os_error)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _out_of_memory(exc: BaseException) -> str | None:
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return ("out of memory (" + (str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__) + "); "
+                "lower --batch-size (or --chunk, --eval-batches), or ask the job for more memory")
+    return None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ float32 (bit-reproducible) and uses channels_last for conv nets only.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 
 import torch
 from torch import nn
@@ -14,17 +16,33 @@ from torch import nn
 from .errors import UserError
 
 
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
 def resolve(device: str | torch.device = "auto") -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a usable torch.device, or one line saying why not.
+
+    Other strings torch would parse (``meta``, ``cpu:0``, ``mps``) are refused:
+    the steps run on the CPU or on one CUDA GPU, nothing else.
+    """
     if isinstance(device, torch.device):
         return device
+    if not isinstance(device, str) or not _DEVICE.match(device):
+        raise UserError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise UserError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from exc
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+        dev = torch.device(device)
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            raise UserError(f"device {device!r} requested but only {count} GPU(s) are visible"
+                            + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else "")
+                            + "; use cuda or a lower index")
+        return dev
+    return torch.device(device)
 
 
 def is_conv_model(model: nn.Module) -> bool:

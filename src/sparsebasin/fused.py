@@ -62,6 +62,7 @@ from torch import nn
 
 from . import checkpoints, io, provenance
 from . import device as devices
+from .branches import BRANCHES
 from .errors import TrainingDiverged, UserError
 from .models import MLP, model_spec
 from .progress import EpochProgress, log, resolve_mode
@@ -802,8 +803,6 @@ class RunSpec:
             raise UserError(f"{where}: tags must be an object of KEY: VALUE")
         spec.tags = {str(k): str(v) for k, v in tags.items()}
         if spec.branch is not None:
-            from .sparse import BRANCHES
-
             if spec.branch not in BRANCHES:
                 raise UserError(f"{where}: branch {spec.branch!r} is not one of {', '.join(BRANCHES)}")
             if spec.init is None or spec.mask is None:

@@ -19,11 +19,10 @@ from pathlib import Path
 import torch
 
 from . import checkpoints
+from .branches import BRANCHES
 from .errors import UserError
 from .pruning.schedule import fmt_sparsity
 from .training import TrainConfig, train_run
-
-BRANCHES = ("lth", "naive", "permuted")
 
 
 def check_inputs(init: str | Path, mask: str | Path) -> dict:

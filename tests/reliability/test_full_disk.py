@@ -142,3 +142,29 @@ def test_disk_full_error_says_no_space_left(writer, tmp_path):
         assert "\n" not in line and str(target) in line, line
         assert "No space left on device" in line, line
         assert not target.exists() and not [p for p in target.parent.iterdir() if is_tmp(p)]
+
+
+@pytest.mark.parametrize("fmt", ["pdf", "png"])
+def test_full_disk_while_writing_a_figure_is_one_line(tmp_path, capsys, fmt):
+    """matplotlib turns ENOSPC into an AttributeError while it cleans up; the step still names the disk."""
+    from sparsebasin import cli
+
+    runs = tmp_path / "runs.csv"
+    runs.write_text("dataset,model,width,seed,sparsity,k,branch,test_acc\n"
+                    + "".join(f"mnist1d,mlp,1,{s},0.5,{k},{b},0.{5 + s}{k}\n"
+                              for s in (0, 1) for k in (0, 2) for b in ("lth", "naive", "permuted")))
+    with small_disk(tmp_path / "disk", 256) as disk:
+        fill(disk)
+        before = sorted(p.name for p in disk.iterdir())
+        out = disk / f"fig.{fmt}"
+        argv = ["figure", "--kind", "accuracy_vs_rewind", "--table", str(runs), "--out", str(disk / "fig.pdf")]
+        if fmt == "png":
+            argv = ["figure", "--kind", "accuracy_vs_rewind", "--table", str(runs), "--out", str(tmp_path / "f.pdf"),
+                    "--png", str(out)]
+        rc = cli.main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert "Traceback" not in err
+        lines = error_lines(err)
+        assert len(lines) == 1 and "No space left on device" in lines[0] and str(out) in lines[0], lines
+        assert sorted(p.name for p in disk.iterdir()) == before  # no temporary left behind

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-# Branch order used everywhere: references first, then the three sparse branches.
-BRANCHES = ("dense", "imp", "lth", "naive", "permuted")
-SPARSE_BRANCHES = ("lth", "naive", "permuted")
+from ..branches import ALL_BRANCHES as BRANCHES  # display order: references first, then the sparse branches
+from ..branches import SPARSE_BRANCHES  # noqa: F401 (re-exported for the analyses)
+
 BRANCH_LABELS = {
     "dense": "Dense",
     "imp": "IMP",

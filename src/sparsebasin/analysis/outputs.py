@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
-from ..errors import UserError
+from ..errors import UserError, os_error_in
 
 
 def provenance_json(provenance: dict) -> str:
@@ -52,5 +52,10 @@ def save_figure(fig, pdf: str | Path | None, png: str | Path | None, provenance:
         try:
             with style.context(), io.atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, metadata=metadata, dpi=dpi)
-        except OSError as exc:
-            raise UserError(f"could not write {path}: {exc.strerror or exc}; free space or fix permissions, then rerun") from exc
+        except Exception as exc:
+            # matplotlib can turn ENOSPC into an AttributeError while it cleans up; report the disk.
+            cause = os_error_in(exc)
+            if cause is None:
+                raise
+            raise UserError(f"could not write {path}: {cause.strerror or cause}; free space or fix permissions, "
+                            "then rerun") from exc

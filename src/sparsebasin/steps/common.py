@@ -1,27 +1,109 @@
-"""Argument groups shared by the step CLIs, so every step spells options alike."""
+"""Argument groups and validated argument types shared by the step CLIs.
+
+Every option is declared once here (or by the one step that owns it), and
+every number goes through a type that checks it at parse time: a size of 0
+or -4, a NaN or an infinite learning rate is one line before any work, never
+a traceback in the middle of a job. Nothing here imports torch.
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from ..models import MODEL_NAMES
+import math
+import re
 
 DATASETS = ("mnist1d", "cifar10", "cifar100", "svhn", "imagenet")
 
+
+# ----------------------------------------------------------------- types --
+
+class Number:
+    """An argparse type: an int or finite float within bounds, else a one-line reason."""
+
+    def __init__(self, kind: type, label: str, minimum: float | None = None, *, above: bool = False,
+                 maximum: float | None = None, below: bool = False):
+        self.kind, self.label = kind, label
+        self.minimum, self.above, self.maximum, self.below = minimum, above, maximum, below
+        self.__name__ = label  # argparse names the type in some messages
+
+    def __call__(self, text: str):
+        try:
+            value = self.kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"must be {self.label}, got {text!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be {self.label}, got {text!r}")
+        if self.minimum is not None and (value <= self.minimum if self.above else value < self.minimum):
+            raise argparse.ArgumentTypeError(f"must be {self.label}, got {text!r}")
+        if self.maximum is not None and (value >= self.maximum if self.below else value > self.maximum):
+            raise argparse.ArgumentTypeError(f"must be {self.label}, got {text!r}")
+        return value
+
+    @property
+    def allows_zero(self) -> bool:
+        return self.minimum is None or (self.minimum <= 0 and not (self.minimum == 0 and self.above))
+
+
+POSITIVE_INT = Number(int, "a positive integer", 1)
+NONNEG_INT = Number(int, "an integer >= 0", 0)
+POSITIVE_FLOAT = Number(float, "a positive finite number", 0, above=True)
+NONNEG_FLOAT = Number(float, "a finite number >= 0", 0)
+FRACTION = Number(float, "a number strictly between 0 and 1", 0, above=True, maximum=1, below=True)
+MOMENTUM = Number(float, "a number in [0, 1)", 0, maximum=1, below=True)
+
+
+class NumberList:
+    """A comma-separated list whose every entry is of type ``item`` (empty text: the empty list)."""
+
+    def __init__(self, item: Number, what: str, unique_sorted: bool = False):
+        self.item, self.what, self.unique_sorted = item, what, unique_sorted
+        self.__name__ = f"list of {item.label}s"
+
+    def __call__(self, text: str) -> list:
+        out = []
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            try:
+                out.append(self.item(part))
+            except argparse.ArgumentTypeError:
+                raise argparse.ArgumentTypeError(
+                    f"each {self.what} must be {self.item.label}, got {part!r} in {text!r}") from None
+        return sorted(set(out)) if self.unique_sorted else out
+
+
+EPOCH_LIST = NumberList(NONNEG_INT, "epoch", unique_sorted=True)
+SPARSITY_LIST = NumberList(FRACTION, "target sparsity")
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def device_arg(text: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (the devices a step can use; availability is checked at run time)."""
+    if not _DEVICE.match(text):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
+# ---------------------------------------------------------------- groups --
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=True, choices=DATASETS)
     g.add_argument("--data-dir", default="data", help="dataset root (default: data)")
-    g.add_argument("--train-subset", type=int, default=None, help="use only the first N training examples (tests)")
+    g.add_argument("--train-subset", type=POSITIVE_INT, default=None,
+                   help="use only the first N training examples (tests)")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model")
-    g.add_argument("--model", required=True, choices=MODEL_NAMES)
-    g.add_argument("--width", type=int, default=1, help="width multiplier")
-    g.add_argument("--depth", type=int, default=None, help="MLP hidden layers (default 2)")
-    g.add_argument("--hidden", type=int, default=None, help="MLP units per hidden layer at width 1 (default 128)")
+def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    from ..models import MODEL_NAMES
+
+    g = p.add_argument_group("model" if required else
+                             "model (for runs without --init; runs with an init take it from the checkpoint)")
+    g.add_argument("--model", required=required, default=None, choices=MODEL_NAMES)
+    g.add_argument("--width", type=POSITIVE_INT, default=1, help="width multiplier")
+    g.add_argument("--depth", type=POSITIVE_INT, default=None, help="MLP hidden layers (default 2)")
+    g.add_argument("--hidden", type=POSITIVE_INT, default=None, help="MLP units per hidden layer at width 1 (default 128)")
 
 
 def model_cfg_from_args(args: argparse.Namespace) -> dict:
@@ -33,28 +115,62 @@ def model_cfg_from_args(args: argparse.Namespace) -> dict:
     return cfg
 
 
-def add_optim_args(p: argparse.ArgumentParser, preset_default: str = "dense") -> None:
-    g = p.add_argument_group("optimisation (unset values come from --preset)")
-    g.add_argument("--preset", default=preset_default, help=f"named hyper-parameter preset (default {preset_default})")
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--momentum", type=float, default=None)
-    g.add_argument("--weight-decay", type=float, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--warmup-epochs", type=float, default=None)
+# TrainConfig fields an optimisation group sets, with their types.
+OPTIM_FIELDS = {
+    "epochs": POSITIVE_INT,
+    "lr": POSITIVE_FLOAT,
+    "momentum": MOMENTUM,
+    "weight_decay": NONNEG_FLOAT,
+    "batch_size": POSITIVE_INT,
+    "warmup_epochs": NONNEG_FLOAT,
+}
+
+
+def add_optim_args(p: argparse.ArgumentParser, preset_default: str | None = "dense", prefix: str = "",
+                   title: str = "optimisation (unset values come from --preset)") -> None:
+    """``--preset`` and the TrainConfig fields (``--{prefix}lr`` ...); ``prefix`` "ft-" for IMP fine-tuning."""
+    g = p.add_argument_group(title)
+    default = f" (default {preset_default})" if preset_default else ""
+    g.add_argument(f"--{prefix}preset", default=preset_default, help=f"named hyper-parameter preset{default}")
+    for field, kind in OPTIM_FIELDS.items():
+        g.add_argument(f"--{prefix}{field.replace('_', '-')}", type=kind, default=None)
     g.add_argument("--augment", choices=("auto", "on", "off"), default="auto",
                    help="random crop + flip (auto: on for image datasets)")
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
+def optim_overrides(args: argparse.Namespace, prefix: str = "") -> dict:
+    """The optimisation options the user set (None = take the preset's value)."""
+    attr = prefix.replace("-", "_")
+    out = {field: getattr(args, f"{attr}{field}") for field in OPTIM_FIELDS}
+    out["augment"] = None if args.augment == "auto" else args.augment
+    return out
+
+
+def add_run_args(p: argparse.ArgumentParser, *, seed: bool = True, progress: bool = True,
+                 seed_help: str = "weight-init seed") -> None:
+    """Device, threads and tags (every compute step); seeds and progress for the training steps."""
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=0, help="weight-init seed")
-    g.add_argument("--data-seed", type=int, default=None, help="data-order seed (default: --seed)")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    if seed:
+        g.add_argument("--seed", type=NONNEG_INT, default=0, help=seed_help)
+        g.add_argument("--data-seed", type=NONNEG_INT, default=None, help="data-order seed (default: --seed)")
+    g.add_argument("--device", type=device_arg, default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--threads", type=POSITIVE_INT, default=None, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
-                   help="label recorded in result.json (repeatable), e.g. --tag branch=permuted")
-    g.add_argument("--progress", choices=("auto", "bar", "log"), default="auto")
+                   help="label recorded with the result (repeatable), e.g. --tag branch=permuted")
+    if progress:
+        g.add_argument("--progress", choices=("auto", "bar", "log"), default="auto")
+
+
+def add_force_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="replace a finished run made with other arguments (its files go only once the new run has finished)")
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(int(threads))
 
 
 def parse_tags(tags: list[str]) -> dict:
@@ -65,27 +181,7 @@ def parse_tags(tags: list[str]) -> dict:
         if "=" not in t:
             raise UserError(f"--tag {t!r} must look like KEY=VALUE")
         k, v = t.split("=", 1)
+        if not k:
+            raise UserError(f"--tag {t!r} has an empty KEY; write KEY=VALUE")
         out[k] = v
     return out
-
-
-def parse_int_list(text: str | None) -> list[int]:
-    from ..errors import UserError
-
-    if not text:
-        return []
-    try:
-        return sorted({int(t) for t in text.split(",") if t.strip()})
-    except ValueError as exc:
-        raise UserError(f"expected comma-separated integers, got {text!r}") from exc
-
-
-def parse_float_list(text: str | None) -> list[float]:
-    from ..errors import UserError
-
-    if not text:
-        return []
-    try:
-        return [float(t) for t in text.split(",") if t.strip()]
-    except ValueError as exc:
-        raise UserError(f"expected comma-separated numbers, got {text!r}") from exc

@@ -21,7 +21,7 @@ import pandas as pd
 from .. import provenance
 from ..analysis import outputs, plots, tidy
 from ..errors import UserError
-from .common import parse_int_list
+from .common import EPOCH_LIST
 
 DEFAULT_METRIC = {
     "accuracy_vs_rewind": "test_acc",
@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table2", default=None, metavar="CSV", help="accuracy figures only: more runs (e.g. dense/IMP) to add")
     p.add_argument("--metric", default=None, help="test_acc|test_top5 (accuracy figures), loss|error (others)")
     p.add_argument("--split", default="test", help="lmc_width/imp_barrier/plane: data split to plot (default test; '' = no filter)")
-    p.add_argument("--ks", default="10,25,50,100", help="accuracy_vs_sparsity: rewind points, one panel each")
+    p.add_argument("--ks", type=EPOCH_LIST, default=[10, 25, 50, 100],
+                   help="accuracy_vs_sparsity: rewind points, one panel each")
     p.add_argument("--out", required=True, metavar="PDF")
     p.add_argument("--png", default=None, metavar="PNG")
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> None:
     metric = args.metric or DEFAULT_METRIC[args.kind]
     kwargs: dict = {"metric": metric}
     if args.kind == "accuracy_vs_sparsity":
-        ks = parse_int_list(args.ks)
+        ks = args.ks
         if not ks:
             raise UserError("--ks must list at least one rewind point, e.g. 10,25,50,100")
         kwargs["ks"] = ks

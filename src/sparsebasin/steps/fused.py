@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_data_args, add_optim_args, add_run_args, model_cfg_from_args, parse_int_list, parse_tags
-from .train import optim_overrides, set_threads
+from .common import (EPOCH_LIST, add_data_args, add_force_arg, add_model_args, add_optim_args, add_run_args,
+                     model_cfg_from_args, optim_overrides, parse_tags, set_threads)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,21 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one run (repeatable): out_dir=DIR,init=CKPT,mask=MASK,branch=lth|naive|permuted,seed=N,"
                         "data_seed=N,name=NAME,tag.K=V (no commas inside values)")
     add_data_args(p)
-    m = p.add_argument_group("model (for runs without --init; runs with an init take it from the checkpoint)")
-    from ..models import MODEL_NAMES
-
-    m.add_argument("--model", default=None, choices=MODEL_NAMES)
-    m.add_argument("--width", type=int, default=1, help="width multiplier")
-    m.add_argument("--depth", type=int, default=None, help="MLP hidden layers (default 2)")
-    m.add_argument("--hidden", type=int, default=None, help="MLP units per hidden layer at width 1 (default 128)")
+    add_model_args(p, required=False)
     add_optim_args(p, preset_default="sparse")
     add_run_args(p)
     o = p.add_argument_group("outputs")
-    o.add_argument("--save-epochs", default="", help="comma-separated epochs to checkpoint in every run (0 = the start)")
+    o.add_argument("--save-epochs", type=EPOCH_LIST, default=[],
+                   help="comma-separated epochs to checkpoint in every run (0 = the start)")
     o.add_argument("--engine", choices=("auto", "grouped", "mlp"), default="auto",
                    help="auto: batched-matmul MLP engine on CPU for the MLP, grouped autograd engine otherwise")
     o.add_argument("--scratch", default=None, metavar="FILE",
                    help="group resume file (default: .fused.resume.pt in the first run's out_dir)")
+    add_force_arg(p)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -58,7 +54,7 @@ def run(args: argparse.Namespace) -> None:
         cfg=resolve_config(args.preset, **optim_overrides(args)),
         default_seed=args.seed,
         default_data_seed=args.data_seed,
-        save_epochs=parse_int_list(args.save_epochs),
+        save_epochs=args.save_epochs,
         train_subset=args.train_subset,
         device=args.device,
         tags=parse_tags(args.tag),

@@ -14,23 +14,28 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
+from .common import POSITIVE_INT, Number, add_data_args, add_run_args, parse_tags, set_threads
 
-from .common import add_data_args, parse_tags
+ALPHAS = Number(int, "an integer >= 2 (grid points from 0 to 1)", 2)
+
+
+def _splits(text: str) -> list[str]:
+    splits = [s.strip() for s in text.split(",") if s.strip()]
+    if not splits or any(s not in ("train", "test") for s in splits):
+        raise argparse.ArgumentTypeError(f"must be a comma-separated subset of train,test, got {text!r}")
+    return list(dict.fromkeys(splits))
 
 
 def add_eval_args(p: argparse.ArgumentParser, splits: str = "train,test") -> None:
     g = p.add_argument_group("evaluation")
-    g.add_argument("--batch-size", type=int, default=500)
-    g.add_argument("--eval-batches", type=int, default=None,
+    g.add_argument("--batch-size", type=POSITIVE_INT, default=500)
+    g.add_argument("--eval-batches", type=POSITIVE_INT, default=None,
                    help="evaluate on the first N batches of each split (default: all)")
-    g.add_argument("--reset-batches", type=int, default=20,
+    g.add_argument("--reset-batches", type=POSITIVE_INT, default=20,
                    help="training batches for BN reset and REPAIR statistics (default 20)")
-    g.add_argument("--splits", default=splits, help=f"comma-separated splits to evaluate (default {splits})")
-    r = p.add_argument_group("run")
-    r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    r.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="label added as a column (repeatable)")
+    g.add_argument("--splits", type=_splits, default=_splits(splits),
+                   help=f"comma-separated splits to evaluate (default {splits})")
+    add_run_args(p, seed=False, progress=False)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--permutation", default=None, metavar="PERM.pt", help="also evaluate the path pi(A) -> B")
     add_data_args(p)
     g = p.add_argument_group("path")
-    g.add_argument("--alphas", type=int, default=11, help="grid points from 0 to 1 (default 11)")
+    g.add_argument("--alphas", type=ALPHAS, default=11, help="grid points from 0 to 1 (default 11)")
     g.add_argument("--modes", default="plain,bn_reset,repair", help="comma-separated: plain, bn_reset, repair")
     add_eval_args(p)
     o = p.add_argument_group("outputs")
@@ -51,18 +56,10 @@ def setup(args: argparse.Namespace):
     """Threads, device, evaluation config, training set and evaluation splits."""
     from .. import data
     from .. import device as devices
-    from ..errors import UserError
     from ..symmetry.lmc import EvalConfig
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    if args.batch_size < 1 or args.reset_batches < 1 or (args.eval_batches is not None and args.eval_batches < 1):
-        raise UserError("--batch-size, --reset-batches and --eval-batches must be positive")
-    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
-    if not splits or any(s not in ("train", "test") for s in splits):
-        raise UserError(f"--splits must be a comma-separated subset of train,test, got {args.splits!r}")
+    set_threads(args.threads)
+    splits = args.splits
     device = devices.resolve(args.device)
     cfg = EvalConfig(device=device, batch_size=args.batch_size, eval_batches=args.eval_batches,
                      reset_batches=args.reset_batches)

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
-from .common import add_data_args, parse_tags
+from .common import NONNEG_INT, POSITIVE_INT, add_data_args, add_run_args, parse_tags, set_threads
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,16 +24,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", choices=("activation", "weight"), default="activation")
     g.add_argument("--stat", choices=("correlation", "covariance"), default="correlation",
                    help="activation matching score: Pearson correlation or cross-covariance (Eq. 1)")
-    g.add_argument("--batches", type=int, default=20, help="training batches of activations (default 20)")
-    g.add_argument("--batch-size", type=int, default=500)
-    g.add_argument("--chunk", type=int, default=None,
+    g.add_argument("--batches", type=NONNEG_INT, default=20, help="training batches of activations (default 20)")
+    g.add_argument("--batch-size", type=POSITIVE_INT, default=500)
+    g.add_argument("--chunk", type=POSITIVE_INT, default=None,
                    help="forward at most this many examples at a time (same result, less memory)")
-    g.add_argument("--seed", type=int, default=0, help="group order of weight matching")
-    g.add_argument("--max-iter", type=int, default=100, help="weight matching passes at most")
-    r = p.add_argument_group("run")
-    r.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    r.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="label recorded in the summary (repeatable)")
+    g.add_argument("--seed", type=NONNEG_INT, default=0, help="group order of weight matching")
+    g.add_argument("--max-iter", type=POSITIVE_INT, default=100, help="weight matching passes at most")
+    add_run_args(p, seed=False, progress=False)
     o = p.add_argument_group("outputs")
     o.add_argument("--out", required=True, metavar="PERM.pt")
     o.add_argument("--summary", required=True, metavar="PERM.json")
@@ -53,14 +48,9 @@ def run(args: argparse.Namespace) -> None:
     from ..symmetry.spec import permutation_spec
 
     tags = parse_tags(args.tag)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    if args.batches < (1 if args.method == "activation" else 0):
+    set_threads(args.threads)
+    if args.batches < 1 and args.method == "activation":
         raise UserError(f"--batches must be >= 1 for activation matching (>= 0 for weight matching), got {args.batches}")
-    if args.batch_size < 1 or (args.chunk is not None and args.chunk < 1):
-        raise UserError("--batch-size and --chunk must be positive")
     device = devices.resolve(args.device)
     ckpt_a, ckpt_b = load_checkpoint(args.a), load_checkpoint(args.b)
     same_architecture(ckpt_a, ckpt_b, args.a, args.b)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_data_args, parse_tags
+from .common import NONNEG_FLOAT, Number, add_data_args, parse_tags
 from .interpolate import add_eval_args, log, setup
+
+GRID = Number(int, "an integer >= 2 (grid points per axis)", 2)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inverse", action="store_true", help="apply the inverse of --p2-permutation (pi^-1)")
     add_data_args(p)
     g = p.add_argument_group("plane")
-    g.add_argument("--grid", type=int, default=21, help="grid points per axis (default 21)")
-    g.add_argument("--margin", type=float, default=0.2,
+    g.add_argument("--grid", type=GRID, default=21, help="grid points per axis (default 21)")
+    g.add_argument("--margin", type=NONNEG_FLOAT, default=0.2,
                    help="extend the anchors' bounding box by this fraction on each side (default 0.2)")
     g.add_argument("--mode", choices=("plain", "bn_reset"), default="bn_reset",
                    help="BN statistics: as combined (plain) or recomputed at each point (bn_reset, default)")
@@ -46,8 +48,6 @@ def run(args: argparse.Namespace) -> None:
     tags = parse_tags(args.tag)
     if args.inverse and not args.p2_permutation:
         raise UserError("--inverse needs --p2-permutation")
-    if args.margin < 0:
-        raise UserError(f"--margin must be >= 0, got {args.margin}")
     ckpts = {name: load_checkpoint(getattr(args, name)) for name in ("origin", "p1", "p2")}
     same_architecture(ckpts["origin"], ckpts["p1"], args.origin, args.p1)
     same_architecture(ckpts["origin"], ckpts["p2"], args.origin, args.p2)

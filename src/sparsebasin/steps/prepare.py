@@ -12,16 +12,17 @@ from .. import data
 from ..data import mnist1d
 from ..errors import UserError
 from ..io import write_json
-from .common import DATASETS
+from .common import DATASETS, NONNEG_INT, POSITIVE_INT
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--data-dir", default="data", help="dataset root (default: data)")
     g = p.add_argument_group("MNIST-1D generation")
-    g.add_argument("--n-train", type=int, default=None, help=f"training examples (default {mnist1d.DEFAULT_N_TRAIN})")
-    g.add_argument("--n-test", type=int, default=None, help=f"test examples (default {mnist1d.DEFAULT_N_TEST})")
-    g.add_argument("--seed", type=int, default=None, help=f"generator seed (default {mnist1d.DEFAULT_SEED})")
+    g.add_argument("--n-train", type=POSITIVE_INT, default=None,
+                   help=f"training examples (default {mnist1d.DEFAULT_N_TRAIN})")
+    g.add_argument("--n-test", type=POSITIVE_INT, default=None, help=f"test examples (default {mnist1d.DEFAULT_N_TEST})")
+    g.add_argument("--seed", type=NONNEG_INT, default=None, help=f"generator seed (default {mnist1d.DEFAULT_SEED})")
     p.add_argument("--stamp", default=None, metavar="JSON",
                    help="also write a small JSON record of what was checked (a workflow output)")
 

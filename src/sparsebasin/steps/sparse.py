@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_data_args, add_optim_args, add_run_args, parse_int_list, parse_tags
-from .train import optim_overrides, set_threads
+from ..branches import BRANCHES
+from .common import (EPOCH_LIST, add_data_args, add_force_arg, add_optim_args, add_run_args, optim_overrides,
+                     parse_tags, set_threads)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -13,13 +14,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--init", required=True, metavar="CKPT",
                    help="rewind checkpoint at epoch k: A's for lth, B's for naive and permuted")
     g.add_argument("--mask", required=True, metavar="MASK", help="m_A for lth and naive, pi(m_A) for permuted")
-    g.add_argument("--branch", required=True, choices=("lth", "naive", "permuted"), help="recorded as tag branch=...")
+    g.add_argument("--branch", required=True, choices=BRANCHES, help="recorded as tag branch=...")
     add_data_args(p)
     add_optim_args(p, preset_default="sparse")
     add_run_args(p)
     o = p.add_argument_group("outputs")
     o.add_argument("--out-dir", required=True, help="run directory (final.pt, metrics.csv, predictions.pt, result.json)")
-    o.add_argument("--save-epochs", default="", help="comma-separated epochs to checkpoint (0 = the masked start)")
+    o.add_argument("--save-epochs", type=EPOCH_LIST, default=[],
+                   help="comma-separated epochs to checkpoint (0 = the masked start)")
+    add_force_arg(p)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -37,7 +40,7 @@ def run(args: argparse.Namespace) -> None:
         out_dir=args.out_dir,
         seed=args.seed,
         data_seed=args.data_seed,
-        save_epochs=parse_int_list(args.save_epochs),
+        save_epochs=args.save_epochs,
         train_subset=args.train_subset,
         device=args.device,
         tags=parse_tags(args.tag),

@@ -13,6 +13,7 @@ from .. import provenance
 from ..analysis import outputs, tidy
 from ..analysis.summary import summary_markdown
 from ..analysis.tables import ACCURACY_METRICS
+from .common import NONNEG_FLOAT
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--matches", default=None, metavar="CSV", help="collected match summaries (mean_correlation)")
     p.add_argument("--barriers", default=None, metavar="CSV", help="collected barriers JSON or LMC curves")
     p.add_argument("--metric", default="test_acc", choices=ACCURACY_METRICS)
-    p.add_argument("--gap-floor", type=float, default=0.1, metavar="PP",
+    p.add_argument("--gap-floor", type=NONNEG_FLOAT, default=0.1, metavar="PP",
                    help="gap closed is n/a when LTH - naive is below this many percentage points (default 0.1)")
     p.add_argument("--out", required=True, metavar="MD")
 

@@ -13,6 +13,7 @@ import argparse
 
 from .. import provenance
 from ..analysis import outputs, tables, tidy
+from .common import NONNEG_INT
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", required=True, metavar="CSV", help="tidy table from collect")
     p.add_argument("--metric", default="test_acc", choices=tables.ACCURACY_METRICS,
                    help="accuracy and early_matching: which accuracy (default test_acc)")
-    p.add_argument("--k", type=int, default=20, help="early_matching: rewind point of the permuted runs (default 20)")
+    p.add_argument("--k", type=NONNEG_INT, default=20, help="early_matching: rewind point of the permuted runs (default 20)")
     p.add_argument("--out-csv", required=True, metavar="CSV")
     p.add_argument("--out-md", required=True, metavar="MD")
 
