@@ -18,6 +18,7 @@ import importlib
 import sys
 
 from .errors import UserError, os_error_in
+from .steps.common import check_paths
 
 # step name -> (module, one-line help)
 STEPS: dict[str, tuple[str, str]] = {
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         step_parser = StepParser(prog=f"sparsebasin {step}", description=STEPS[step][1])
         module.add_arguments(step_parser)
         args = step_parser.parse_args(argv[1:])
+        check_paths(module.paths(args))  # before any work: no output may destroy an input
         module.run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

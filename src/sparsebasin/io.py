@@ -64,6 +64,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file: after resolving symlinks, ``./`` and relative parts, or
+    (for existing files) the same inode, which also catches hard links and bind mounts."""
+    try:
+        if os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

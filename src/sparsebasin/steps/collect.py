@@ -11,6 +11,7 @@ import argparse
 
 from .. import provenance
 from ..analysis import outputs, tidy
+from .common import StepPaths, csv_outputs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,3 +23,8 @@ def run(args: argparse.Namespace) -> None:
     table = tidy.collect(args.inputs)
     prov = provenance.collect(config={"step": "collect", "inputs": list(args.inputs), "rows": len(table)})
     outputs.write_csv(args.out, table, prov)
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--inputs", p) for p in args.inputs], outputs=csv_outputs("--out", args.out),
+                     distinct=[("--inputs", args.inputs)])

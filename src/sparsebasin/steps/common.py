@@ -185,3 +185,62 @@ def parse_tags(tags: list[str]) -> dict:
             raise UserError(f"--tag {t!r} has an empty KEY; write KEY=VALUE")
         out[k] = v
     return out
+
+
+# ----------------------------------------------------------------- paths --
+
+class StepPaths:
+    """What a step reads and writes, declared by its ``paths(args)`` so the CLI can refuse, before any
+    work, an output that would destroy an input (see ``check_paths``).
+
+    ``inputs``/``outputs``: (option, path) pairs of files; ``out_dirs``: run directories the step
+    writes and cleans; ``distinct``: (option, paths) whose entries must be different files
+    (a duplicate would distort the result, e.g. a model ensembled with itself).
+    """
+
+    def __init__(self, inputs=(), outputs=(), out_dirs=(), distinct=()):
+        self.inputs = [(o, p) for o, p in inputs if p is not None]
+        self.outputs = [(o, p) for o, p in outputs if p is not None]
+        self.out_dirs = [(o, p) for o, p in out_dirs if p is not None]
+        self.distinct = list(distinct)
+
+
+def csv_outputs(option: str, path) -> list[tuple[str, str]]:
+    """A CSV output and the provenance sidecar written beside it."""
+    if path is None:
+        return []
+    return [(option, str(path)), (f"{option} (its provenance sidecar)", f"{path}.provenance.json")]
+
+
+def check_paths(paths: StepPaths) -> None:
+    """Refuse outputs that are inputs, outputs written twice, inputs inside a run directory the step
+    cleans, and duplicated inputs (symlinks, ``./`` and relative vs absolute paths resolved)."""
+    from ..errors import UserError
+    from ..io import same_path
+
+    for option, entries in paths.distinct:
+        for i, a in enumerate(entries):
+            for b in entries[:i]:
+                if same_path(a, b):
+                    raise UserError(f"{option} lists {b} and {a}, which are the same file; give each input once")
+    outputs = paths.outputs
+    for i, (oa, a) in enumerate(outputs):
+        for ob, b in outputs[:i]:
+            if same_path(a, b):
+                raise UserError(f"{ob} and {oa} are the same file ({a}); give each output its own path")
+        for oi, inp in paths.inputs:
+            if same_path(a, inp):
+                raise UserError(f"{oa} {a} is also the input {oi}; writing it would destroy the input: "
+                                "choose another output path")
+    from pathlib import Path
+
+    for od, d in paths.out_dirs:
+        root = Path(d).resolve()
+        for oi, inp in paths.inputs:
+            where = Path(inp).resolve()
+            if where == root or root in where.parents:
+                raise UserError(f"{od} {d} contains the input {oi} {inp}, which this step would delete or "
+                                "overwrite; write the run to another directory")
+        for oa, a in outputs:
+            if same_path(a, d):
+                raise UserError(f"{oa} {a} is the run directory {od}; choose another output path")

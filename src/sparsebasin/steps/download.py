@@ -11,7 +11,7 @@ import argparse
 
 from .. import data
 from ..errors import UserError
-from .common import DATASETS
+from .common import DATASETS, StepPaths
 
 # dataset -> (torchvision class name, keyword arguments for the train split, for the test split)
 _TORCHVISION = {
@@ -52,3 +52,7 @@ def fetch(name: str, root: str) -> str:
 
 def run(args: argparse.Namespace) -> None:
     print(fetch(args.dataset, args.data_dir))
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths()

@@ -16,7 +16,7 @@ import torch
 from .. import io, provenance
 from ..analysis.diversity import ensemble_metrics
 from ..errors import UserError
-from .common import parse_tags
+from .common import StepPaths, parse_tags
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,8 +38,6 @@ def _array(art: dict, key: str, path: str) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> None:
     tags = parse_tags(args.tag)
-    if len(set(args.predictions)) != len(args.predictions):
-        raise UserError("--predictions lists the same file twice; each member must appear once")
     if len(args.predictions) < 2:
         raise UserError(f"--predictions needs at least 2 files for an ensemble, got {len(args.predictions)}")
     logits, labels = [], None
@@ -68,3 +66,8 @@ def run(args: argparse.Namespace) -> None:
         "tags": tags,
         "provenance": provenance.collect(config=config),
     })
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--predictions", p) for p in args.predictions], outputs=[("--out", args.out)],
+                     distinct=[("--predictions", args.predictions)])

@@ -21,7 +21,7 @@ import pandas as pd
 from .. import provenance
 from ..analysis import outputs, plots, tidy
 from ..errors import UserError
-from .common import EPOCH_LIST
+from .common import EPOCH_LIST, StepPaths
 
 DEFAULT_METRIC = {
     "accuracy_vs_rewind": "test_acc",
@@ -65,3 +65,8 @@ def run(args: argparse.Namespace) -> None:
     fig = plots.KINDS[args.kind](table, **kwargs)
     config = {"step": "figure", "kind": args.kind, "table": args.table, "table2": args.table2, **kwargs}
     outputs.save_figure(fig, args.out, args.png, provenance.collect(config=config))
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--table", args.table), ("--table2", args.table2)],
+                     outputs=[("--out", args.out), ("--png", args.png)])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (EPOCH_LIST, add_data_args, add_force_arg, add_model_args, add_optim_args, add_run_args,
-                     model_cfg_from_args, optim_overrides, parse_tags, set_threads)
+                     model_cfg_from_args, optim_overrides, parse_tags, set_threads, StepPaths)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,15 +37,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..errors import UserError
-    from ..fused import fused_run, load_run_specs, parse_run_arg
+    from ..fused import fused_run
     from ..training import resolve_config
 
     set_threads(args.threads)
-    specs = load_run_specs(args.runs) if args.runs else []
-    specs += [parse_run_arg(text) for text in args.run]
-    if not specs:
-        raise UserError("fused: give the group's runs with --runs RUNS.json or --run out_dir=...,init=...,mask=...")
+    specs = run_specs(args)
     fused_run(
         runs=specs,
         model_cfg=model_cfg_from_args(args) if args.model is not None else None,
@@ -62,3 +58,26 @@ def run(args: argparse.Namespace) -> None:
         engine=args.engine,
         scratch=args.scratch,
     )
+
+
+def run_specs(args: argparse.Namespace) -> list:
+    """The group's runs from --runs and --run (parsed once per invocation)."""
+    if getattr(args, "_specs", None) is None:
+        from ..errors import UserError
+        from ..fused import load_run_specs, parse_run_arg
+
+        specs = load_run_specs(args.runs) if args.runs else []
+        specs += [parse_run_arg(text) for text in args.run]
+        if not specs:
+            raise UserError("fused: give the group's runs with --runs RUNS.json or --run out_dir=...,init=...,mask=...")
+        args._specs = specs
+    return args._specs
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    specs = run_specs(args)
+    inputs = [("--runs", args.runs)]
+    for s in specs:
+        inputs += [(f"init of run {s.out_dir}", s.init), (f"mask of run {s.out_dir}", s.mask)]
+    return StepPaths(inputs=inputs, outputs=[("--scratch", args.scratch)],
+                     out_dirs=[("run out_dir", s.out_dir) for s in specs])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import POSITIVE_INT, Number, add_data_args, add_run_args, parse_tags, set_threads
+from .common import POSITIVE_INT, Number, StepPaths, add_data_args, add_run_args, csv_outputs, parse_tags, set_threads
 
 ALPHAS = Number(int, "an integer >= 2 (grid points from 0 to 1)", 2)
 
@@ -120,3 +120,8 @@ def run(args: argparse.Namespace) -> None:
     for b in result["barriers"]:
         log(f"{b['mode']:8s} permuted={b['permuted']!s:5s} {b['split']:5s} loss barrier {b['loss_barrier']:.4f} "
             f"error barrier {b['error_barrier']:.4f}")
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--a", args.a), ("--b", args.b), ("--permutation", args.permutation)],
+                     outputs=[*csv_outputs("--out", args.out), ("--barriers", args.barriers)])

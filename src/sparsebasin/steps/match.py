@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import NONNEG_INT, POSITIVE_INT, add_data_args, add_run_args, parse_tags, set_threads
+from .common import NONNEG_INT, POSITIVE_INT, StepPaths, add_data_args, add_run_args, parse_tags, set_threads
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -104,3 +104,8 @@ def run(args: argparse.Namespace) -> None:
     mc = summary["mean_correlation"]
     print(f"matched {args.a} -> {args.b} ({args.method}, {meta.get('batches', 0)} batches): "
           f"mean correlation {mc if mc is None else round(mc, 4)} in {meta['seconds']:.1f}s")
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--a", args.a), ("--b", args.b)],
+                     outputs=[("--out", args.out), ("--summary", args.summary)])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import StepPaths
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--permutation", required=True, metavar="PERM.pt")
@@ -48,3 +50,8 @@ def run(args: argparse.Namespace) -> None:
     })
     save_artifact(args.out, kind, payload, prov)
     print(f"wrote {'inverse-' if args.inverse else ''}permuted {kind} {args.out}")
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--permutation", args.permutation), ("--input", args.input)],
+                     outputs=[("--out", args.out)])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import NONNEG_FLOAT, Number, add_data_args, parse_tags
+from .common import NONNEG_FLOAT, Number, StepPaths, add_data_args, csv_outputs, parse_tags
 from .interpolate import add_eval_args, log, setup
 
 GRID = Number(int, "an integer >= 2 (grid points per axis)", 2)
@@ -75,3 +75,9 @@ def run(args: argparse.Namespace) -> None:
         "splits": list(sets), "anchors": geom.anchors(), "tags": tags,
     }
     write_csv(args.out, rows, tags, provenance.collect(config=config, device=device))
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--origin", args.origin), ("--p1", args.p1), ("--p2", args.p2),
+                             ("--p2-permutation", args.p2_permutation)],
+                     outputs=csv_outputs("--out", args.out))

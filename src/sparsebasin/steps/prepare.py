@@ -12,7 +12,7 @@ from .. import data
 from ..data import mnist1d
 from ..errors import UserError
 from ..io import write_json
-from .common import DATASETS, NONNEG_INT, POSITIVE_INT
+from .common import DATASETS, NONNEG_INT, POSITIVE_INT, StepPaths
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,3 +45,7 @@ def run(args: argparse.Namespace) -> None:
         record = {"dataset": args.dataset, "path": str(Path(args.data_dir)), "summary": summary}
     if args.stamp:
         write_json(args.stamp, record)
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(outputs=[("--stamp", args.stamp)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (FRACTION, SPARSITY_LIST, add_data_args, add_force_arg, add_optim_args, add_run_args,
-                     optim_overrides, parse_tags, set_threads)
+                     optim_overrides, parse_tags, set_threads, StepPaths)
 
 FT_PRESET_DEFAULT = {"ft": "imp_ft", "rewind": "sparse"}
 
@@ -64,3 +64,8 @@ def run(args: argparse.Namespace) -> None:
         tags=parse_tags(args.tag),
         progress=args.progress,
     )
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--checkpoint", args.checkpoint), ("--rewind", args.rewind)],
+                     out_dirs=[("--out-dir", args.out_dir)])

@@ -6,7 +6,7 @@ import argparse
 
 from ..branches import BRANCHES
 from .common import (EPOCH_LIST, add_data_args, add_force_arg, add_optim_args, add_run_args, optim_overrides,
-                     parse_tags, set_threads)
+                     parse_tags, set_threads, StepPaths)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,3 +46,7 @@ def run(args: argparse.Namespace) -> None:
         tags=parse_tags(args.tag),
         progress=args.progress,
     )
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--init", args.init), ("--mask", args.mask)], out_dirs=[("--out-dir", args.out_dir)])

@@ -13,7 +13,7 @@ from .. import provenance
 from ..analysis import outputs, tidy
 from ..analysis.summary import summary_markdown
 from ..analysis.tables import ACCURACY_METRICS
-from .common import NONNEG_FLOAT
+from .common import NONNEG_FLOAT, StepPaths
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,3 +34,8 @@ def run(args: argparse.Namespace) -> None:
     config = {"step": "summary", "runs": args.runs, "matches": args.matches, "barriers": args.barriers,
               "metric": args.metric, "gap_floor_pp": args.gap_floor}
     outputs.write_markdown(args.out, text, provenance.collect(config=config))
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--runs", args.runs), ("--matches", args.matches), ("--barriers", args.barriers)],
+                     outputs=[("--out", args.out)])

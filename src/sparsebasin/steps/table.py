@@ -13,7 +13,7 @@ import argparse
 
 from .. import provenance
 from ..analysis import outputs, tables, tidy
-from .common import NONNEG_INT
+from .common import NONNEG_INT, StepPaths, csv_outputs
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,3 +37,8 @@ def run(args: argparse.Namespace) -> None:
     prov = provenance.collect(config={"step": "table", "kind": args.kind, "table": args.table, **kwargs})
     outputs.write_csv(args.out_csv, frame, prov)
     outputs.write_markdown(args.out_md, markdown, prov)
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--table", args.table)], outputs=[*csv_outputs("--out-csv", args.out_csv),
+                                                                 ("--out-md", args.out_md)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import (EPOCH_LIST, add_data_args, add_force_arg, add_model_args, add_optim_args, add_run_args,
-                     model_cfg_from_args, optim_overrides, parse_tags, set_threads)
+                     model_cfg_from_args, optim_overrides, parse_tags, set_threads, StepPaths)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,3 +43,7 @@ def run(args: argparse.Namespace) -> None:
         tags=parse_tags(args.tag),
         progress=args.progress,
     )
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--init", args.init), ("--mask", args.mask)], out_dirs=[("--out-dir", args.out_dir)])
