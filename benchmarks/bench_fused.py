@@ -39,7 +39,7 @@ from _bench import REPO, alternate, load_average, ratio_summary, write_results
 
 from sparsebasin import checkpoints
 from sparsebasin.data import load_split
-from sparsebasin.fused import GroupMember, fit_fused
+from sparsebasin.training.fused import GroupMember, fit_fused
 from sparsebasin.models import prunable_keys
 from sparsebasin.pruning import prune_to, sparsity_report
 from sparsebasin.training import fit, resolve_config

@@ -42,7 +42,7 @@ from sparsebasin import checkpoints, io
 from sparsebasin.data import batches, load_split
 from sparsebasin.pruning import fmt_sparsity, sparsity_report
 from sparsebasin.pruning.imp import run_imp
-from sparsebasin.sparse import run_sparse
+from sparsebasin.training import run_sparse
 from sparsebasin.symmetry import permutation_spec, permute_state
 from sparsebasin.symmetry.matching import activation_matching
 from sparsebasin.training import resolve_config, train_run

@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from sparsebasin import checkpoints, cli, fused
+from sparsebasin import checkpoints, cli
+from sparsebasin.training import fused
 from sparsebasin.data import batches, dataset_info, mnist1d
 from sparsebasin.data.base import ArrayDataset, DatasetInfo
 from sparsebasin.errors import TrainingDiverged, UserError
-from sparsebasin.fused import GroupMember, StackedBatches, fit_fused, parse_run_arg
+from sparsebasin.training.fused import GroupMember, StackedBatches, fit_fused
+from sparsebasin.training.runs import parse_run_arg
 from sparsebasin.models import build_model, prunable_keys
 from sparsebasin.pruning import prune_to, sparsity_report
 from sparsebasin.training import TrainConfig, fit

@@ -85,25 +85,64 @@ def test_nested_and_magnitude_ordered_per_round(env, chained):
         assert sum(int(x.sum()) for x in m.values()) == kept_count(r["sparsity"], sum(x.numel() for x in m.values()))
 
 
-def test_rerun_is_a_noop_and_other_settings_start_over(env, chained, capsys):
+def _tree(d):
+    return {p.relative_to(d).as_posix(): (p.stat().st_mtime_ns, p.read_bytes()) for p in d.rglob("*") if p.is_file()}
+
+
+def test_rerun_is_a_noop_and_other_settings_are_refused_or_forced(env, chained, capsys, monkeypatch):
     out = env[0] / "chain"
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")}
     again = _run(env, "chain")
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.pt")} == before
     assert again["targets"] == chained["targets"]
+    assert "already finished" in capsys.readouterr().err
 
-    # a changed setting (the workflow reruns prune into the same directory): old rounds go, IMP starts over
+    # a finished IMP asked for with another setting: refused, nothing touched
     other = env[0] / "chain_other"
     shutil.copytree(out, other)
-    changed = _run(env, "chain_other", ft_cfg=resolve_config(FT, lr=0.777))
-    assert f"other settings (train.lr {FT.lr} -> 0.777)" in capsys.readouterr().err
+    snap = _tree(other)
+    with pytest.raises(UserError, match=r"other settings \(train.lr 0.1 -> 0.777\).*--force"):
+        _run(env, "chain_other", ft_cfg=resolve_config(FT, lr=0.777))
+    assert _tree(other) == snap
+
+    # --force, killed half-way: every old file is still there
+    import sparsebasin.pruning.imp as imp_mod
+
+    real = imp_mod._write_target
+
+    def boom(*a, **k):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(imp_mod, "_write_target", boom)
+    with pytest.raises(RuntimeError):
+        _run(env, "chain_other", ft_cfg=resolve_config(FT, lr=0.777), force=True)
+    monkeypatch.setattr(imp_mod, "_write_target", real)
+    kept = {k: v for k, v in _tree(other).items() if not k.startswith(".staging/")}
+    assert kept == snap
+
+    # the forced rerun finishes (resuming the staged rounds) and equals an IMP that never saw the old one
+    changed = _run(env, "chain_other", ft_cfg=resolve_config(FT, lr=0.777), force=True)
+    assert not (other / ".staging").exists()
     fresh = _run(env, "chain_fresh", ft_cfg=resolve_config(FT, lr=0.777))
     names = sorted(p.name for p in (other / "rounds").glob("round*.pt"))
     assert names == sorted(p.name for p in (env[0] / "chain_fresh" / "rounds").glob("round*.pt"))
-    for name in (n for n in names if not n.endswith("_mask.pt")):  # same as a run that never saw the old rounds
+    for name in (n for n in names if not n.endswith("_mask.pt")):
         a, b = _state(other / "rounds" / name), _state(env[0] / "chain_fresh" / "rounds" / name)
         assert all(torch.equal(a[k], b[k]) for k in a), name
     assert changed["targets"] == fresh["targets"]
+
+
+def test_workflow_rerun_after_a_setting_change_starts_over(env, chained, capsys):
+    """Snakemake deletes a job's declared outputs (the target files) before rerunning it: the IMP is then
+    unfinished, and its rounds from other settings are discarded without --force."""
+    out = env[0] / "chain_wf"
+    shutil.copytree(env[0] / "chain", out)
+    for p in out.glob("S*/*"):
+        p.unlink()
+    changed = _run(env, "chain_wf", ft_cfg=resolve_config(FT, lr=0.777))
+    assert "other settings (train.lr 0.1 -> 0.777)" in capsys.readouterr().err
+    assert all((out / "S0.8" / f).exists() for f in ("mask.pt", "model.pt", "result.json"))
+    assert changed["config"]["train"]["lr"] == 0.777
 
 
 def test_deleted_outputs_rebuilt_from_rounds(env, chained):

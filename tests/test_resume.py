@@ -15,7 +15,7 @@ from sparsebasin import checkpoints
 from sparsebasin.data.base import ArrayDataset, DatasetInfo
 from sparsebasin.models import build_model
 from sparsebasin.training import TrainConfig, fit
-from sparsebasin.training import loop as train_loop
+from sparsebasin.training import record as run_record
 from sparsebasin.training import resume
 
 # A ResNet20 on tiny augmented images with a mask, momentum and weight decay, so the
@@ -160,7 +160,7 @@ def test_resume_in_process_and_after_the_last_epoch(tmp_path, monkeypatch, capsy
 
     # Killed while writing the final outputs: the rerun skips training and writes them.
     with monkeypatch.context() as m:
-        m.setattr(train_loop.io, "write_json", lambda *a, **k: (_ for _ in ()).throw(Stop()))
+        m.setattr(run_record.io, "write_json", lambda *a, **k: (_ for _ in ()).throw(Stop()))
         with pytest.raises(Stop):
             _fit(tmp_path / "b")
     assert (tmp_path / "b" / ".resume.pt").exists() and not (tmp_path / "b" / "result.json").exists()

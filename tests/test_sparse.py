@@ -8,7 +8,7 @@ from sparsebasin import checkpoints, io
 from sparsebasin.cli import main
 from sparsebasin.errors import UserError
 from sparsebasin.pruning import prune_to, sparsity_report
-from sparsebasin.sparse import run_sparse
+from sparsebasin.training import run_sparse
 from sparsebasin.training import resolve_config
 
 CFG = resolve_config("mnist1d_sparse", epochs=2)

@@ -99,3 +99,56 @@ def masked_nonzeros(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> int:
     """How many pruned positions hold a nonzero weight (0 when the mask holds)."""
     params = dict(model.named_parameters())
     return sum(int(params[k].detach().cpu()[~m.cpu()].ne(0).sum()) for k, m in mask.items())
+
+
+def input_reaches_output(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> bool:
+    """Whether any path of kept weights connects the network's input to its output.
+
+    A copy of the model gets non-negative weights (the mask, or ones where a
+    weight is not masked, divided by the fan-in so values stay bounded), zero
+    biases and identity BatchNorm; on an all-ones input its output is then
+    positive exactly when such a path exists (ReLU, pooling and residual
+    additions keep positive values). A mask that prunes a whole layer the
+    forward pass cannot go around (an MLP layer, a VGG conv, a ResNet stem or
+    head) leaves the output a constant: nothing to train.
+    """
+    import copy
+
+    probe = copy.deepcopy(model).to("cpu", torch.float64).eval()
+    first = None
+    with torch.no_grad():
+        for name, module in probe.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
+                if module.affine:
+                    module.weight.fill_(1.0)
+                    module.bias.zero_()
+            elif isinstance(module, (nn.Conv2d, nn.Linear)):
+                first = first or module
+                keep = mask.get(f"{name}.weight")
+                w = keep.to(torch.float64) if keep is not None else torch.ones_like(module.weight)
+                module.weight.copy_(w / max(module.weight[0].numel(), 1))
+                if module.bias is not None:
+                    module.bias.zero_()
+        if first is None:
+            return True
+        if isinstance(first, nn.Linear):
+            x = torch.ones(1, first.in_features, dtype=torch.float64)
+        else:
+            x = torch.ones(1, first.in_channels, 32, 32, dtype=torch.float64)
+        out = probe(x)
+    return bool((out.abs() > 0).any())
+
+
+def check_trainable(mask: Mapping[str, torch.Tensor], model: nn.Module, source: str) -> None:
+    """Refuse a mask that keeps no weight, or none on every path from input to output (one line, counts)."""
+    kept = sum(int(m.sum()) for m in mask.values())
+    total = sum(m.numel() for m in mask.values())
+    if kept == 0:
+        raise UserError(f"{source} keeps 0 of {total} prunable weights (sparsity 100%): a run with it cannot "
+                        "learn; use a lower target sparsity")
+    empty = [k for k, m in mask.items() if not bool(m.any())]
+    if empty and not input_reaches_output(model, mask):
+        raise UserError(f"{source} prunes every weight of {', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''} "
+                        f"({kept} of {total} weights kept overall), which cuts the input off from the output: "
+                        "a run with it cannot learn; use a lower target sparsity")

@@ -80,7 +80,7 @@ def fill(disk: Path) -> Path:
 
 
 @pytest.mark.parametrize("label, path, previous", [
-    ("ckpt/epoch2.pt", "ckpt/epoch2.pt", 1),  # a rewind checkpoint
+    (".staging/ckpt/epoch2.pt", ".staging/ckpt/epoch2.pt", 1),  # a rewind checkpoint (staged until the end)
     (".resume.pt@3", ".resume.pt", 2),        # the scratch state replaced every epoch
     ("final.pt", "final.pt", 6),              # the first declared output
 ])
@@ -112,10 +112,10 @@ def test_disk_full_during_checkpoint_write(label, path, previous, refs, forkserv
         assert not any(name in kinds for name in ("final.pt", "result.json", "metrics.csv", "predictions.pt"))
         assert sio.load_artifact(out / ".resume.pt", "resume")["epoch"] == previous
         ref_epoch0 = checkpoints.load_checkpoint(refs.dense / "ckpt" / "epoch0.pt")["state_dict"]
-        epoch0 = checkpoints.load_checkpoint(out / "ckpt" / "epoch0.pt")["state_dict"]
+        epoch0 = checkpoints.load_checkpoint(out / ".staging" / "ckpt" / "epoch0.pt")["state_dict"]
         assert all(torch.equal(ref_epoch0[k], epoch0[k]) for k in ref_epoch0)
-        if path == "ckpt/epoch2.pt":
-            assert not (out / "ckpt" / "epoch2.pt").exists()
+        if path.endswith("ckpt/epoch2.pt"):
+            assert not (out / path).exists()
 
         # Space is back: the same command resumes and ends bit-identical to the undisturbed run.
         state["filler"].unlink()

@@ -30,16 +30,17 @@ from typing import Iterable
 
 import torch
 
-from .. import checkpoints, io, provenance
+from .. import checkpoints, io, provenance, rundir
 from .. import device as devices
 from ..errors import UserError
 from ..evaluation import evaluate
-from ..masking import apply_mask_
+from ..masking import apply_mask_, check_trainable
 from ..models import model_spec
 from ..progress import log
 from ..training import TrainConfig, fit
 from ..training.resume import tensor_digest
-from .magnitude import mask_counts, prune_to, select_keys
+from ..training.record import STAGING
+from .magnitude import kept_count, mask_counts, prune_to, select_keys
 from .report import sparsity_report
 from .schedule import Round, fmt_sparsity, imp_schedule, lineage, round_mask_path, round_path, target_dir
 
@@ -144,9 +145,17 @@ def run_imp(
     device: str | torch.device = "auto",
     tags: dict | None = None,
     progress: str = "auto",
+    force: bool = False,
 ) -> dict:
-    """Run (or resume) IMP from the trained ``checkpoint``; returns the ``rounds.json`` dict."""
-    from ..data import dataset_info, load_split
+    """Run (or resume) IMP from the trained ``checkpoint``; returns the ``rounds.json`` dict.
+
+    A finished IMP (every target's files, with ``rounds.json`` recording these
+    settings) is not redone; one made with other settings is refused unless
+    ``force``, and then replaced only once the new IMP has finished (it runs in
+    ``.staging/`` meanwhile). Rounds of an unfinished IMP with other settings
+    are discarded once this call holds the directory's lock.
+    """
+    from ..data import dataset_info
 
     out = Path(out_dir)
     device = devices.resolve(device)
@@ -170,6 +179,7 @@ def run_imp(
                         "pass the matching --dataset")
     model = checkpoints.model_from_checkpoint(dense, str(checkpoint))
     keys = select_keys(model, include, exclude)
+    check_targets_keep_weights(targets, model, keys)
     rewind_sd = None
     if rewind is not None:
         rw = checkpoints.load_checkpoint(rewind)
@@ -199,6 +209,74 @@ def run_imp(
     }
     prov = provenance.collect(config=config, seeds={"seed": int(seed), "data_seed": data_seed}, device=device)
 
+    with rundir.locked([out]):
+        state, old = _imp_status(out, targets, config)
+        if state == "same":
+            log(f"IMP {out}: already finished with these settings; nothing to do")
+            return old
+        if state == "other" and not force:
+            raise UserError(f"{out} holds a finished IMP made with other settings "
+                            f"({'; '.join(_config_diff(old.get('config', {}), config)[:4]) or 'another version'}); "
+                            "rerun with --force to replace it (its files go only once the new IMP has finished), "
+                            "or choose another --out-dir")
+        staging = out / STAGING
+        forced = state == "other" or _imp_status(staging, targets, config, complete=False)[0] == "same"
+        work = staging if forced else out
+        if not forced:
+            shutil.rmtree(staging, ignore_errors=True)  # an abandoned forced attempt with other settings
+        index = _run_chain(work, schedule, targets, config, prov, model_cfg=model_cfg, data=data, dense=dense,
+                           rewind_sd=rewind_sd, keys=keys, ft_cfg=ft_cfg, dataset=dataset, data_dir=data_dir,
+                           train_subset=train_subset, seed=int(seed), data_seed=data_seed, device=device, tags=tags,
+                           progress=progress)
+        if forced:
+            _replace_with(out, staging, targets)
+        return index
+
+
+def _imp_status(out: Path, targets: list[float], config: dict, complete: bool = True) -> tuple[str, dict | None]:
+    """("new" | "same" | "other", rounds.json) of an IMP directory (``complete``: every target's files too)."""
+    index_path = out / "rounds.json"
+    if not index_path.is_file():
+        return "new", None
+    try:
+        index = io.read_json(index_path)
+    except UserError:
+        return "new", None
+    if complete:
+        old_targets = [float(t) for t in (index.get("config") or {}).get("targets", [])]
+        if not old_targets or not all((out / target_dir(t) / f).is_file() for t in old_targets for f in TARGET_FILES):
+            return "new", index
+    return ("same" if not _config_diff(index.get("config") or {}, config) else "other"), index
+
+
+def _replace_with(out: Path, staging: Path, targets: list[float]) -> None:
+    """Swap a finished forced IMP from ``staging`` into ``out``; rounds.json, the marker, moves last."""
+    for old in [*out.glob("S*"), out / "rounds"]:
+        if old.is_dir():
+            shutil.rmtree(old)
+    for new in [*(staging / target_dir(t) for t in targets), staging / "rounds"]:
+        new.rename(out / new.name)
+    (staging / "rounds.json").replace(out / "rounds.json")
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_targets_keep_weights(targets: list[float], model, keys: list[str]) -> None:
+    """Refuse, before any training, a target that keeps no prunable weight at all."""
+    params = dict(model.named_parameters())
+    total = sum(params[k].numel() for k in keys)
+    for t in targets:
+        if kept_count(t, total) == 0:
+            largest = 1.0 - 0.5 / total
+            raise UserError(f"target sparsity {t} keeps 0 of the {total} prunable weights of this model "
+                            f"(sparsity 100%); use targets below {largest:.6g}")
+
+
+def _run_chain(out: Path, schedule: list[Round], targets: list[float], config: dict, prov: dict, *, model_cfg: dict,
+               data: dict, dense: dict, rewind_sd, keys: list[str], ft_cfg: TrainConfig, dataset: str, data_dir,
+               train_subset, seed: int, data_seed: int, device, tags: dict, progress: str) -> dict:
+    """Run or resume every round of ``schedule`` in ``out`` and write the targets; returns rounds.json."""
+    from ..data import load_split
+
     index_path = out / "rounds.json"
     info = _finished_rounds(out, schedule, config)
     train_ds = load_split(dataset, data_dir, "train", train_subset=train_subset)
@@ -227,9 +305,11 @@ def run_imp(
     for r in schedule:
         fresh = r.round not in info
         if fresh:
+            serves = ", ".join(fmt_sparsity(b.target) for b in schedule
+                               if b.kind == "branch" and r.round in lineage(schedule, b.round))
             info[r.round] = _run_round(
-                r, out=out, model_cfg=model_cfg, data=data, dense_sd=dense["state_dict"], rewind_sd=rewind_sd,
-                keys=keys, ft_cfg=ft_cfg, train_ds=train_ds, test_ds=test_ds, seed=int(seed),
+                r, serves=serves, out=out, model_cfg=model_cfg, data=data, dense_sd=dense["state_dict"], rewind_sd=rewind_sd,
+                keys=keys, ft_cfg=ft_cfg, train_ds=train_ds, test_ds=test_ds, seed=seed,
                 data_seed=data_seed, device=device, tags=tags, progress=progress, prov=prov, config=config,
             )
             write_index()
@@ -243,7 +323,7 @@ def run_imp(
 
 def _run_round(r: Round, *, out: Path, model_cfg: dict, data: dict, dense_sd: dict, rewind_sd: dict | None,
                keys: list[str], ft_cfg: TrainConfig, train_ds, test_ds, seed: int, data_seed: int, device,
-               tags: dict, progress: str, prov: dict, config: dict) -> dict:
+               tags: dict, progress: str, prov: dict, config: dict, serves: str = "") -> dict:
     """Prune the parent to ``r.sparsity``, retrain, write the round files; return its summary."""
     if r.parent == 0:
         parent_sd = dense_sd
@@ -256,6 +336,8 @@ def _run_round(r: Round, *, out: Path, model_cfg: dict, data: dict, dense_sd: di
             raise UserError(f"{out / round_mask_path(r.parent)} covers other keys than this run; delete {out} and rerun")
     mask = prune_to(parent_sd, parent_mask, r.sparsity)
     model = checkpoints.build_from_meta(model_cfg, data)
+    check_trainable(mask, model, f"IMP round {r.round} (sparsity {fmt_sparsity(r.sparsity)}, on the way to target "
+                                 f"sparsity {serves})")
     model.load_state_dict(rewind_sd if rewind_sd is not None else parent_sd)
     apply_mask_(model, mask)
     kept, total = mask_counts(mask)

@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..fused import fused_run
+    from ..training import fused_run
     from ..training import resolve_config
 
     set_threads(args.threads)
@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> None:
         progress=args.progress,
         engine=args.engine,
         scratch=args.scratch,
+        force=args.force,
     )
 
 
@@ -64,7 +65,7 @@ def run_specs(args: argparse.Namespace) -> list:
     """The group's runs from --runs and --run (parsed once per invocation)."""
     if getattr(args, "_specs", None) is None:
         from ..errors import UserError
-        from ..fused import load_run_specs, parse_run_arg
+        from ..training.runs import load_run_specs, parse_run_arg
 
         specs = load_run_specs(args.runs) if args.runs else []
         specs += [parse_run_arg(text) for text in args.run]

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> None:
         device=args.device,
         tags=parse_tags(args.tag),
         progress=args.progress,
+        force=args.force,
     )
 
 

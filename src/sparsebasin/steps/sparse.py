@@ -26,8 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..sparse import run_sparse
-    from ..training import resolve_config
+    from ..training import resolve_config, run_sparse
 
     set_threads(args.threads)
     run_sparse(
@@ -45,6 +44,7 @@ def run(args: argparse.Namespace) -> None:
         device=args.device,
         tags=parse_tags(args.tag),
         progress=args.progress,
+        force=args.force,
     )
 
 

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> None:
         device=args.device,
         tags=parse_tags(args.tag),
         progress=args.progress,
+        force=args.force,
     )
 
 

@@ -2,12 +2,14 @@
 
 After every epoch the trainer writes ``.resume.pt`` (io kind "resume") in the
 run directory: model and optimizer state, schedule position, epochs done,
-metrics rows so far, RNG states and a fingerprint of everything that
-determines the weights (config, model, data, seeds, init weights, mask).
-A rerun with the same arguments finds the file, checks the fingerprint and
-continues; any other file (another config, a corrupt write) is ignored with
-a log line and the run starts over. The data order needs no saved state: it
-is a function of (data_seed, epoch).
+metrics rows so far (one list per run), RNG states and a fingerprint of
+everything that determines the weights (config, model, data, seeds, init
+weights, mask). A rerun with the same arguments finds the file, checks the
+fingerprint and continues; a file of another run or a corrupt write is
+ignored with a log line and the run starts over, and a file that asks to run
+code is refused (``io``). The data order needs no saved state: it is a
+function of (data_seed, epoch). Bit-identical on CPU; on CUDA only with the
+deterministic settings (cudnn.benchmark picks algorithms per process).
 """
 
 from __future__ import annotations
@@ -121,20 +123,3 @@ def load(path: str | Path, want: str, run_name: str) -> dict | None:
         log(f"{run_name}: ignoring resume file {path}: it belongs to a run with other arguments; starting over")
         return None
     return state
-
-
-def restore(state: dict, model, optimizer, schedule) -> int:
-    """Put a loaded state back into the training objects and the RNGs; the epoch to continue after."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    set_rng_state(state["rng"])
-    return int(state["epoch"])
-
-
-def remove(path: str | Path) -> None:
-    """Delete the scratch file and any temporary left by a write that was killed."""
-    path = Path(path)
-    path.unlink(missing_ok=True)
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        tmp.unlink(missing_ok=True)

@@ -41,18 +41,18 @@ every step, so weight decay and momentum leave them at exactly zero (the same
 invariant as ``sparsebasin.masking``); at the end of every epoch the mask is
 re-applied to weights and momentum buffers as a safety net.
 
-Resume: one scratch file per group (``.fused.resume.pt`` in the first run's
-directory, or ``scratch=``) written atomically after every epoch; a rerun
-with the same arguments continues bit-identically. A diverging run stops the
-whole group (TrainingDiverged naming the run), leaving no final outputs.
+Bookkeeping (fingerprints, resume, staged checkpoints, finished-run rules,
+final writes) is ``session.train_runs``'s, the same code that serves a single
+run; this module supplies the stacked engine. Resume: one scratch file per
+group (``.fused.resume.pt`` in the first run's directory, or ``scratch=``)
+written atomically after every epoch; a rerun with the same arguments
+continues where it stopped (bit-identically on CPU). A diverging run stops
+the whole group (TrainingDiverged naming the run), leaving no final outputs.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -60,29 +60,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoints, io, provenance
-from . import device as devices
-from .branches import BRANCHES
-from .errors import TrainingDiverged, UserError
-from .models import MLP, model_spec
-from .progress import EpochProgress, log, resolve_mode
-from .training import resume
-from .training.config import TrainConfig
-from .training.loop import (
-    FINAL_OUTPUTS,
-    check_save_epochs,
-    check_training_labels,
-    checkpoint_extra,
-    drop_last_batch,
-    metrics_csv,
-    resolve_augment,
-    run_config_record,
-)
-from .training.schedule import CosineSchedule
+from .. import checkpoints
+from .. import device as devices
+from ..errors import UserError
+from ..models import MLP, model_spec
+from .config import TrainConfig
+from .session import Member, train_runs
 
 SUPPORTED_MODELS = ("mlp", "vgg11", "resnet20")
 ENGINES = ("auto", "grouped", "mlp")
 SCRATCH_NAME = ".fused.resume.pt"
+GroupMember = Member  # the name fused callers know
 
 
 # --------------------------------------------------------------- stacking --
@@ -436,14 +424,14 @@ class StackedBatches:
 
     def __init__(self, ds: Any, batch_size: int, data_seeds: Sequence[int], augment: bool, device: torch.device,
                  drop_last: bool):
-        from .data import ArrayDataset
+        from ..data import ArrayDataset
 
         self.ds, self.batch_size, self.data_seeds = ds, batch_size, [int(s) for s in data_seeds]
         self.augment, self.device, self.drop_last = augment, device, drop_last
         self.fast = isinstance(ds, ArrayDataset) and not (augment and ds.x.dim() == 4)
 
     def epoch(self, epoch: int):
-        from .data import batches, epoch_generator, normalise
+        from ..data import batches, epoch_generator, normalise
 
         if not self.fast:
             its = [batches(self.ds, self.batch_size, shuffle=True, data_seed=s, epoch=epoch, augment=self.augment,
@@ -470,7 +458,7 @@ class StackedBatches:
 @torch.no_grad()
 def evaluate_stacked(engine, ds: Any, device: torch.device, batch_size: int, return_logits: bool = False) -> list[dict]:
     """``sparsebasin.evaluation.evaluate`` for every run at once (eval mode, same batches and sums)."""
-    from .data import batches
+    from ..data import batches
 
     module = engine.stacked.module
     runs = engine.stacked.runs
@@ -510,24 +498,67 @@ def evaluate_stacked(engine, ds: Any, device: torch.device, batch_size: int, ret
     return res
 
 
+class StackedEngine:
+    """The members of a fused group as one stacked model, for ``session.train_runs``."""
+
+    def __init__(self, members: Sequence[Member], engine_name: str, cfg: TrainConfig, dev: torch.device,
+                 train_ds: Any, augment: bool, drop_last: bool):
+        self.dev = dev
+        self.stacked = StackedModel(members[0].model, [m.model.state_dict() for m in members], dev)
+        self.eng = MLPEngine(self.stacked) if engine_name == "mlp" else GroupedEngine(self.stacked)
+        self.module = self.stacked.module
+        self.mask_pairs = self.stacked.stack_masks([m.mask for m in members])
+        self.optimizer = StackedSGD(self.module.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        self.data = StackedBatches(train_ds, cfg.batch_size, [m.data_seed for m in members], augment, dev, drop_last)
+        self.check_every = 25
+
+    def load_scratch(self, state: dict) -> None:
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def scratch_model(self) -> dict:
+        return self.module.state_dict()
+
+    @torch.no_grad()
+    def remask(self) -> None:
+        """Pruned weights and their momentum to exactly zero (a safety net: gradients are masked every step)."""
+        for p, pruned, _ in self.mask_pairs:
+            p.masked_fill_(pruned, 0.0)
+            buf = self.optimizer.momentum_buffer(p)
+            if buf is not None:
+                buf.masked_fill_(pruned, 0.0)
+
+    def start(self) -> None:
+        self.remask()
+
+    def train(self) -> None:
+        self.module.train()
+
+    def batches(self, epoch: int):
+        return self.data.epoch(epoch)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        losses, correct = self.eng.forward_backward(x, y)
+        for p, _, keep in self.mask_pairs:
+            p.grad.mul_(keep)
+        self.optimizer.step()
+        return losses, correct, int(y.shape[1])
+
+    def end_epoch(self) -> None:
+        self.remask()
+
+    def evaluate(self, test_ds: Any, batch_size: int, return_logits: bool) -> list[dict]:
+        return evaluate_stacked(self.eng, test_ds, self.dev, batch_size, return_logits=return_logits)
+
+    def state_dicts(self) -> list[dict]:
+        return self.stacked.run_state_dicts()
+
+
 # -------------------------------------------------------------------- fit --
 
-@dataclass
-class GroupMember:
-    """One run of a fused group, as ``fit`` would receive it."""
-
-    model: nn.Module
-    out_dir: Path
-    run_name: str
-    data_seed: int = 0
-    mask: Mapping[str, torch.Tensor] | None = None
-    tags: dict = field(default_factory=dict)
-    provenance_config: dict = field(default_factory=dict)
-    init_seed: int | None = None
-
-
 def fit_fused(
-    members: Sequence[GroupMember],
+    members: Sequence[Member],
     train_ds: Any,
     test_ds: Any,
     cfg: TrainConfig,
@@ -540,6 +571,7 @@ def fit_fused(
     engine: str = "auto",
     scratch: str | Path | None = None,
     group_name: str | None = None,
+    force: bool = False,
 ) -> list[dict]:
     """Train every member for ``cfg.epochs`` as one stacked model; write each member's run directory.
 
@@ -548,21 +580,12 @@ def fit_fused(
     order. ``metrics.csv``'s ``seconds`` is the member's share (1/R) of the
     group's epoch time (so ``train_seconds`` summed over a group is the
     group's cost) and ``images_per_s`` the group's rate (all runs' images
-    per second of training).
+    per second of training). Members already finished with the same request
+    are not retrained; the others are trained together.
     """
-    from .data import num_batches, num_examples
-
-    cfg = cfg.validate()
     members = list(members)
-    runs = len(members)
-    if runs < 1:
+    if not members:
         raise UserError("fused training needs at least one run")
-    outs = [Path(m.out_dir) for m in members]
-    if len({o.resolve() for o in outs}) != runs:
-        raise UserError("fused runs must have distinct --out-dir directories")
-    dev = devices.resolve(device)
-    mode = resolve_mode(progress)
-    save_epochs = check_save_epochs(save_epochs, cfg.epochs)
     model_cfg = model_spec(model_cfg)
     if model_cfg["name"] not in SUPPORTED_MODELS:
         raise UserError(f"fused training supports {', '.join(SUPPORTED_MODELS)}; {model_cfg['name']} runs are "
@@ -574,361 +597,12 @@ def fit_fused(
         if got != ref or type(m.model) is not type(template):
             raise UserError(f"run {m.run_name} has another architecture than {members[0].run_name}; a fused group "
                             "must share model, width and dataset")
-        if m.mask is not None:
-            checkpoints.check_mask(m.mask, m.model, f"mask of {m.run_name}")
-    engine_name = choose_engine(engine, template, dev)
-    augment = resolve_augment(cfg, train_ds)
-    n_train = num_examples(train_ds)
-    check_training_labels(train_ds, n_train, group_name or f"fused[{runs}]")  # the trainer's check
-    drop_last = drop_last_batch(n_train, cfg.batch_size)
-    steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
-    group_name = group_name or f"fused[{runs}]"
+    engine_name = choose_engine(engine, template, devices.resolve(device))
+    cfg = cfg.validate()
 
-    # Per-run fingerprints exactly as the trainer builds them, then the group's.
-    run_fps = []
-    for m in members:
-        run_fps.append(resume.fingerprint({
-            "train": cfg.to_dict() | {"eval_batch_size": None},
-            "model": model_cfg,
-            "data": data_meta,
-            "train_ds": resume.dataset_digest(train_ds),
-            "test_ds": resume.dataset_digest(test_ds),
-            "data_seed": int(m.data_seed),
-            "init": resume.tensor_digest(m.model.state_dict()),
-            "mask": resume.tensor_digest(dict(m.mask)) if m.mask else None,
-            "augment": augment,
-            "save_epochs": save_epochs,
-            "device": dev.type,
-        }))
-    fp = resume.fingerprint({"fused": engine_name, "runs": run_fps, "outs": [str(o) for o in outs]})
+    def make_engine(todo, dev, train, augment, drop_last):
+        return StackedEngine(todo, engine_name, cfg, dev, train, augment, drop_last)
 
-    densities = [checkpoints.mask_density(m.mask) if m.mask else None for m in members]
-    provs = []
-    for r, m in enumerate(members):
-        provs.append(provenance.collect(
-            config=run_config_record(
-                cfg, model_cfg, data_meta, augment, save_epochs, n_train, num_examples(test_ds), steps_per_epoch,
-                densities[r], {**(m.provenance_config or {}),
-                               "fused": {"runs": runs, "index": r, "engine": engine_name,
-                                         "group": [str(o) for o in outs]}},
-            ),
-            seeds={"init": m.init_seed, "data": int(m.data_seed)},
-            device=dev,
-        ))
-
-    if dev.type == "cuda":  # in-memory datasets move once, as in the trainer
-        train_ds, test_ds = (ds.to(dev) if hasattr(ds, "to") else ds for ds in (train_ds, test_ds))
-    stacked = StackedModel(template, [m.model.state_dict() for m in members], dev)
-    eng = MLPEngine(stacked) if engine_name == "mlp" else GroupedEngine(stacked)
-    module = stacked.module
-    mask_pairs = stacked.stack_masks([m.mask for m in members])
-    optimizer = StackedSGD(module.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                           nesterov=cfg.nesterov)
-    schedule = CosineSchedule(optimizer, cfg.lr, cfg.epochs * steps_per_epoch,
-                              warmup_steps=round(cfg.warmup_epochs * steps_per_epoch))
-    data = StackedBatches(train_ds, cfg.batch_size, [m.data_seed for m in members], augment, dev, drop_last)
-
-    for out in outs:
-        io.ensure_parent_writable(out / resume.FILENAME)  # one line if a run directory cannot be made
-        for name in FINAL_OUTPUTS:  # stale outputs of an earlier run must not pass for this one's
-            (out / name).unlink(missing_ok=True)
-    scratch_path = Path(scratch) if scratch is not None else outs[0] / SCRATCH_NAME
-
-    def remask() -> None:
-        with torch.no_grad():
-            for p, pruned, _ in mask_pairs:
-                p.masked_fill_(pruned, 0.0)
-                buf = optimizer.momentum_buffer(p)
-                if buf is not None:
-                    buf.masked_fill_(pruned, 0.0)
-
-    state = resume.load(scratch_path, fp, group_name)
-    if state is not None:
-        start = resume.restore(state, module, optimizer, schedule)
-        rows: list[list[dict]] = [list(x) for x in state["extra"]["rows"]]
-        log(f"{group_name}: resuming after epoch {start}/{cfg.epochs} from {scratch_path}")
-    else:
-        rows, start = [[] for _ in range(runs)], 0
-    remask()
-    if start == 0 and 0 in save_epochs:
-        for r, (m, sd) in enumerate(zip(members, stacked.run_state_dicts())):
-            checkpoints.save_checkpoint(outs[r] / "ckpt" / "epoch0.pt", sd, model_cfg, data_meta, 0, provs[r],
-                                        **checkpoint_extra(m.mask))
-
-    check_every = 25
-    final_evals = None
-    for epoch in range(start, cfg.epochs):
-        done = epoch + 1
-        module.train()
-        t0 = time.perf_counter()
-        lr_first = schedule.lr
-        loss_sum = torch.zeros(runs, dtype=torch.float64, device=dev)
-        correct = torch.zeros(runs, dtype=torch.int64, device=dev)
-        seen = 0
-        bar = EpochProgress(f"{group_name} epoch {done}/{cfg.epochs}", steps_per_epoch, mode)
-        for i, (x, y) in enumerate(data.epoch(epoch)):
-            schedule.apply()
-            losses, c = eng.forward_backward(x, y)
-            for p, _, keep in mask_pairs:
-                p.grad.mul_(keep)
-            optimizer.step()
-            schedule.step()
-            b = y.shape[1]
-            loss_sum += losses.double() * b
-            correct += c
-            seen += b
-            if (i + 1) % check_every == 0 or i + 1 == steps_per_epoch:
-                running = (loss_sum / seen).tolist()
-                bad = [members[r].run_name for r, v in enumerate(running) if not math.isfinite(v)]
-                if bad:
-                    raise TrainingDiverged(
-                        f"fused run(s) {', '.join(bad)} diverged in epoch {done}: training loss is not finite; "
-                        "lower --lr or check the inputs, then rerun (no final output was written for the group)"
-                    )
-                bar.update(i + 1 - bar.n, loss=sum(running) / runs, lr=schedule.lr)
-        train_seconds = time.perf_counter() - t0
-        if seen == 0:
-            raise UserError(f"{group_name}: epoch {done} produced no batches; check the dataset")
-        remask()
-        last = done == cfg.epochs
-        evs = evaluate_stacked(eng, test_ds, dev, cfg.eval_batch_size, return_logits=last)
-        if last:
-            final_evals = evs
-        seconds = time.perf_counter() - t0
-        train_losses = (loss_sum / seen).tolist()
-        train_accs = (correct.double() / seen).tolist()
-        for r in range(runs):
-            rows[r].append({
-                "epoch": done,
-                "lr": lr_first,
-                "train_loss": train_losses[r],
-                "train_acc": train_accs[r],
-                "test_loss": evs[r]["loss"],
-                "test_acc": evs[r]["acc"],
-                "test_top5": evs[r]["top5"],
-                "seconds": seconds / runs,
-                "images_per_s": seen * runs / train_seconds if train_seconds > 0 else float("nan"),
-            })
-        if done in save_epochs:
-            for r, (m, sd) in enumerate(zip(members, stacked.run_state_dicts())):
-                checkpoints.save_checkpoint(outs[r] / "ckpt" / f"epoch{done}.pt", sd, model_cfg, data_meta, done,
-                                            provs[r], **checkpoint_extra(m.mask))
-        resume.save(scratch_path, fingerprint=fp, epoch=done, model=module.state_dict(),
-                    optimizer=optimizer.state_dict(), schedule=schedule.state_dict(), rows=[],
-                    extra={"rows": rows}, provenance=provs[0])
-        accs = " ".join(f"{a['acc']:.4f}" for a in evs)
-        bar.close(f"{group_name} epoch {done}/{cfg.epochs} lr={lr_first:.4g} "
-                  f"train_loss={sum(train_losses) / runs:.4f} test_acc=[{accs}] {seconds:.1f}s "
-                  f"{seen * runs / train_seconds if train_seconds > 0 else float('nan'):.0f} img/s (all runs)")
-
-    if final_evals is None:  # resumed after the last epoch had finished
-        final_evals = evaluate_stacked(eng, test_ds, dev, cfg.eval_batch_size, return_logits=True)
-    results = []
-    for r, (m, sd) in enumerate(zip(members, stacked.run_state_dicts())):
-        checkpoints.save_checkpoint(outs[r] / "final.pt", sd, model_cfg, data_meta, cfg.epochs, provs[r],
-                                    **checkpoint_extra(m.mask))
-        io.write_text(outs[r] / "metrics.csv", metrics_csv(rows[r]))
-        io.save_artifact(outs[r] / "predictions.pt", "predictions", {
-            "logits": final_evals[r]["logits"].float().cpu(),
-            "labels": final_evals[r]["labels"].long().cpu(),
-        }, provs[r])
-        last_row = rows[r][-1]
-        results.append({
-            "run": m.run_name,
-            "tags": dict(m.tags or {}),
-            "test_acc": final_evals[r]["acc"],
-            "test_top5": final_evals[r]["top5"],
-            "test_loss": final_evals[r]["loss"],
-            "train_loss": last_row["train_loss"],
-            "train_acc": last_row["train_acc"],
-            "epochs": cfg.epochs,
-            "density": densities[r],
-            "train_seconds": sum(row["seconds"] for row in rows[r]),
-            "provenance": provs[r],
-        })
-    for r in range(runs):  # result.json last: its presence means the run finished
-        io.write_json(outs[r] / "result.json", results[r])
-    resume.remove(scratch_path)
-    for out in outs:
-        resume.remove(out / resume.FILENAME)  # a separate run's scratch left over before fusing
-    return results
-
-
-# ------------------------------------------------------------ run specs --
-
-RUN_KEYS = ("out_dir", "init", "seed", "mask", "branch", "data_seed", "name", "tags")
-
-
-@dataclass
-class RunSpec:
-    """One run of a ``fused`` job: where it writes and what it starts from.
-
-    ``init``: a checkpoint to start from (else a seeded init with ``seed``);
-    ``mask``: a mask file or None (dense); ``branch``: lth/naive/permuted
-    makes the run exactly what the ``sparse`` step would run (its checks,
-    tags and run name); ``data_seed`` defaults to ``seed``.
-    """
-
-    out_dir: str
-    init: str | None = None
-    seed: int | None = None
-    mask: str | None = None
-    branch: str | None = None
-    data_seed: int | None = None
-    name: str | None = None
-    tags: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: Mapping, where: str) -> "RunSpec":
-        if not isinstance(d, Mapping):
-            raise UserError(f"{where}: a run must be an object with keys {', '.join(RUN_KEYS)}")
-        extra = sorted(set(d) - set(RUN_KEYS))
-        if extra:
-            raise UserError(f"{where}: unknown key(s) {extra}; a run takes {', '.join(RUN_KEYS)}")
-        if not d.get("out_dir"):
-            raise UserError(f"{where}: every run needs an out_dir")
-        spec = cls(out_dir=str(d["out_dir"]))
-        for key in ("init", "mask", "branch", "name"):
-            if d.get(key) is not None:
-                setattr(spec, key, str(d[key]))
-        for key in ("seed", "data_seed"):
-            v = d.get(key)
-            if v is not None:
-                try:
-                    setattr(spec, key, int(v))
-                except (TypeError, ValueError):
-                    raise UserError(f"{where}: {key} must be an integer, got {v!r}") from None
-        tags = d.get("tags") or {}
-        if not isinstance(tags, Mapping):
-            raise UserError(f"{where}: tags must be an object of KEY: VALUE")
-        spec.tags = {str(k): str(v) for k, v in tags.items()}
-        if spec.branch is not None:
-            if spec.branch not in BRANCHES:
-                raise UserError(f"{where}: branch {spec.branch!r} is not one of {', '.join(BRANCHES)}")
-            if spec.init is None or spec.mask is None:
-                raise UserError(f"{where}: a {spec.branch} run needs both init (rewind checkpoint) and mask")
-        return spec
-
-
-def parse_run_arg(text: str, where: str = "--run") -> RunSpec:
-    """``out_dir=DIR,init=CKPT,mask=MASK,branch=lth,seed=0,data_seed=0,name=N,tag.K=V`` -> RunSpec."""
-    d: dict[str, Any] = {}
-    tags: dict[str, str] = {}
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise UserError(f"{where} {text!r}: {part!r} must look like KEY=VALUE (keys: {', '.join(RUN_KEYS[:-1])}, "
-                            "tag.K)")
-        k, v = part.split("=", 1)
-        k = k.strip()
-        if k.startswith("tag."):
-            tags[k[4:]] = v
-        elif k in RUN_KEYS[:-1]:
-            if k in d:
-                raise UserError(f"{where} {text!r}: {k} given twice")
-            d[k] = v
-        else:
-            raise UserError(f"{where} {text!r}: unknown key {k!r}; use {', '.join(RUN_KEYS[:-1])} or tag.K=V")
-    d["tags"] = tags
-    return RunSpec.from_dict(d, f"{where} {text!r}")
-
-
-def load_run_specs(path: str | Path) -> list[RunSpec]:
-    """RUNS.json: a list of run objects, or ``{"runs": [...]}``."""
-    obj = io.read_json(path)
-    if isinstance(obj, Mapping):
-        obj = obj.get("runs")
-    if not isinstance(obj, list) or not obj:
-        raise UserError(f"{path}: expected a non-empty list of runs (or {{\"runs\": [...]}})")
-    return [RunSpec.from_dict(d, f"{path} run {i}") for i, d in enumerate(obj)]
-
-
-def fused_run(
-    *,
-    runs: Sequence[RunSpec],
-    model_cfg: dict | None,
-    dataset: str,
-    data_dir: str | Path,
-    cfg: TrainConfig,
-    default_seed: int = 0,
-    default_data_seed: int | None = None,
-    save_epochs=(),
-    train_subset: int | None = None,
-    device: str | torch.device = "auto",
-    tags: dict | None = None,
-    progress: str = "auto",
-    engine: str = "auto",
-    scratch: str | Path | None = None,
-) -> list[dict]:
-    """Load every run's init and mask as ``train_run`` / ``run_sparse`` would, then :func:`fit_fused`."""
-    from .data import load_split
-    from .pruning.schedule import fmt_sparsity
-    from .training.run import check_matches
-
-    if not runs:
-        raise UserError("fused: give at least one run (--runs RUNS.json or --run ...)")
-    train_ds = load_split(dataset, data_dir, "train", train_subset=train_subset)
-    test_ds = load_split(dataset, data_dir, "test")
-    meta = checkpoints.data_meta(train_ds.info)
-    shared_tags = dict(tags or {})
-
-    members: list[GroupMember] = []
-    group_cfg: dict | None = model_spec(model_cfg) if model_cfg is not None else None
-    for spec in runs:
-        seed = default_seed if spec.seed is None else spec.seed
-        data_seed = spec.data_seed if spec.data_seed is not None else (
-            seed if spec.seed is not None or default_data_seed is None else default_data_seed)
-        run_tags = {**shared_tags, **spec.tags}
-        name = spec.name
-        if spec.branch is not None:
-            from .sparse import check_inputs
-
-            facts = check_inputs(spec.init, spec.mask)
-            run_tags.setdefault("branch", spec.branch)
-            run_tags.setdefault("k", str(facts["k"]))
-            if facts["requested"] is not None:
-                run_tags.setdefault("sparsity", fmt_sparsity(facts["requested"]))
-            name = name or f"sparse-{spec.branch}-k{facts['k']}"
-        if spec.init is not None:
-            ckpt = checkpoints.load_checkpoint(spec.init)
-            run_cfg = model_spec(group_cfg if group_cfg is not None else ckpt["model"])
-            check_matches(ckpt, "checkpoint", spec.init, run_cfg, meta)
-            model = checkpoints.model_from_checkpoint(ckpt, str(spec.init))
-            init_epoch, init_seed = int(ckpt["epoch"]), None
-        else:
-            if group_cfg is None:
-                raise UserError(f"run {spec.out_dir}: no init checkpoint and no --model; give one of them")
-            run_cfg = group_cfg
-            torch.manual_seed(int(seed))
-            model = checkpoints.build_from_meta(run_cfg, meta)
-            init_epoch, init_seed = None, int(seed)
-        if group_cfg is None:
-            group_cfg = run_cfg
-        elif run_cfg != group_cfg:
-            raise UserError(f"run {spec.out_dir} is a {run_cfg} model but the group's is {group_cfg}; "
-                            "a fused group must share model and width")
-        mask = None
-        if spec.mask is not None:
-            obj = checkpoints.load_mask(spec.mask, model)
-            check_matches(obj, "mask", spec.mask, run_cfg, meta)
-            mask = obj["mask"]
-        members.append(GroupMember(
-            model=model,
-            out_dir=Path(spec.out_dir),
-            run_name=name or str(spec.out_dir),
-            data_seed=int(data_seed),
-            mask=mask,
-            tags=run_tags,
-            provenance_config={
-                "dataset": dataset,
-                "data_dir": str(data_dir),
-                "train_subset": train_subset,
-                "init_checkpoint": str(spec.init) if spec.init is not None else None,
-                "init_checkpoint_epoch": init_epoch,
-                "mask": str(spec.mask) if spec.mask is not None else None,
-            },
-            init_seed=init_seed,
-        ))
-    return fit_fused(members, train_ds, test_ds, cfg, model_cfg=group_cfg, data_meta=meta, save_epochs=save_epochs,
-                     device=device, progress=progress, engine=engine, scratch=scratch)
+    return train_runs(members, train_ds, test_ds, cfg, model_cfg=model_cfg, data_meta=data_meta,
+                      make_engine=make_engine, engine_name=engine_name, save_epochs=save_epochs, device=device,
+                      progress=progress, force=force, scratch=scratch, group_name=group_name)

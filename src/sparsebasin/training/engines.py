@@ -1,0 +1,80 @@
+"""The single-model engine: one model, ``torch.optim.SGD`` and a bound mask (what ``fit`` trains).
+
+An engine is what ``session.train_runs`` drives: it owns the model(s), the
+optimizer and the masks, and runs one optimisation step at a time. The
+stacked engine for fused groups is ``training.fused.StackedEngine``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .. import device as devices
+from ..evaluation import evaluate
+from ..masking import BoundMask
+from .config import TrainConfig
+
+
+class SingleEngine:
+    """One run: forward, cross-entropy, backward, masked SGD step (pruned weights stay exactly zero)."""
+
+    def __init__(self, member, cfg: TrainConfig, dev: torch.device, train_ds: Any, augment: bool, drop_last: bool):
+        self.dev, self.train_ds, self.augment, self.drop_last = dev, train_ds, augment, drop_last
+        self.batch_size, self.data_seed = cfg.batch_size, int(member.data_seed)
+        self.model = devices.prepare_model(member.model, dev)
+        self.conv = devices.is_conv_model(self.model)
+        self.bound = BoundMask(self.model, member.mask) if member.mask else None
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        # a GPU queues work: look at the loss every 25 steps, not after each (each look waits for the GPU)
+        self.check_every = 1 if dev.type == "cpu" else 25
+
+    def load_scratch(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def scratch_model(self) -> dict:
+        return self.model.state_dict()
+
+    def start(self) -> None:
+        if self.bound is not None:
+            self.bound.apply_()
+            self.bound.mask_optimizer_state_(self.optimizer)
+
+    def train(self) -> None:
+        self.model.train()
+
+    def batches(self, epoch: int):
+        from ..data import batches
+
+        return batches(self.train_ds, self.batch_size, shuffle=True, data_seed=self.data_seed, epoch=epoch,
+                       augment=self.augment, device=self.dev, drop_last=self.drop_last)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        x = devices.to_input(x, self.dev, self.conv)
+        y = y.to(self.dev, non_blocking=True)
+        with devices.autocast(self.dev):
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.bound is not None:
+            self.bound.mask_grads_()
+        self.optimizer.step()
+        if self.bound is not None:
+            self.bound.after_step_(self.optimizer)
+        with torch.no_grad():
+            correct = (logits.argmax(1) == y).sum()
+        return loss.detach().view(1), correct.view(1), int(y.numel())
+
+    def end_epoch(self) -> None:
+        pass
+
+    def evaluate(self, test_ds: Any, batch_size: int, return_logits: bool) -> list[dict]:
+        return [evaluate(self.model, test_ds, self.dev, batch_size, return_logits=return_logits)]
+
+    def state_dicts(self) -> Sequence[dict]:
+        return [self.model.state_dict()]
