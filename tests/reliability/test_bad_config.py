@@ -29,15 +29,40 @@ CASES = {
     "threads_zero": (lambda c: c.update(threads=0), ["threads = 0"], "fix"),
     "runtime_factor_negative": (lambda c: c.update(runtime_factor=-1), ["runtime_factor = -1"], "fix"),
     "device_typo": (lambda c: c.update(device="gpu"), ["device = 'gpu'", "cuda"], "fix"),
+    # what JSON Schema lets through (issue: nothing lost, class 7)
+    "epochs_float": (lambda c: _cell(c)["dense"].update(epochs=2.0),
+                     ["experiments.rel.cells[0].dense.epochs = 2.0", "must be an integer"], "write 2"),
+    "width_float": (lambda c: _cell(c).update(widths=[1.0]), ["experiments.rel.cells[0].widths[0] = 1.0"], "write 1"),
+    "ft_epochs_float": (lambda c: _cell(c)["prune"].update(ft_epochs=6.5),
+                        ["experiments.rel.cells[0].prune.ft_epochs = 6.5", "must be an integer"], "fix"),
+    "lr_infinite": (lambda c: _cell(c)["dense"].update(lr=float("inf")),
+                    ["experiments.rel.cells[0].dense.lr = inf", "not a finite number"], "fix"),
+    "momentum_nan": (lambda c: _cell(c)["dense"].update(momentum=float("nan")),
+                     ["experiments.rel.cells[0].dense.momentum = nan", "not a finite number"], "fix"),
+    "sparsity_label_degenerates": (lambda c: _cell(c)["sweep"].update(sparsities=[0.5, 0.9999999]),
+                                   ["sweep.sparsities[1] = 0.9999999", "S1"], "fix"),
+    "sparsity_labels_collide": (lambda c: _cell(c)["sweep"].update(sparsities=[0.5, 0.500000001]),
+                                ["sweep.sparsities[1] = 0.500000001", "S0.5", "names another sparsity"], "round"),
+    "imp_rate_absurdly_small": (lambda c: _cell(c)["prune"].update(rate=0.001),
+                                ["experiments.rel.cells[0].prune.rate = 0.001", "IMP rounds"], "raise the rate"),
+    "duplicate_top_level_key": (lambda c: yaml.safe_dump(c, sort_keys=False) + "device: cuda\n",
+                                ["duplicate key 'device'", "bad.yaml line", "first at line 1"], "remove"),
+    "duplicate_nested_key": (lambda c: yaml.safe_dump(c, sort_keys=False).replace(
+                                 "      sparse:\n", "      sparse:\n        lr: 0.5\n", 1),
+                             ["duplicate key 'lr'", "bad.yaml line"], "remove"),
 }
+
+
+def _cell(c):
+    return c["experiments"]["rel"]["cells"][0]
 
 
 def dry_run(name: str, work) -> tuple[subprocess.CompletedProcess, list[str]]:
     edit, _, _ = CASES[name]
     cfg = copy.deepcopy(WORKFLOW_CONFIG)
-    edit(cfg)
+    text = edit(cfg)  # an edit returns the file's text when a dict cannot express the mistake
     work.mkdir()
-    (work / "bad.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (work / "bad.yaml").write_text(text if isinstance(text, str) else yaml.safe_dump(cfg, sort_keys=False))
     before = snapshot(work)
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work),
                            "--configfile", str(work / "bad.yaml"), "-n", "--cores", "1"],

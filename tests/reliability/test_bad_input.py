@@ -330,6 +330,29 @@ def c_prune_results_dir_read_only(ctx):
     return Case(ctx.prune(ctx.refs.dense / "final.pt", out=ro / "prune"), [str(ro)])
 
 
+def c_directory_as_mask(ctx):  # a run directory where a file belongs: say so, never "delete it"
+    return Case(ctx.sparse(ctx.refs.init, ctx.refs.prune / "S0.5"), [str(ctx.refs.prune / "S0.5"), "is a directory"])
+
+
+def c_directory_as_checkpoint(ctx):
+    return Case(ctx.prune(ctx.refs.dense), [str(ctx.refs.dense), "is a directory", "final.pt"])
+
+
+def c_directory_as_predictions(ctx):
+    return Case(["ensemble", "--predictions", str(ctx.refs.dense), str(ctx.refs.sparse / "predictions.pt"),
+                 "--group", "g", "--out", str(ctx.p("e.json"))], [str(ctx.refs.dense), "is a directory"])
+
+
+def c_directory_as_result(ctx):
+    return Case(["collect", "--inputs", str(ctx.refs.sparse), "--out", str(ctx.p("t.csv"))],
+                [str(ctx.refs.sparse), "is a directory"])
+
+
+def c_directory_as_table(ctx):
+    return Case(["table", "--kind", "accuracy", "--table", str(ctx.refs.sparse), "--out-csv", str(ctx.p("t.csv")),
+                 "--out-md", str(ctx.p("t.md"))], [str(ctx.refs.sparse), "is a directory"])
+
+
 # Bugs this suite found; each stays a strict xfail until fixed (docs/reliability.md).
 XFAIL: dict[str, str] = {}  # all five bugs this suite found are fixed (docs/reliability.md)
 

@@ -184,3 +184,38 @@ def test_killed_snakemake_rerun_completes_without_redoing_finished_jobs(interrup
     assert not list((work / "results").rglob(".resume.pt"))
     print(f"\nrerun after kill -9 ({' -> '.join(steps)}): jobs {sorted(set(jobs))}; "
           f"{len(interrupted['finished'])} finished outputs untouched; {len(kinds)} outputs load cleanly")
+
+
+def test_plain_rerun_after_a_kill_mid_job_says_rerun_incomplete(tmp_path):
+    """What a user sees after kill -9 while a job had written some of its outputs (Snakemake 9): a plain
+    rerun stops with IncompleteFilesException naming --rerun-incomplete, and that command (after
+    --unlock when the stale lock is reported first) completes. docs/reliability.md quotes both messages."""
+    work = tmp_path
+    (work / "tiny.yaml").write_text(yaml.safe_dump(WORKFLOW_CONFIG, sort_keys=False))
+    small_mnist1d(work / "data")
+    env = env_with_venv()
+    first = subprocess.Popen(snakemake_cmd(work), cwd=work, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    marker = work / SEED_DIR / "prune" / "S0.5" / "mask.pt"  # the first target file the IMP job publishes
+    deadline = time.monotonic() + 600
+    while not marker.exists():
+        assert first.poll() is None and time.monotonic() < deadline, "the IMP job never published a target"
+        time.sleep(0.001)
+    os.killpg(first.pid, signal.SIGSTOP)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    plain = subprocess.run(snakemake_cmd(work), cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    out = plain.stdout + plain.stderr
+    assert plain.returncode != 0
+    assert ("IncompleteFilesException" in out and "--rerun-incomplete" in out) or "--unlock" in out, out[-3000:]
+    if "--unlock" in out and "IncompleteFilesException" not in out:
+        subprocess.run(snakemake_cmd(work, "--unlock"), cwd=work, env=env, capture_output=True, timeout=300)
+    rerun = subprocess.run(snakemake_cmd(work, "--rerun-incomplete"), cwd=work, env=env, capture_output=True,
+                           text=True, timeout=600)
+    if rerun.returncode != 0 and "--unlock" in rerun.stdout + rerun.stderr:
+        subprocess.run(snakemake_cmd(work, "--unlock"), cwd=work, env=env, capture_output=True, timeout=300)
+        rerun = subprocess.run(snakemake_cmd(work, "--rerun-incomplete"), cwd=work, env=env, capture_output=True,
+                               text=True, timeout=600)
+    assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-3000:]
+    for t in TARGETS:
+        assert (work / t).exists()

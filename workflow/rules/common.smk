@@ -9,7 +9,6 @@ import os
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # --------------------------------------------------------------------------- constants
 
@@ -71,45 +70,20 @@ def config_error(message):
     raise SystemExit(1)
 
 
-def _key_path(path):
-    out = ""
-    for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
-    return out
-
-
-def _describe(err):
-    """One line for a jsonschema ValidationError: where, what, what to do."""
-    where = _key_path(err.absolute_path)
-    if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(k for k in err.instance if k not in allowed)
-        key = f"{where}.{extra[0]}" if where else extra[0]
-        return (f"unknown key {key!r}" + (f" (allowed in {where}: " if where else " (allowed at the top level: ")
-                + f"{', '.join(allowed)}); remove it or fix its spelling")
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        return f"{where or 'the config'} is missing the required key {missing!r}; add it"
-    if err.validator == "propertyNames" or "propertyNames" in err.schema_path:
-        hint = err.schema.get("description") or (err.parent.schema.get("description") if err.parent else None)
-        return f"{where}: name {err.instance!r} is not allowed ({hint or err.message}); rename it"
-    hint = err.schema.get("description") if err.validator != "enum" else None
-    return (f"{where or 'the config'} = {err.instance!r}: {err.message}"
-            + (f" (expected {hint})" if hint else "") + "; fix this value in the config file")
+# The library's torch-free modules are read from this repository's src/, so the
+# Snakemake process needs no installed sparsebasin (and never imports torch).
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from sparsebasin.plan.config import ConfigError, check as _check_config  # noqa: E402
 
 
 def validate_config(cfg):
+    """The YAML files, numbers, schema (defaults filled in) and what a schema cannot say: plan.config."""
     schema = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+    files = list(workflow.overwrite_configfiles) or [os.path.join(workflow.basedir, "config.yaml")]
     try:
-        validate(cfg, schema)
-    except WorkflowError as exc:
-        import jsonschema
-
-        cause = exc.__context__
-        if isinstance(cause, jsonschema.exceptions.ValidationError):
-            best = jsonschema.exceptions.best_match([cause]) or cause
-            config_error(_describe(best))
-        raise
+        _check_config(cfg, schema, files)
+    except ConfigError as exc:
+        config_error(str(exc))
 
 
 def _subset(where, values, allowed, what):
@@ -257,9 +231,7 @@ def prune_targets(cell):
 
 
 # The chained IMP schedule comes from the library itself (sparsebasin.pruning.schedule
-# imports neither torch nor the rest of the package, and is read from this
-# repository's src/ so the Snakemake process needs no installed sparsebasin).
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+# imports neither torch nor the rest of the package).
 from sparsebasin.pruning.schedule import imp_schedule as _library_imp_schedule  # noqa: E402
 
 

@@ -45,7 +45,7 @@ from typing import Iterable
 import pandas as pd
 
 from ..errors import UserError
-from ..io import read_json
+from ..io import read_json, require_file
 
 # Tag columns that are numbers, whatever type they arrived as.
 NUMERIC_COLUMNS = (
@@ -115,9 +115,7 @@ def check_single_matching(runs: pd.DataFrame) -> None:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a collected CSV and normalise its tag columns."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path} does not exist; run the step that produces it first")
+    path = require_file(path, "CSV table")
     try:
         df = pd.read_csv(path)
     except pd.errors.EmptyDataError as exc:
@@ -178,6 +176,7 @@ def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
     frames = []
     for p in map(Path, paths):
         suffix = p.suffix.lower()
+        require_file(p, "result file")
         if p.name.endswith(".provenance.json"):
             raise UserError(f"{p} is a provenance sidecar, not a result; pass the result file it describes")
         if suffix == ".json":

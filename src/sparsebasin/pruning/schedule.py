@@ -14,6 +14,7 @@ saves the repeated work.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
@@ -22,11 +23,26 @@ from ..errors import UserError
 # A nominal round sparsity within this of a target counts as the target itself
 # (1 - 0.8**2 is 0.35999999999999993, not 0.36).
 TOL = 1e-9
+# More IMP rounds than this is a typo in the rate, not an experiment: the paper needs 16 (rate 0.2 to 0.97).
+MAX_ROUNDS = 100
+_LABEL = re.compile(r"0\.\d+")
 
 
 def fmt_sparsity(s: float) -> str:
-    """The S{s} directory label: ``0.8 -> "0.8"``, ``0.97 -> "0.97"``."""
+    """The S{s} directory label: ``0.8 -> "0.8"``, ``0.97 -> "0.97"`` (6 significant digits)."""
     return f"{float(s):g}"
+
+
+def label_error(s: float) -> str | None:
+    """Why ``s`` cannot name an S{label} directory (None when it can): the label must be a fraction
+    strictly between 0 and 1 that reads back as ``s`` itself, or two sparsities would share a directory."""
+    label = fmt_sparsity(s)
+    if not _LABEL.fullmatch(label):
+        return (f"its directory label would be S{label}, not a sparsity strictly between 0 and 1 "
+                "(labels keep 6 significant digits)")
+    if float(label) != float(s):
+        return f"its directory label S{label} names another sparsity (labels keep 6 significant digits); round it"
+    return None
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,9 @@ def check_targets(targets: Iterable[float], rate: float) -> list[float]:
     for t in out:
         if not 0.0 < t < 1.0:
             raise UserError(f"target sparsity {t} must be in (0, 1) (fraction of prunable weights removed)")
+        why = label_error(t)
+        if why:
+            raise UserError(f"target sparsity {t}: {why}")
     labels = [fmt_sparsity(t) for t in out]
     if len(set(labels)) != len(labels):
         raise UserError(f"targets {out} collide after formatting as directory names {labels}; give distinct targets")
@@ -115,6 +134,7 @@ def imp_schedule(targets: Iterable[float], rate: float = 0.2, chain: bool = True
     Without: for each target in turn, its own chain and its capped last round.
     """
     targets = check_targets(targets, rate)
+    _check_depth(targets, float(rate))
     rounds: list[Round] = []
 
     def add(sparsity: float, kind: str, parent: int, depth: int, target: float | None) -> int:
@@ -139,6 +159,13 @@ def imp_schedule(targets: Iterable[float], rate: float = 0.2, chain: bool = True
                 last = add(nominal_sparsity(depth, rate), "chain", last, depth, None)
             add(t, "branch", last, parent_depth(t, rate) + 1, t)
     return rounds
+
+
+def _check_depth(targets: list[float], rate: float) -> None:
+    depth = parent_depth(max(targets), rate) + 1
+    if depth > MAX_ROUNDS:
+        raise UserError(f"rate {rate} needs {depth} IMP rounds to reach sparsity {max(targets)} (at most "
+                        f"{MAX_ROUNDS}); raise the rate (the paper prunes 20% per round: 16 rounds to 0.97)")
 
 
 def branch_rounds(schedule: list[Round]) -> dict[float, Round]:

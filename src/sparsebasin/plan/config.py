@@ -1,0 +1,216 @@
+"""The workflow config, checked before anything is planned: one line naming the key, or a valid config.
+
+Checks, in order (each refuses with ``ConfigError``, which the workflow prints
+as ``config error: ...`` and exits 1):
+
+1. the YAML files themselves: a key given twice in one mapping (YAML keeps the
+   last silently; a second ``device: cuda`` at the end would turn every job into
+   a GPU job), with the file and both lines;
+2. numbers: NaN and infinities anywhere (``lr: .inf`` would pass the schema and
+   fail only inside a job);
+3. the JSON schema (``workflow/schemas/config.schema.yaml``) with two
+   tightenings: an integer is an ``int`` (JSON Schema counts ``2.0`` as one,
+   and the step CLIs would reject it in every job's log, naming a flag, not the
+   key), and defaults are filled in;
+4. what a schema cannot say: sparsity labels (the ``S{s}`` directory names)
+   must name their sparsity exactly and not collide, and the IMP schedule a
+   cell asks for must stay within ``pruning.schedule.MAX_ROUNDS`` rounds.
+
+Torch-free: the workflow imports it at parse time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A config mistake, as the one line the user sees."""
+
+
+# ------------------------------------------------------------ YAML files --
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping."""
+
+    source = "config"
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # unhashable key: the schema will refuse it
+                continue
+            if first is not None:
+                raise ConfigError(f"{self.source} line {key_node.start_mark.line + 1}: duplicate key {key!r} (first "
+                                  f"at line {first.line + 1}); YAML would keep only the last one: remove the other")
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_yaml_files(paths: Iterable[str | os.PathLike]) -> None:
+    """Parse each config file again, refusing duplicate keys (Snakemake's loader keeps the last)."""
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            continue  # Snakemake reports a missing config file itself
+        loader_cls = type("Loader", (_UniqueKeyLoader,), {"source": str(path)})
+        with open(path) as fh:
+            loader = loader_cls(fh)
+            try:
+                loader.get_single_data()
+            except yaml.YAMLError:
+                return  # a syntax error: Snakemake has already said so
+            finally:
+                loader.dispose()
+
+
+# ------------------------------------------------------------ walking --
+
+def key_path(path: Iterable) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _walk(obj: Any, path: tuple = ()):
+    yield path, obj
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk(v, path + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _walk(v, path + (i,))
+
+
+def check_finite(config: dict) -> None:
+    for path, value in _walk(config):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key_path(path)} = {value!r}: not a finite number; fix this value in the config file")
+
+
+# ------------------------------------------------------------- schema --
+
+def _validator(schema: dict):
+    import jsonschema
+
+    base = jsonschema.validators.validator_for(schema)
+
+    def is_integer(_checker, instance) -> bool:  # an int, not 2.0 and not True
+        return isinstance(instance, int) and not isinstance(instance, bool)
+
+    def fill_defaults(validator, properties, instance, schema_):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = sub["default"]
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema_)
+
+    checker = base.TYPE_CHECKER.redefine("integer", is_integer)
+    return jsonschema.validators.extend(base, {"properties": fill_defaults}, type_checker=checker)(schema)
+
+
+def describe(err) -> str:
+    """One line for a jsonschema ValidationError: where, what, what to do."""
+    where = key_path(err.absolute_path)
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(k for k in err.instance if k not in allowed)
+        key = f"{where}.{extra[0]}" if where else extra[0]
+        return (f"unknown key {key!r}" + (f" (allowed in {where}: " if where else " (allowed at the top level: ")
+                + f"{', '.join(allowed)}); remove it or fix its spelling")
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return f"{where or 'the config'} is missing the required key {missing!r}; add it"
+    if err.validator == "propertyNames" or "propertyNames" in err.schema_path:
+        hint = err.schema.get("description") or (err.parent.schema.get("description") if err.parent else None)
+        return f"{where}: name {err.instance!r} is not allowed ({hint or err.message}); rename it"
+    if err.validator == "type" and err.validator_value == "integer" and isinstance(err.instance, float):
+        return (f"{where} = {err.instance!r}: must be an integer; write {int(err.instance)}"
+                if err.instance.is_integer() else f"{where} = {err.instance!r}: must be an integer; fix this value")
+    hint = err.schema.get("description") if err.validator != "enum" else None
+    return (f"{where or 'the config'} = {err.instance!r}: {err.message}"
+            + (f" (expected {hint})" if hint else "") + "; fix this value in the config file")
+
+
+def validate_schema(config: dict, schema_path: str | os.PathLike) -> None:
+    """Validate ``config`` in place (defaults filled), or raise ConfigError with the best-matching error."""
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = list(_validator(schema).iter_errors(config))
+    if errors:
+        raise ConfigError(describe(jsonschema.exceptions.best_match(errors)))
+
+
+# ------------------------------------------------------ beyond a schema --
+
+SPARSITY_KEYS = {("sweep", "sparsities"), ("early_matching", "sparsities"), ("imp_barrier", "sparsity"),
+                 ("plane", "sparsity"), ("diversity", "sparsity")}
+
+
+def cell_sparsities(cell: dict, where: str) -> list[tuple[str, float]]:
+    """(key path, value) of every sparsity a cell names."""
+    out = []
+    for section, key in sorted(SPARSITY_KEYS):
+        value = (cell.get(section) or {}).get(key)
+        if value is None:
+            continue
+        values = value if isinstance(value, list) else [value]
+        for i, v in enumerate(values):
+            out.append((f"{where}.{section}.{key}" + (f"[{i}]" if isinstance(value, list) else ""), float(v)))
+    return out
+
+
+def check_sparsity_labels(config: dict) -> None:
+    """Every sparsity must be exactly what its S{label} directory says, and labels may not collide."""
+    from ..pruning.schedule import fmt_sparsity, label_error
+
+    for exp, e in config["experiments"].items():
+        for i, cell in enumerate(e["cells"]):
+            seen: dict[str, tuple[str, float]] = {}
+            for where, s in cell_sparsities(cell, f"experiments.{exp}.cells[{i}]"):
+                why = label_error(s)
+                if why:
+                    raise ConfigError(f"{where} = {s!r}: {why}; fix this value in the config file")
+                label = fmt_sparsity(s)
+                if label in seen and seen[label][1] != s:
+                    raise ConfigError(f"{where} = {s!r} and {seen[label][0]} = {seen[label][1]!r} share the directory "
+                                      f"S{label}; give distinct sparsities")
+                seen[label] = (where, s)
+
+
+def check_imp_rounds(config: dict) -> None:
+    """The chained IMP schedule of each cell stays within MAX_ROUNDS rounds."""
+    from ..errors import UserError
+    from ..pruning.schedule import imp_schedule
+
+    for exp, e in config["experiments"].items():
+        for i, cell in enumerate(e["cells"]):
+            targets = [s for _, s in cell_sparsities(cell, "")]
+            if not targets:
+                continue
+            try:
+                imp_schedule(targets, cell["prune"]["rate"], chain=True)
+            except UserError as exc:
+                raise ConfigError(f"experiments.{exp}.cells[{i}].prune.rate = {cell['prune']['rate']!r}: {exc}") from None
+
+
+def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> dict:
+    """Every check of this module, in order; returns ``config`` with defaults filled."""
+    check_yaml_files(files)
+    check_finite(config)
+    validate_schema(config, schema_path)
+    check_sparsity_labels(config)
+    check_imp_rounds(config)
+    return config
