@@ -60,3 +60,19 @@ def write_svhn(root: Path, n_train: int = 6, n_test: int = 4) -> dict:
         scipy.io.savemat(root / f"{split}_32x32.mat", {"X": X, "y": y})
         out[split] = (X, y)
     return out
+
+
+def write_imagefolder(root: Path, classes: int = 2, per_class: int = 3, size: tuple[int, int] = (40, 40),
+                      splits=("train", "val"), seed: int = 0, ext: str = "JPEG") -> Path:
+    """``{root}/imagenet/{split}/c{i:03d}/img{j}.{ext}``: an ImageFolder tree stored class by class, as ImageNet's."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split in splits:
+        for c in range(classes):
+            d = root / "imagenet" / split / f"c{c:03d}"
+            d.mkdir(parents=True, exist_ok=True)
+            for j in range(per_class):
+                arr = rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)
+                Image.fromarray(arr).save(d / f"img{j}.{ext}")
+    return root

@@ -93,3 +93,10 @@ def test_summary_cli(tmp_path):
     assert cli.main(["summary", "--runs", str(src), "--out", str(out)]) == 0
     text = out.read_text()
     assert text.startswith("<!-- provenance: ") and "Gap closed" in text and "Matched corr." not in text
+
+
+def test_summary_gives_the_sparsity_over_all_weights_too():
+    runs = _runs()
+    runs["sparsity_all_weights"] = [0.829 if s == 0.9 else None for s in runs["sparsity"]]
+    text = summary_markdown(runs)
+    assert "90% (82.9%)" in text and "over all conv and linear weights" in text

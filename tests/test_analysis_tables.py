@@ -71,7 +71,7 @@ def test_diversity_table_orders_groups_and_formats():
     assert list(frame["group"]) == ["dense", "imp", "lth", "naive", "permuted"]
     row = frame[frame["group"] == "permuted"].iloc[0]
     assert row["acc_mean_pct"] == pytest.approx(85.0) and row["ensemble_acc_pct"] == pytest.approx(86.0)
-    assert "| Permuted | 5 | 85.00 ± 0.20 | 86.00 | 0.1200 | 0.1000 | 0.0200 |" in md
+    assert "| Permuted | 5 | 85.00 ± 0.20 | 86.00 | 0.1200 | 0.1000 | – | 0.0200 |" in md  # no one-way KL collected
     assert "S = 90%" in md and "ordered pairs" in md
 
 
@@ -147,7 +147,8 @@ def test_table_cli_writes_csv_md_and_provenance(tmp_path):
     out_csv, out_md = tmp_path / "t.csv", tmp_path / "t.md"
     assert cli.main(["table", "--kind", "accuracy", "--table", str(src), "--out-csv", str(out_csv), "--out-md", str(out_md)]) == 0
     frame = pd.read_csv(out_csv)
-    assert list(frame.columns) == ["dataset", "model", "width", "sparsity", "k", "branch", "metric", "mean_pct", "std_pct", "n"]
+    assert list(frame.columns) == ["dataset", "model", "width", "sparsity", "k", "branch", "metric", "mean_pct", "std_pct", "n",
+                                   "sparsity_all_weights"]
     text = out_md.read_text()
     assert text.startswith("<!-- provenance: {") and "86.00 ± 1.41" in text
     assert json.loads(outputs.sidecar_path(out_csv).read_text())["config"]["kind"] == "accuracy"
@@ -159,3 +160,37 @@ def test_runs_mixing_matching_epochs_are_refused():
     runs.loc[runs["branch"] == "permuted", "match_epoch"] = [5, 200]
     with pytest.raises(UserError, match="several matching epochs"):
         tables.accuracy_table(runs)
+
+
+def test_accuracy_table_writes_every_metric_and_the_sparsity_over_all_weights(tmp_path):
+    """Table 10 has top-1 and top-5; captions give the sparsity over all weights too (faithfulness M1, M2)."""
+    runs = _runs().assign(test_top5=lambda d: (d["test_acc"] + 0.05).clip(upper=1.0))
+    runs["sparsity_all_weights"] = [0.829 if s == 0.9 else (0.737 if s == 0.8 else float("nan")) for s in runs["sparsity"]]
+    src = tmp_path / "runs.csv"
+    runs.to_csv(src, index=False)
+    out_csv, out_md = tmp_path / "t.csv", tmp_path / "t.md"
+    assert cli.main(["table", "--kind", "accuracy", "--table", str(src), "--metrics", "test_acc,test_top5",
+                     "--out-csv", str(out_csv), "--out-md", str(out_md)]) == 0
+    frame = pd.read_csv(out_csv)
+    assert set(frame["metric"]) == {"test_acc", "test_top5"}
+    assert len(frame[frame["metric"] == "test_top5"]) == len(frame[frame["metric"] == "test_acc"])
+    text = out_md.read_text()
+    assert "Top-5 test accuracy (%)" in text and "Test accuracy (%)" in text
+    assert "90% (82.9%)" in text and "over all conv and linear weights" in text
+    assert np.allclose(frame.loc[frame["sparsity"] == 0.9, "sparsity_all_weights"], 0.829)
+
+
+def test_weights_sparsity_of_resnet20x1_at_90_percent():
+    """90% of ResNet20x1's prunable weights is 82.9% of its conv and linear weights (the shortcuts stay dense)."""
+    import torch
+
+    from sparsebasin.models import build_model, prunable_keys
+    from sparsebasin.pruning import prune_to, sparsity_report
+
+    model = build_model({"name": "resnet20", "width": 1}, 10, 3)
+    sd = model.state_dict()
+    keys = prunable_keys(model)
+    mask = prune_to(sd, {k: torch.ones_like(sd[k], dtype=torch.bool) for k in keys}, 0.9)
+    rep = sparsity_report(model, mask, 0.9)
+    assert rep["weights"]["realised"] == pytest.approx(0.829, abs=5e-4)
+    assert rep["all"]["realised"] < rep["weights"]["realised"] < rep["prunable"]["realised"]

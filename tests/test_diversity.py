@@ -45,6 +45,7 @@ def test_two_members_three_classes_by_hand():
     kl_ab = (kl(A[0], B[0]) + kl(A[1], B[1]) + kl(A[2], B[2])) / 3
     kl_ba = (kl(B[0], A[0]) + kl(B[1], A[1]) + kl(B[2], A[2])) / 3
     assert m.kl == pytest.approx((kl_ab + kl_ba) / 2, rel=1e-9)
+    assert m.kl_one_way == pytest.approx(kl_ab, rel=1e-9)  # one direction, in member order (Table 1 caption)
     # Spot check of one term: KL(A1||B1) = .7 ln(.7/.6) + .2 ln(.2/.3) + .1 ln(1) = 0.02681...
     assert kl(A[0], B[0]) == pytest.approx(0.7 * log(7 / 6) + 0.2 * log(2 / 3), rel=1e-12)
     assert m.js == pytest.approx((js(A[0], B[0]) + js(A[1], B[1]) + js(A[2], B[2])) / 3, rel=1e-9)
@@ -116,7 +117,7 @@ def test_ensemble_step_writes_contract_json(tmp_path):
                      "--group", "permuted", "--tag", "width=1", "--tag", "sparsity=0.9", "--out", str(out)])
     assert code == 0
     result = json.loads(out.read_text())
-    assert set(result) == {"group", "n", "member_acc_mean", "member_acc_std", "ensemble_acc", "disagreement",
+    assert set(result) == {"group", "n", "member_acc_mean", "member_acc_std", "ensemble_acc", "disagreement", "kl_one_way",
                            "kl", "js", "tags", "provenance"}
     assert result["group"] == "permuted" and result["n"] == 2
     assert result["tags"] == {"width": "1", "sparsity": "0.9"}

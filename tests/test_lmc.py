@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsebasin.data import batches, dataset_info, mnist1d
+from sparsebasin.data import batches, sample_split, dataset_info, mnist1d
 from sparsebasin.data.base import ArrayDataset
 from sparsebasin.models import build_model
 from sparsebasin.symmetry import permutation_spec
@@ -65,11 +65,12 @@ def test_bn_reset_recomputes_running_stats():
     assert reset_bn_stats(model, ds, cfg)
     seen = []
     h = model.conv1.register_forward_hook(lambda _m, _i, out: seen.append(out.mean((0, 2, 3))))
+    sample, info = sample_split(ds, 8, seed=0)  # BN reset uses a seeded random sample, not the first batches
     with torch.no_grad():
-        for i, (x, _) in enumerate(batches(ds, 4, shuffle=False)):
-            if i < 2:
-                model(x)
+        for x, _ in batches(sample, 4, shuffle=False):
+            model(x)
     h.remove()
+    assert cfg.samples["statistics"] == info and info["examples"] == 8
     assert torch.allclose(model.bn1.running_mean, torch.stack(seen).mean(0), atol=1e-5)
     assert int(model.bn1.num_batches_tracked) == 2 and not model.training
     assert model.bn1.momentum == 0.1  # restored

@@ -122,7 +122,30 @@ def test_imp_barrier_per_mode():
     # error bump at alpha .5 is round / 5 -> 20, 40, 60 % (x0.5 with BN reset)
     assert list(lines["without BN reset"].get_ydata()) == pytest.approx([20.0, 40.0, 60.0])
     assert list(lines["with BN reset"].get_ydata()) == pytest.approx([10.0, 20.0, 30.0])
-    assert ax.get_ylabel() == "Error barrier (%)" and ax.get_xlabel() == "IMP round"
+    assert ax.get_ylabel() == "Error barrier (%)" and ax.get_xlabel() == "IMP iteration"
+
+
+def test_imp_barrier_x_is_the_iteration_along_the_path_not_the_round_file():
+    """With one chain for all targets the rounds to 0.90 are files 1-7, 9-12 (8 is the 0.80 branch):
+    the x axis is the iteration 1..11, without a gap (faithfulness audit B3)."""
+    from sparsebasin.pruning.schedule import imp_schedule, lineage
+
+    sched = imp_schedule([0.8, 0.9, 0.95, 0.97], 0.2)
+    path = lineage(sched, next(r.round for r in sched if r.kind == "branch" and r.target == 0.9))
+    assert path == [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12]
+    rows = []
+    for r in path:
+        for a in (0.0, 0.5, 1.0):
+            rows.append(dict(round=r, round_sparsity=0.5, width=4, mode="plain", permuted=False, split="test",
+                             alpha=a, loss=1.0, acc=0.9 - 0.1 * (a == 0.5), error=0.1 + 0.1 * (a == 0.5)))
+    for tagged in (False, True):
+        df = pd.DataFrame(rows)
+        if tagged:
+            df["imp_iteration"] = [path.index(r) + 1 for r in df["round"]]
+        ax = _visible(plots.imp_barrier(df))[0]
+        line = _lines_by_label(ax)["without BN reset"]
+        assert list(line.get_xdata()) == list(range(1, 12))
+        assert [t.get_text() for t in ax.get_xticklabels()] == [str(i) for i in range(1, 12)]
 
 
 def test_plane_marks_three_anchors():

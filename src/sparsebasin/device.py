@@ -1,7 +1,10 @@
 """Device choice and the fast paths that go with it.
 
-CUDA gets bf16 autocast, channels_last and cudnn.benchmark; CPU stays in
-float32 (bit-reproducible) and uses channels_last for conv nets only.
+CUDA gets channels_last and cudnn.benchmark, and bf16 autocast for the
+training step when the run's precision is ``bf16`` (``fp32``: none, as the
+paper's authors trained); evaluation, matching statistics, BN reset and
+REPAIR always run in fp32. CPU stays in float32 (bit-reproducible) and uses
+channels_last for conv nets only.
 """
 
 from __future__ import annotations
@@ -59,9 +62,14 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; a no-op elsewhere."""
-    if enabled and device.type == "cuda":
+PRECISIONS = ("bf16", "fp32")
+
+
+def autocast(device: torch.device, precision: str = "bf16"):
+    """The training step's autocast: bf16 on CUDA when ``precision`` is bf16; a no-op otherwise."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; use bf16 or fp32")
+    if precision == "bf16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

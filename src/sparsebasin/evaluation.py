@@ -21,7 +21,9 @@ def evaluate(
     """Mean cross-entropy, top-1 and top-5 accuracy (fractions) over ``ds``.
 
     Runs in eval mode (BatchNorm uses running statistics) and restores the
-    model's previous mode afterwards.
+    model's previous mode afterwards. Always fp32, whatever precision the model
+    was trained in: bf16 logits carry 8 significant bits, so argmax, top-5, the
+    error barriers and the saved predictions would be decided by rounding.
     """
     from .data import batches
 
@@ -37,9 +39,7 @@ def evaluate(
         if max_batches is not None and i >= max_batches:
             break
         x = devices.to_input(x, device, conv)
-        with devices.autocast(device):
-            out = model(x)
-        out = out.float()
+        out = model(x).float()
         loss_sum += F.cross_entropy(out, y, reduction="sum").item()
         correct += (out.argmax(1) == y).sum().item()
         k = min(5, out.shape[1])

@@ -81,8 +81,8 @@ def check_outputs(work: Path) -> dict:
     kinds = {}
     for p in sorted((work / "results").rglob("*")):
         rel = p.relative_to(work).as_posix()
-        if p.is_dir() or "/logs/" in rel or "/benchmarks/" in rel or is_tmp(p):
-            continue
+        if p.is_dir() or "/logs/" in rel or "/benchmarks/" in rel or is_tmp(p) or p.name == ".lock":
+            continue  # (a killed writer's lock file: the next writer of that directory takes it over)
         kinds[rel] = check_loads(p)
     return kinds
 

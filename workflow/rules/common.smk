@@ -337,12 +337,16 @@ def model_args(cell, width):
     return a
 
 
+OPTIM_KEYS = ("lr", "momentum", "weight_decay", "batch_size", "warmup_epochs", "augment", "schedule", "step_every",
+              "step_gamma")
+
+
 def optim_args(opt, epochs):
     a = f"--preset {opt['preset']} --epochs {epochs}"
-    for key in ("lr", "momentum", "weight_decay", "batch_size", "warmup_epochs", "augment"):
+    for key in OPTIM_KEYS:
         if key in opt:
             a += f" --{key.replace('_', '-')} {opt[key]}"
-    return a
+    return f"{a} --precision {config['precision']}"
 
 
 def run_args(progress=True):
@@ -471,7 +475,8 @@ def dense_params(wc):
 def match_params(wc):
     cell = cell_of(wc)
     m = cell["match"]
-    a = f"{data_args(cell)} --method {m['method']} --stat {m['stat']} --batch-size {m['batch_size']}"
+    a = (f"{data_args(cell)} --method {m['method']} --stat {m['stat']} --batch-size {m['batch_size']}"
+         f" --sample-seed {m['sample_seed']} --stream-points {m['stream_points']}")
     if "batches" in m:
         a += f" --batches {m['batches']}"
     return f"{a} {run_args(progress=False)}"
@@ -498,12 +503,12 @@ def prune_params(cell):
         f" --mode ft --chain --ft-preset {p['ft_preset']} --ft-epochs {p['ft_epochs']} --ft-lr {p['ft_lr']}"
         f" --ft-momentum {p['ft_momentum']} --ft-weight-decay {p['ft_weight_decay']}"
     )
-    for key in ("ft_batch_size", "ft_warmup_epochs"):
+    for key in ("ft_batch_size", "ft_warmup_epochs", "ft_schedule", "ft_step_every", "ft_step_gamma"):
         if key in p:
             a += f" --{key.replace('_', '-')} {p[key]}"
     if "augment" in cell["dense"]:
         a += f" --augment {cell['dense']['augment']}"
-    return f"{a} {run_args()}"
+    return f"{a} --precision {config['precision']} {run_args()}"
 
 
 def prune_epochs(cell):
@@ -632,8 +637,9 @@ def imp_tags(wc):
     lineage = dict(imp_lineage(cell, imp_target(wc)))
     if int(wc.round) not in lineage:
         raise WorkflowError(f"IMP round {wc.round} is not on the way to sparsity {imp_target(wc)} (rounds {sorted(lineage)})")
+    iteration = sorted(lineage).index(int(wc.round)) + 1  # along the path to the target, 1..n (Fig 4a's x)
     return base_tags(wc, seed=wc.seed, sparsity=fmt_s(imp_target(wc)), branch="imp", round=wc.round,
-                     round_sparsity=fmt_s(lineage[int(wc.round)]))
+                     imp_iteration=iteration, round_sparsity=fmt_s(lineage[int(wc.round)]))
 
 
 def plane_args(wc):
@@ -823,6 +829,8 @@ def figure_extra(kind, metric):
 
 def table_extra(kind):
     def f(wc):
+        if kind == "accuracy":  # every accuracy the experiment reports (Table 10: top-1 and top-5)
+            return f" --metrics {','.join(EXPERIMENTS[wc.experiment]['metrics'])}"
         if kind == "early_matching":
             k = next(section(c, "early_matching")["k"] for c in cells_of(wc.experiment) if section(c, "early_matching"))
             return f" --k {k}"

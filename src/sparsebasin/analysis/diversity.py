@@ -9,7 +9,9 @@ From each member's test-set logits (N x C, same test points and order):
 - KL: KL(p_i || p_j) averaged over test points and over all ORDERED pairs
   i != j. KL is asymmetric; averaging both directions makes the number
   independent of member order and equals the mean over unordered pairs of the
-  symmetrised 0.5 * [KL(p_i||p_j) + KL(p_j||p_i)];
+  symmetrised 0.5 * [KL(p_i||p_j) + KL(p_j||p_i)]; ``kl_one_way`` is the
+  one-directional mean over the unordered pairs i < j of KL(p_i || p_j)
+  (depends on member order; reported beside it for comparison);
 - JS: Jensen-Shannon divergence 0.5 KL(p_i||m) + 0.5 KL(p_j||m), m = (p_i+p_j)/2,
   averaged over test points and unordered pairs.
 
@@ -41,6 +43,7 @@ class EnsembleMetrics:
     disagreement: float
     kl: float
     js: float
+    kl_one_way: float = float("nan")
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -68,6 +71,7 @@ def ensemble_metrics(logits: Sequence, labels, chunk_rows: int = 4096) -> Ensemb
     ensemble_correct = 0
     disagree = np.zeros(len(pairs))
     kl = np.zeros(len(pairs))  # KL(i||j) + KL(j||i), summed over points
+    kl_forward = np.zeros(len(pairs))  # KL(i||j), i < j
     js = np.zeros(len(pairs))
     for start in range(0, n_points, chunk_rows):
         stop = min(start + chunk_rows, n_points)
@@ -82,6 +86,7 @@ def ensemble_metrics(logits: Sequence, labels, chunk_rows: int = 4096) -> Ensemb
             kl_ij = np.maximum((prob[i] * (logp[i] - logp[j])).sum(axis=-1), 0.0)
             kl_ji = np.maximum((prob[j] * (logp[j] - logp[i])).sum(axis=-1), 0.0)
             kl[p] += (kl_ij + kl_ji).sum()
+            kl_forward[p] += kl_ij.sum()
             log_mid = np.logaddexp(logp[i], logp[j]) - math.log(2.0)
             js_point = 0.5 * (prob[i] * (logp[i] - log_mid)).sum(axis=-1) + 0.5 * (prob[j] * (logp[j] - log_mid)).sum(axis=-1)
             js[p] += np.maximum(js_point, 0.0).sum()
@@ -96,6 +101,7 @@ def ensemble_metrics(logits: Sequence, labels, chunk_rows: int = 4096) -> Ensemb
         disagreement=float(disagree.mean() / n_points),
         kl=float(kl.mean() / (2 * n_points)),
         js=float(js.mean() / n_points),
+        kl_one_way=float(kl_forward.mean() / n_points),
     )
 
 

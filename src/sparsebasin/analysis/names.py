@@ -15,8 +15,8 @@ BRANCH_LABELS = {
     "permuted": "Permuted",
 }
 
-MODES = ("plain", "bn_reset", "repair")
-MODE_LABELS = {"plain": "plain", "bn_reset": "BN reset", "repair": "REPAIR"}
+MODES = ("plain", "bn_reset", "repair", "repair_block")  # the order of symmetry.lmc.MODES (torch-free here)
+MODE_LABELS = {"plain": "plain", "bn_reset": "BN reset", "repair": "REPAIR", "repair_block": "REPAIR (blocks)"}
 
 DATASET_LABELS = {
     "mnist1d": "MNIST-1D",

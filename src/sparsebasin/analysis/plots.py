@@ -297,6 +297,22 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
     return fig
 
 
+def imp_iterations(rounds: pd.DataFrame) -> pd.DataFrame:
+    """``rounds`` with ``imp_iteration``: 1..n along the path of IMP rounds to the target.
+
+    One IMP chain serves every target sparsity, so the rounds on the way to
+    0.90 are files 1-7, 9-12 (round 8 is the 0.80 branch): drawing the file
+    number would leave a gap and shift the later iterations. The workflow tags
+    the iteration; without the tag it is the rank of the round within its run.
+    """
+    if "imp_iteration" in rounds.columns and rounds["imp_iteration"].notna().all():
+        return rounds
+    keys = [c for c in ("experiment", "dataset", "model", "width", "seed", "sparsity") if c in rounds.columns]
+    rank = (rounds.groupby(keys, dropna=False)["round"].rank(method="dense") if keys
+            else rounds["round"].rank(method="dense"))
+    return rounds.assign(imp_iteration=rank.astype(float))
+
+
 @_styled
 def imp_barrier(rounds: pd.DataFrame, metric: str = "error", split: str | None = "test") -> Figure:
     """Fig. 4a: barrier between dense A and each IMP round's model, per interpolation mode."""
@@ -305,6 +321,7 @@ def imp_barrier(rounds: pd.DataFrame, metric: str = "error", split: str | None =
     rounds = _filter_split(rounds, split)
     if "permuted" not in rounds.columns:
         rounds = rounds.assign(permuted=False)
+    rounds = imp_iterations(rounds)
     bars = barriers.barriers_from_curves(rounds)
     bar_col = barriers.BARRIER_OF[metric]
     panels = settings(bars, ("dataset", "model", "width"))
@@ -315,19 +332,19 @@ def imp_barrier(rounds: pd.DataFrame, metric: str = "error", split: str | None =
         both = len({p for p, _ in combos}) > 1
         for permuted, mode_name in combos:
             sel = part[(part["permuted"] == permuted) & (part["mode"] == mode_name)]
-            agg = aggregate(sel, ["round"], bar_col, scale=_scale(metric))
+            agg = aggregate(sel, ["imp_iteration"], bar_col, scale=_scale(metric))
             s = style.path_style(permuted, mode_name) if both else style.mode(mode_name)
             lbl = names.path_kind(permuted, mode_name) if both else (
                 "with BN reset" if mode_name == "bn_reset" else "without BN reset" if mode_name == "plain" else names.mode(mode_name))
-            _plot_mean_std(ax, agg, "round", lbl, s)
-        rounds_here = sorted(part["round"].unique())
-        ax.set_xticks(rounds_here, [f"{int(r)}" for r in rounds_here])
-        ax.set_xlabel("IMP round")
+            _plot_mean_std(ax, agg, "imp_iteration", lbl, s)
+        steps = sorted(part["imp_iteration"].unique())
+        ax.set_xticks(steps, [f"{int(r)}" for r in steps])
+        ax.set_xlabel("IMP iteration")
         if "round_sparsity" in part.columns:
-            sp = part.groupby("round")["round_sparsity"].first()
+            sp = part.groupby("imp_iteration")["round_sparsity"].first()
             top = ax.secondary_xaxis("top")
-            top.set_xticks(rounds_here, [names.percent(sp[r]) for r in rounds_here])
-            top.tick_params(axis="x", labelrotation=90 if len(rounds_here) > 5 else 0)
+            top.set_xticks(steps, [names.percent(sp[r]) for r in steps])
+            top.tick_params(axis="x", labelrotation=90 if len(steps) > 5 else 0)
             top.set_xlabel("Sparsity (%)")
         ax.set_ylabel("Loss barrier" if metric == "loss" else "Error barrier (%)")
         title = _setting_label(setting)

@@ -27,6 +27,7 @@ MODE_STYLE = {
     "plain": {"color": "#555555", "marker": "o", "linestyle": "-"},
     "bn_reset": {"color": "#E69F00", "marker": "s", "linestyle": "--"},
     "repair": {"color": "#56B4E9", "marker": "^", "linestyle": ":"},
+    "repair_block": {"color": "#0072B2", "marker": "v", "linestyle": "-."},
 }
 
 ANCHOR_STYLE = {

@@ -30,7 +30,8 @@ import pandas as pd
 
 from ..errors import UserError
 from . import barriers, names, tidy
-from .tables import aggregate, fmt_mean_std, markdown_table, present, settings
+from .tables import (ALL_WEIGHTS_NOTE, aggregate, fmt_mean_std, markdown_table, present, settings, sparsity_cell,
+                     weight_sparsity_by_cell)
 
 MODE_PRIORITY = ("repair", "bn_reset", "plain")
 
@@ -182,19 +183,29 @@ def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, ba
     else:
         out += ["This experiment has no naive/permuted sweep, so there is no branch comparison; per-width results follow.", ""]
 
+    all_weights = weight_sparsity_by_cell(runs, keys) if "sparsity" in runs.columns else {}
+    if all_weights and sweep:
+        out += [ALL_WEIGHTS_NOTE, ""]
     setting_keys = [k for k in keys if k != "width"]
     for setting, part in settings(runs, setting_keys):
         title = names.setting(setting)
         out += [f"## {title}" if title else "## All runs", ""]
         if sweep:
-            out += _comparison_sections(_restrict(averaged, setting), _restrict(per_k, setting), setting, corr, bars, main_mode)
+            out += _comparison_sections(_restrict(averaged, setting), _restrict(per_k, setting), setting, corr, bars,
+                                        main_mode, all_weights, setting_keys)
         widths = sorted(part["width"].dropna().unique()) if "width" in part.columns else []
         if widths and (dense_acc is not None or corr is not None or bars is not None):
             out += _per_width_section(setting, widths, dense_acc, corr, bars)
     return "\n".join(out).rstrip() + "\n"
 
 
-def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: dict, corr, bars, main_mode) -> list[str]:
+def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: dict, corr, bars, main_mode,
+                         all_weights: dict | None = None, setting_keys: list[str] = ()) -> list[str]:
+    def sparsity(r) -> str:
+        key = tuple(setting.get(k) for k in setting_keys) + ((getattr(r, "width", None),) if "width" in keys else ())
+        return sparsity_cell(r.sparsity, (all_weights or {}).get(key + (r.sparsity,)))
+
+    keys = [*setting_keys, "width"] if "width" in averaged.columns else list(setting_keys)
     if averaged.empty:
         return ["No naive/permuted runs in this setting.", ""]
     header = ["Width", "Sparsity", "LTH", "Naive", "Permuted", "Permuted − naive (pp)", "Gap closed"]
@@ -205,7 +216,7 @@ def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: d
     rows = []
     for r in averaged.sort_values([k for k in ("width", "sparsity") if k in averaged.columns]).itertuples():
         width = getattr(r, "width", None)
-        row = [names.width(width) if width is not None else "–", names.sparsity(r.sparsity),
+        row = [names.width(width) if width is not None else "–", sparsity(r),
                _fmt_pct(r.lth), _fmt_pct(r.naive), _fmt_pct(r.permuted),
                _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed)]
         if corr is not None:
@@ -216,7 +227,7 @@ def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: d
             row.append(fmt_mean_std(b["mean"], b["std"], b["n"], 3) if b is not None else "–")
         rows.append(row)
     out = ["### Averaged over k", "", markdown_table(header, rows), ""]
-    rows = [[names.width(getattr(r, "width", None)) if "width" in per_k.columns else "–", names.sparsity(r.sparsity), f"{r.k:g}",
+    rows = [[names.width(getattr(r, "width", None)) if "width" in per_k.columns else "–", sparsity(r), f"{r.k:g}",
              _fmt_pct(r.lth), _fmt_pct(r.naive), _fmt_pct(r.permuted),
              _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed)]
             for r in per_k.sort_values([c for c in ("width", "sparsity", "k") if c in per_k.columns]).itertuples()]

@@ -6,7 +6,8 @@ Each builder returns ``(frame, markdown)``. Cells are mean, sample std
 percent (CSV columns ``*_pct``); barriers, KL and JS keep their own units.
 
 - ``accuracy``  (Tables 5-14): runs table -> ``[experiment, dataset, model,
-  width, sparsity, k, branch, metric, mean_pct, std_pct, n]``.
+  width, sparsity, k, branch, metric, mean_pct, std_pct, n, sparsity_all_weights]``,
+  one block of rows per metric (Table 10: top-1 and top-5).
 - ``diversity`` (Table 1): ensembles table -> ``[experiment, dataset, model,
   width, sparsity, k, group, n,
   acc_mean_pct, acc_std_pct, ensemble_acc_pct, disagreement, kl, js]``.
@@ -104,43 +105,81 @@ def _k_label(k) -> str:
 # ---------------------------------------------------------------- accuracy (Tables 5-14)
 
 
-def accuracy_table(runs: pd.DataFrame, metric: str = "test_acc") -> tuple[pd.DataFrame, str]:
-    """Test accuracy per dataset/model/width/sparsity/k/branch (dense and IMP included)."""
-    if metric not in ACCURACY_METRICS:
-        raise UserError(f"--metric {metric!r} is not an accuracy; choose one of {', '.join(ACCURACY_METRICS)}")
-    runs = tidy.prepare(runs, ["branch", metric], "the accuracy table")
+ALL_WEIGHTS_NOTE = ("Sparsity is over the prunable weights; in brackets over all conv and linear weights "
+                    "(shortcut convs, never pruned, included).")
+
+
+def weight_sparsity_by_cell(runs: pd.DataFrame, keys: list[str]) -> dict:
+    """(setting keys..., sparsity) -> mean sparsity over all conv/linear weights, from the runs that record it."""
+    if "sparsity_all_weights" not in runs.columns:
+        return {}
+    known = runs[runs["sparsity_all_weights"].notna() & runs["sparsity"].notna()]
+    if known.empty:
+        return {}
+    means = known.groupby(keys + ["sparsity"], dropna=False)["sparsity_all_weights"].mean()
+    return {k if isinstance(k, tuple) else (k,): float(v) for k, v in means.items()}
+
+
+def sparsity_cell(s, all_weights: float | None) -> str:
+    label = names.sparsity(s)
+    return f"{label} ({names.percent(all_weights)}%)" if all_weights is not None else label
+
+
+def accuracy_table(runs: pd.DataFrame, metric: str = "test_acc", metrics=None) -> tuple[pd.DataFrame, str]:
+    """Test accuracy per dataset/model/width/sparsity/k/branch (dense and IMP included), for each metric
+    (Table 10 has top-1 and top-5); the sparsity over all weights beside the sparsity over prunable ones."""
+    metrics = list(dict.fromkeys(metrics or [metric]))
+    bad = [m for m in metrics if m not in ACCURACY_METRICS]
+    if bad:
+        raise UserError(f"--metric {bad[0]!r} is not an accuracy; choose from {', '.join(ACCURACY_METRICS)}")
+    runs = tidy.prepare(runs, ["branch", *metrics], "the accuracy table")
     tidy.check_single_matching(runs)
     runs = runs.assign(**{c: runs[c] if c in runs.columns else np.nan for c in ("sparsity", "k")})
-    keys = present(runs, SETTING_KEYS) + ["sparsity", "k", "branch"]
-    frame = aggregate(runs, keys, metric, scale=100.0, prefix="")
-    frame = frame.rename(columns={"mean": "mean_pct", "std": "std_pct"})
-    frame.insert(len(keys), "metric", metric)
-    frame = _sort_branches(frame, keys)
+    setting_keys = present(runs, SETTING_KEYS)
+    keys = setting_keys + ["sparsity", "k", "branch"]
+    all_weights = weight_sparsity_by_cell(runs, setting_keys)
+    frames, parts = [], []
+    for m in metrics:
+        frame = aggregate(runs, keys, m, scale=100.0, prefix="")
+        frame = frame.rename(columns={"mean": "mean_pct", "std": "std_pct"})
+        frame.insert(len(keys), "metric", m)
+        frame["sparsity_all_weights"] = [all_weights.get(tuple(r[k] for k in setting_keys) + (r["sparsity"],))
+                                         for _, r in frame.iterrows()]
+        frames.append(_sort_branches(frame, keys))
+    frame = pd.concat(frames, ignore_index=True)
 
-    parts = []
-    what = names.METRIC_LABELS[metric]
     for setting, part in settings(frame):
-        lines = [heading(setting, what), ""]
-        dense = part[part["branch"] == "dense"]
-        if not dense.empty:
-            d = dense.iloc[0]
-            lines.append(f"- Dense: {fmt_mean_std(d.mean_pct, d.std_pct, d.n)}")
-        imp = part[part["branch"] == "imp"].sort_values("sparsity")
-        if not imp.empty:
-            cells = [f"{names.sparsity(r.sparsity)}: {fmt_mean_std(r.mean_pct, r.std_pct, r.n)}" for r in imp.itertuples()]
-            lines.append("- IMP (pruned and fine-tuned A): " + "; ".join(cells))
-        sparse = part[part["branch"].isin([b for b in part["branch"].unique() if b not in ("dense", "imp")])]
-        if not sparse.empty:
-            cols = branch_order(sparse["branch"])
-            rows = []
-            for (s, k), cell in sparse.groupby(["sparsity", "k"], dropna=False, sort=True):
-                by_branch = {r.branch: fmt_mean_std(r.mean_pct, r.std_pct, r.n) for r in cell.itertuples()}
-                rows.append([names.sparsity(s), _k_label(k)] + [by_branch.get(b, "–") for b in cols])
-            if lines[-1] != "":
-                lines.append("")
-            lines.append(markdown_table(["Sparsity", "k"] + [names.branch(b) for b in cols], rows))
-        parts.append("\n".join(lines))
+        for m in metrics:
+            mpart = part[part["metric"] == m]
+            lines = [heading(setting, names.METRIC_LABELS[m]), ""]
+            dense = mpart[mpart["branch"] == "dense"]
+            if not dense.empty:
+                d = dense.iloc[0]
+                lines.append(f"- Dense: {fmt_mean_std(d.mean_pct, d.std_pct, d.n)}")
+            imp = mpart[mpart["branch"] == "imp"].sort_values("sparsity")
+            if not imp.empty:
+                cells = [f"{sparsity_cell(r.sparsity, _value(r.sparsity_all_weights))}: "
+                         f"{fmt_mean_std(r.mean_pct, r.std_pct, r.n)}" for r in imp.itertuples()]
+                lines.append("- IMP (pruned and fine-tuned A): " + "; ".join(cells))
+            sparse = mpart[~mpart["branch"].isin(["dense", "imp"])]
+            if not sparse.empty:
+                cols = branch_order(sparse["branch"])
+                rows = []
+                for (s, k), cell in sparse.groupby(["sparsity", "k"], dropna=False, sort=True):
+                    by_branch = {r.branch: fmt_mean_std(r.mean_pct, r.std_pct, r.n) for r in cell.itertuples()}
+                    rows.append([sparsity_cell(s, _value(cell["sparsity_all_weights"].iloc[0])), _k_label(k)]
+                                + [by_branch.get(b, "–") for b in cols])
+                if lines[-1] != "":
+                    lines.append("")
+                lines.append(markdown_table(["Sparsity", "k"] + [names.branch(b) for b in cols], rows))
+            if mpart["sparsity_all_weights"].notna().any():
+                lines += ["", ALL_WEIGHTS_NOTE]
+            parts.append("\n".join(lines))
     return frame, "\n\n".join(parts)
+
+
+def _value(v) -> float | None:
+    return None if _isnan(v) else float(v)
 
 
 def _sort_branches(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -176,6 +215,7 @@ def diversity_table(ensembles: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         "ensemble_acc_pct": ens["ensemble_acc"] * 100,
         "disagreement": ens["disagreement"],
         "kl": ens["kl"],
+        "kl_one_way": ens["kl_one_way"] if "kl_one_way" in ens.columns else np.nan,
         "js": ens["js"],
     })
     frame = frame.rename(columns={"group": "branch"})
@@ -187,12 +227,16 @@ def diversity_table(ensembles: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                  f"k = {_k_label(setting['k'])}" if setting.get("k") is not None else ""]
         title = "ensembles" + (" at " + ", ".join(w for w in where if w) if any(where) else "")
         rows = [[names.branch(r.group), str(r.n), fmt_mean_std(r.acc_mean_pct, r.acc_std_pct, r.n),
-                 f"{r.ensemble_acc_pct:.2f}", f"{r.disagreement:.4f}", f"{r.kl:.4f}", f"{r.js:.4f}"]
+                 f"{r.ensemble_acc_pct:.2f}", f"{r.disagreement:.4f}", f"{r.kl:.4f}",
+                 "–" if _isnan(r.kl_one_way) else f"{r.kl_one_way:.4f}", f"{r.js:.4f}"]
                 for r in part.itertuples()]
-        header = ["Group", "Members", "Test acc. (%)", "Ensemble acc. (%)", "Disagreement", "KL", "JS"]
+        header = ["Group", "Members", "Test acc. (%)", "Ensemble acc. (%)", "Disagreement", "KL (symmetrised)",
+                  "KL (one way)", "JS"]
         parts.append(f"{heading(setting, title)}\n\n{markdown_table(header, rows)}")
-    note = ("Ensemble accuracy: argmax of the mean softmax. Disagreement, KL and JS are averaged over all member pairs; "
-            "KL is the mean of KL(p_i||p_j) over ordered pairs (the symmetrised KL), in nats; JS in nats.")
+    note = ("Ensemble accuracy: argmax of the mean softmax. Disagreement, KL and JS are averaged over all member pairs. "
+            "KL (symmetrised) is the mean of KL(p_i||p_j) over ordered pairs, i.e. of 0.5 [KL(p_i||p_j) + "
+            "KL(p_j||p_i)] over unordered pairs; KL (one way) is the mean of KL(p_i||p_j) over i < j, in member "
+            "order; both in nats, as is JS.")
     return frame, "\n\n".join(parts) + "\n\n" + note
 
 

@@ -49,7 +49,7 @@ from ..io import read_json, require_file
 
 # Tag columns that are numbers, whatever type they arrived as.
 NUMERIC_COLUMNS = (
-    "width", "seed", "sparsity", "k", "round", "round_sparsity", "match_epoch", "alpha", "n",
+    "width", "seed", "sparsity", "k", "round", "imp_iteration", "round_sparsity", "match_epoch", "alpha", "n",
     "test_acc", "test_top5", "test_loss", "density", "loss", "acc", "error",
     "loss_barrier", "error_barrier", "mean_correlation",
     "member_acc_mean", "member_acc_std", "ensemble_acc", "disagreement", "kl", "js", "u", "v",

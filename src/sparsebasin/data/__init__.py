@@ -26,7 +26,7 @@ SPLITS = ("train", "test")
 __all__ = [
     "DATASET_NAMES", "SPLITS", "ArrayDataset", "DatasetInfo", "ImageFolderData",
     "batches", "dataset_info", "epoch_generator", "load_split", "normalise", "num_batches",
-    "num_examples", "random_crop_flip",
+    "num_examples", "random_crop_flip", "sample_split",
 ]
 
 
@@ -80,6 +80,27 @@ def batches(
 
 def num_examples(ds: ArrayDataset | ImageFolderData) -> int:
     return len(ds)
+
+
+def sample_split(ds: ArrayDataset | ImageFolderData, n: int | None, seed: int = 0):
+    """A seeded random sample of ``n`` examples of the whole split (all of it, shuffled, when n >= its size),
+    and a record of it: ``{"seed", "examples", "of", "classes"}``.
+
+    Every "subset of the training data" (matching statistics, BN reset, REPAIR,
+    evaluation on part of a split) is drawn this way. Taking the first batches
+    instead would see a few classes only wherever a split is stored class by
+    class: an ImageFolder tree lists ImageNet's 1.28M images by class, so 100
+    batches of 256 are 20 of its 1,000 classes. The same seed gives the same
+    images, so models A and B (and every interpolation point) see the same data.
+    """
+    total = len(ds)
+    g = torch.Generator().manual_seed(int(seed))
+    index = torch.randperm(total, generator=g)
+    if n is not None:
+        index = index[: max(0, int(n))]
+    sample = ds.take(index)
+    classes = int(torch.unique(sample.labels()).numel()) if len(sample) else 0
+    return sample, {"seed": int(seed), "examples": len(sample), "of": total, "classes": classes}
 
 
 def check_on_disk(name: str, root: str | Path) -> str:

@@ -54,6 +54,15 @@ class ArrayDataset:
     def subset(self, n: int) -> "ArrayDataset":
         return ArrayDataset(self.info, self.x[:n], self.y[:n], self.split, self.meta)
 
+    def take(self, index: torch.Tensor) -> "ArrayDataset":
+        """The examples at ``index`` (int64), in that order."""
+        i = index.to(self.x.device)
+        return ArrayDataset(self.info, self.x.index_select(0, i), self.y.index_select(0, i.to(self.y.device)),
+                            self.split, self.meta)
+
+    def labels(self) -> torch.Tensor:
+        return self.y
+
 
 def normalise(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
     """uint8 images -> float in [0,1] -> per-channel standardised; floats: standardised."""

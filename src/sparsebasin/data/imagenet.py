@@ -67,6 +67,13 @@ class ImageFolderData:
     def subset(self, n: int) -> "ImageFolderData":
         return dataclasses.replace(self, samples=self.samples[:n])
 
+    def take(self, index: torch.Tensor) -> "ImageFolderData":
+        """The images at ``index``, in that order (nothing is decoded here)."""
+        return dataclasses.replace(self, samples=[self.samples[int(i)] for i in index.tolist()])
+
+    def labels(self) -> torch.Tensor:
+        return self.y
+
     @property
     def y(self) -> torch.Tensor:
         return torch.tensor([c for _, c in self.samples], dtype=torch.int64)

@@ -398,6 +398,8 @@ def _write_target(r: Round, *, out: Path, schedule: list[Round], model_cfg: dict
     result["tags"].setdefault("sparsity", fmt_sparsity(r.target))
     result["tags"].setdefault("branch", "imp")
     result["imp"] = where
+    result["sparsity_all_weights"] = report["weights"]["realised"]
+    result["sparsity_all_params"] = report["all"]["realised"]
     _copy_atomic(run_dir / "predictions.pt", d / "predictions.pt")
     io.write_json(d / "result.json", result)
     target_prov = prov | {"round": r.as_dict()}

@@ -50,6 +50,7 @@ POSITIVE_FLOAT = Number(float, "a positive finite number", 0, above=True)
 NONNEG_FLOAT = Number(float, "a finite number >= 0", 0)
 FRACTION = Number(float, "a number strictly between 0 and 1", 0, above=True, maximum=1, below=True)
 MOMENTUM = Number(float, "a number in [0, 1)", 0, maximum=1, below=True)
+STEP_GAMMA = Number(float, "a number in (0, 1]", 0, above=True, maximum=1)
 
 
 class NumberList:
@@ -136,6 +137,13 @@ def add_optim_args(p: argparse.ArgumentParser, preset_default: str | None = "den
         g.add_argument(f"--{prefix}{field.replace('_', '-')}", type=kind, default=None)
     g.add_argument("--augment", choices=("auto", "on", "off"), default="auto",
                    help="random crop + flip (auto: on for image datasets)")
+    g.add_argument(f"--{prefix}schedule", choices=("cosine", "step"), default=None,
+                   help="cosine to 0 (default) or step decay (--step-gamma every --step-every epochs after warm-up)")
+    g.add_argument(f"--{prefix}step-every", type=POSITIVE_INT, default=None, help="step schedule: epochs per decay")
+    g.add_argument(f"--{prefix}step-gamma", type=STEP_GAMMA, default=None, help="step schedule: factor per decay")
+    g.add_argument("--precision", choices=("bf16", "fp32"), default=None,
+                   help="the training step on CUDA: bf16 autocast or fp32 (default: the preset's, bf16); "
+                        "evaluation is fp32 either way")
 
 
 def optim_overrides(args: argparse.Namespace, prefix: str = "") -> dict:
@@ -143,6 +151,9 @@ def optim_overrides(args: argparse.Namespace, prefix: str = "") -> dict:
     attr = prefix.replace("-", "_")
     out = {field: getattr(args, f"{attr}{field}") for field in OPTIM_FIELDS}
     out["augment"] = None if args.augment == "auto" else args.augment
+    out["precision"] = args.precision
+    for key in ("schedule", "step_every", "step_gamma"):
+        out[key] = getattr(args, f"{attr}{key}")
     return out
 
 

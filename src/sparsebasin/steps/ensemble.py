@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> None:
         "ensemble_acc": metrics.ensemble_acc,
         "disagreement": metrics.disagreement,
         "kl": metrics.kl,
+        "kl_one_way": metrics.kl_one_way,
         "js": metrics.js,
         "tags": tags,
         "provenance": provenance.collect(config=config),

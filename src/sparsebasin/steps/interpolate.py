@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import POSITIVE_INT, Number, StepPaths, add_data_args, add_run_args, csv_outputs, parse_tags, set_threads
+from .common import NONNEG_INT, POSITIVE_INT, Number, StepPaths, add_data_args, add_run_args, csv_outputs, parse_tags, set_threads
 
 ALPHAS = Number(int, "an integer >= 2 (grid points from 0 to 1)", 2)
 
@@ -33,6 +33,8 @@ def add_eval_args(p: argparse.ArgumentParser, splits: str = "train,test") -> Non
                    help="evaluate on the first N batches of each split (default: all)")
     g.add_argument("--reset-batches", type=POSITIVE_INT, default=20,
                    help="training batches for BN reset and REPAIR statistics (default 20)")
+    g.add_argument("--sample-seed", type=NONNEG_INT, default=0,
+                   help="seed of the random samples behind --reset-batches and --eval-batches (default 0)")
     g.add_argument("--splits", type=_splits, default=_splits(splits),
                    help=f"comma-separated splits to evaluate (default {splits})")
     add_run_args(p, seed=False, progress=False)
@@ -45,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     g = p.add_argument_group("path")
     g.add_argument("--alphas", type=ALPHAS, default=11, help="grid points from 0 to 1 (default 11)")
-    g.add_argument("--modes", default="plain,bn_reset,repair", help="comma-separated: plain, bn_reset, repair")
+    g.add_argument("--modes", default="plain,bn_reset,repair",
+                   help="comma-separated: plain, bn_reset, repair, repair_block (see sparsebasin.symmetry.lmc)")
     add_eval_args(p)
     o = p.add_argument_group("outputs")
     o.add_argument("--out", required=True, metavar="CSV")
@@ -62,7 +65,7 @@ def setup(args: argparse.Namespace):
     splits = args.splits
     device = devices.resolve(args.device)
     cfg = EvalConfig(device=device, batch_size=args.batch_size, eval_batches=args.eval_batches,
-                     reset_batches=args.reset_batches)
+                     reset_batches=args.reset_batches, sample_seed=args.sample_seed)
     train = data.load_split(args.dataset, args.data_dir, "train", train_subset=args.train_subset)
     sets = {s: (train if s == "train" else data.load_split(args.dataset, args.data_dir, "test")) for s in splits}
     return device, cfg, train, sets
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> None:
         "step": "interpolate", "a": args.a, "b": args.b, "permutation": args.permutation, "dataset": args.dataset,
         "data_dir": args.data_dir, "train_subset": args.train_subset, "alphas": alphas, "modes": modes,
         "batch_size": args.batch_size, "eval_batches": args.eval_batches, "reset_batches": args.reset_batches,
-        "splits": list(sets), "tags": tags,
+        "sample_seed": args.sample_seed, "samples": cfg.samples, "splits": list(sets), "tags": tags,
     }
     prov = provenance.collect(config=config, device=device)
     write_csv(args.out, rows, tags, prov)
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace) -> None:
         "epoch_a": int(ckpt_a["epoch"]),
         "epoch_b": int(ckpt_b["epoch"]),
         "inputs": {"a": args.a, "b": args.b, "permutation": args.permutation},
+        "samples": cfg.samples,
         "tags": tags,
         "provenance": prov,
     }

@@ -1,9 +1,11 @@
 """``sparsebasin match``: the permutation aligning checkpoint A to checkpoint B.
 
-Activation matching (default) streams both models' activations over the first
-``--batches`` training batches (fixed order, no augmentation); weight matching
+Activation matching (default) streams both models' activations over
+``--batches`` batches of a seeded random sample of the whole training split
+(``--sample-seed``; no augmentation; the same images for A and B), recorded in
+the outputs with the number of distinct classes it covers; weight matching
 uses the weights alone, and its correlations are then measured on the same
-batches so both methods report comparable summaries. Writes the permutation
+sample so both methods report comparable summaries. Writes the permutation
 artifact (``--out``) and a JSON summary (``--summary``: per-group and mean
 matched correlation, method, tags, provenance).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..symmetry.spec import STREAM_POINTS
 from .common import NONNEG_INT, POSITIVE_INT, StepPaths, add_data_args, add_run_args, parse_tags, set_threads
 
 
@@ -28,6 +31,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=POSITIVE_INT, default=500)
     g.add_argument("--chunk", type=POSITIVE_INT, default=None,
                    help="forward at most this many examples at a time (same result, less memory)")
+    g.add_argument("--sample-seed", type=NONNEG_INT, default=0,
+                   help="seed of the random sample of training images the statistics use (default 0)")
+    g.add_argument("--stream-points", choices=STREAM_POINTS, default="stage_output",
+                   help="where ResNet20's residual-stream groups are matched: stage_output (each stage's output, "
+                        "REPAIR's choice; default) or authors_code (res3 at layer3.1's output, as the paper's code)")
     g.add_argument("--seed", type=NONNEG_INT, default=0, help="group order of weight matching")
     g.add_argument("--max-iter", type=POSITIVE_INT, default=100, help="weight matching passes at most")
     add_run_args(p, seed=False, progress=False)
@@ -57,10 +65,13 @@ def run(args: argparse.Namespace) -> None:
     check_dataset(ckpt_a, args.dataset, args.a)
     model_a = devices.prepare_model(model_from_checkpoint(ckpt_a, args.a), device)
     model_b = devices.prepare_model(model_from_checkpoint(ckpt_b, args.b), device)
-    spec = permutation_spec(model_a)
+    spec = permutation_spec(model_a, stream_points=args.stream_points)
+    sample: dict = {}
 
     def train_batches():
         ds = data.load_split(args.dataset, args.data_dir, "train", train_subset=args.train_subset)
+        ds, info = data.sample_split(ds, args.batches * args.batch_size, seed=args.sample_seed)
+        sample.update(info)
         return data.batches(ds, args.batch_size, shuffle=False, augment=False, device=device)
 
     t0 = time.perf_counter()
@@ -76,19 +87,25 @@ def run(args: argparse.Namespace) -> None:
         else:
             meta.update(batches=0, examples=0)
     meta["seconds"] = time.perf_counter() - t0
+    meta["sample"] = sample or None
+    meta["stream_points"] = args.stream_points
     meta["epoch_a"], meta["epoch_b"] = int(ckpt_a["epoch"]), int(ckpt_b["epoch"])
     config = {
         "step": "match", "a": args.a, "b": args.b, "dataset": args.dataset, "data_dir": args.data_dir,
         "train_subset": args.train_subset, "method": args.method, "stat": args.stat, "batches": args.batches,
         "batch_size": args.batch_size, "seed": args.seed, "max_iter": args.max_iter, "tags": tags,
+        "sample_seed": args.sample_seed, "stream_points": args.stream_points,
     }
-    prov = provenance.collect(config=config, seeds={"weight_matching": args.seed}, device=device)
+    prov = provenance.collect(config=config, seeds={"weight_matching": args.seed, "sample": args.sample_seed},
+                              device=device)
     save_permutation(args.out, perm, ckpt_a["model"], ckpt_a["data"], meta, prov)
     summary = {
         "method": meta["method"],
         "statistic": meta["statistic"],
         "batches": meta.get("batches", 0),
         "examples": meta.get("examples", 0),
+        "sample": meta["sample"],
+        "stream_points": args.stream_points,
         "mean_correlation": meta.get("mean_correlation"),
         "mean_correlation_identity": meta.get("mean_correlation_identity"),
         "group_correlation": meta.get("group_correlation", {}),

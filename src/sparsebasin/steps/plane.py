@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> None:
         "inverse": bool(args.inverse), "dataset": args.dataset, "data_dir": args.data_dir,
         "train_subset": args.train_subset, "grid": args.grid, "margin": args.margin, "mode": args.mode,
         "batch_size": args.batch_size, "eval_batches": args.eval_batches, "reset_batches": args.reset_batches,
-        "splits": list(sets), "anchors": geom.anchors(), "tags": tags,
+        "sample_seed": args.sample_seed, "samples": cfg.samples, "splits": list(sets), "anchors": geom.anchors(),
+        "tags": tags,
     }
     write_csv(args.out, rows, tags, provenance.collect(config=config, device=device))
 

@@ -16,11 +16,23 @@ from ..analysis import outputs, tables, tidy
 from .common import NONNEG_INT, StepPaths, csv_outputs
 
 
+def _metrics(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in tables.ACCURACY_METRICS]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list of {', '.join(tables.ACCURACY_METRICS)}, "
+                                         f"got {text!r}")
+    return items
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", required=True, choices=tuple(tables.KINDS))
     p.add_argument("--table", required=True, metavar="CSV", help="tidy table from collect")
     p.add_argument("--metric", default="test_acc", choices=tables.ACCURACY_METRICS,
-                   help="accuracy and early_matching: which accuracy (default test_acc)")
+                   help="early_matching: which accuracy (default test_acc)")
+    p.add_argument("--metrics", type=_metrics, default=None,
+                   help="accuracy: comma-separated accuracies, one block each (default: --metric), e.g. "
+                        "test_acc,test_top5 for Table 10")
     p.add_argument("--k", type=NONNEG_INT, default=20, help="early_matching: rewind point of the permuted runs (default 20)")
     p.add_argument("--out-csv", required=True, metavar="CSV")
     p.add_argument("--out-md", required=True, metavar="MD")
@@ -29,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     table = tidy.read_table(args.table)
     kwargs: dict = {}
-    if args.kind in ("accuracy", "early_matching"):
+    if args.kind == "accuracy":
+        kwargs["metrics"] = args.metrics or [args.metric]
+    if args.kind == "early_matching":
         kwargs["metric"] = args.metric
     if args.kind == "early_matching":
         kwargs["k"] = args.k

@@ -7,19 +7,30 @@ alpha = 0 is A (or pi(A)), alpha = 1 is B. Each point is evaluated in up to
 three modes:
 
 - ``plain``: as is (BN uses the interpolated running statistics);
-- ``bn_reset``: BN running statistics recomputed on training data (first
-  ``reset_batches`` batches, fixed order, no augmentation, momentum=None, i.e.
-  a plain average). For a model without BatchNorm this equals ``plain`` and the
-  plain numbers are reported under both names;
+- ``bn_reset``: BN running statistics recomputed on training data
+  (``reset_batches`` batches of a seeded random sample of the whole split, no
+  augmentation, momentum=None, i.e. a plain average). For a model without
+  BatchNorm this equals ``plain`` and the plain numbers are reported under
+  both names;
 - ``repair`` (Jordan et al. 2023, REPAIR): at every correction point, the
   pre-activation of each matched layer (a BN output in BN nets; a conv/linear
   output other than the classifier in BN-free nets), each channel's mean and
   std are rescaled to ``(1 - alpha) stat_A + alpha stat_B``, the endpoints'
-  statistics measured in eval mode on the same training batches. It is done by
+  statistics measured in eval mode on the same training sample. It is done by
   a per-channel affine correction (a BatchNorm with weight = target std and
   bias = target mean) inserted by forward hook after each point; its statistics
   are collected in train mode in one pass, so each layer is corrected before
-  the next is measured, then it runs in eval mode.
+  the next is measured, then it runs in eval mode. In a BN net this comes out
+  close to a BN reset;
+- ``repair_block`` (REPAIR's own procedure for BN nets, and where the paper's
+  code corrects): BN statistics reset first, at the endpoints and at every
+  point; the endpoints' statistics are measured in train mode at each residual
+  block's output (after the addition and ReLU), and the corrections sit there.
+  Networks without residual blocks (MLP, VGG) use the ``repair`` points.
+
+Evaluation is fp32 whatever the training precision, and a split evaluated on
+``eval_batches`` batches uses a seeded random sample of it, not its first
+batches (ImageNet's train and val trees are stored class by class).
 
 Barriers. For each (mode, permuted, split), with L(alpha) the mean loss:
 ``loss_barrier = max_alpha L(alpha) - ((1 - alpha) L(0) + alpha L(1))``, the
@@ -53,7 +64,7 @@ coordinates, so a plot can mark them). ``mode`` is plain or bn_reset.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import torch
@@ -65,18 +76,41 @@ from .apply import permute_state
 from .matching import unit_matrix
 from .spec import PermutationSpec
 
-MODES = ("plain", "bn_reset", "repair")
+MODES = ("plain", "bn_reset", "repair", "repair_block")
+# One line per mode, for captions and logs.
+MODE_DESCRIPTIONS = {
+    "plain": "the interpolated weights and BatchNorm statistics as they are",
+    "bn_reset": "BatchNorm statistics recomputed on a training sample at each point",
+    "repair": "REPAIR: every BatchNorm output (or pre-activation) rescaled to the interpolated endpoint statistics",
+    "repair_block": "REPAIR after a BN reset, corrected at each residual block's output (REPAIR's and the "
+                    "paper's code)",
+}
 _BN = nn.modules.batchnorm._BatchNorm
 
 
 @dataclass
 class EvalConfig:
-    """How to evaluate: batch size, batches per split (None = all) and train batches for BN reset / REPAIR."""
+    """How to evaluate: batch size, batches per split (None = all), train batches for BN reset / REPAIR,
+    and the seed of the random samples those batches come from (recorded in ``samples``)."""
 
     device: torch.device = torch.device("cpu")
     batch_size: int = 500
     eval_batches: int | None = None
     reset_batches: int = 20
+    sample_seed: int = 0
+    samples: dict = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def sample(self, ds, batches: int, what: str):
+        """``batches`` batches' worth of a seeded random sample of ``ds`` (computed once per dataset)."""
+        from ..data import sample_split
+
+        key = (id(ds), batches)
+        if key not in self._cache:
+            self._cache[key] = sample_split(ds, batches * self.batch_size, seed=self.sample_seed)
+        sample, info = self._cache[key]
+        self.samples[what] = info
+        return sample
 
 
 def parse_modes(text: str | Sequence[str]) -> list[str]:
@@ -125,10 +159,8 @@ def mix_state(sd_a: Mapping[str, torch.Tensor], sd_b: Mapping[str, torch.Tensor]
 def _train_batches(ds, cfg: EvalConfig) -> Iterable:
     from ..data import batches
 
-    for i, (x, y) in enumerate(batches(ds, cfg.batch_size, shuffle=False, augment=False, device=cfg.device)):
-        if i >= cfg.reset_batches:
-            break
-        yield x, y
+    sample = cfg.sample(ds, cfg.reset_batches, "statistics")
+    yield from batches(sample, cfg.batch_size, shuffle=False, augment=False, device=cfg.device)
 
 
 def has_bn(model: nn.Module) -> bool:
@@ -150,8 +182,7 @@ def reset_bn_stats(model: nn.Module, train_ds, cfg: EvalConfig) -> bool:
     seen = 0
     try:
         for x, _ in _train_batches(train_ds, cfg):
-            with devices.autocast(cfg.device):
-                model(devices.to_input(x, cfg.device, conv))
+            model(devices.to_input(x, cfg.device, conv))
             seen += 1
     finally:
         for m, mom in zip(bns, momenta):
@@ -172,9 +203,16 @@ def repair_points(model: nn.Module, spec: PermutationSpec) -> list[str]:
     ]
 
 
+def block_points(model: nn.Module) -> list[str]:
+    """The residual blocks (modules with a ``shortcut`` or ``downsample`` branch), input to output."""
+    return [n for n, m in model.named_modules() if n and (hasattr(m, "shortcut") or hasattr(m, "downsample"))]
+
+
 @torch.no_grad()
-def channel_stats(model: nn.Module, points: Sequence[str], train_ds, cfg: EvalConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per-channel mean and std (float64) of each point's output, eval mode, on the reset batches."""
+def channel_stats(model: nn.Module, points: Sequence[str], train_ds, cfg: EvalConfig,
+                  train_mode: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per-channel mean and std (float64) of each point's output on the reset batches (eval mode, or
+    train mode: BatchNorm normalising by batch statistics, running statistics left as they were)."""
     modules = dict(model.named_modules())
     sums: dict[str, list] = {}
 
@@ -190,14 +228,20 @@ def channel_stats(model: nn.Module, points: Sequence[str], train_ds, cfg: EvalCo
     handles = [modules[p].register_forward_hook(hook(p)) for p in points]
     conv = devices.is_conv_model(model)
     was = model.training
-    model.eval()
+    bns = [m for m in model.modules() if isinstance(m, _BN)]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns
+             if m.track_running_stats] if train_mode else []
+    model.train(train_mode)
     try:
         for x, _ in _train_batches(train_ds, cfg):
-            with devices.autocast(cfg.device):
-                model(devices.to_input(x, cfg.device, conv))
+            model(devices.to_input(x, cfg.device, conv))
     finally:
         for h in handles:
             h.remove()
+        for m, (mean, var, count) in zip([m for m in bns if m.track_running_stats], saved):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(count)
         model.train(was)
     if not sums:
         raise UserError("REPAIR saw no training batches; check --train-subset and --reset-batches")
@@ -220,19 +264,17 @@ class Repair:
         self.corrections: dict[str, nn.Module] = {}
         self.handles = []
         dev = next(model.parameters()).device
+        conv_net = devices.is_conv_model(model)
         for name, (mean, std) in targets.items():
             n = mean.numel()
-            bn = nn.BatchNorm2d(n, momentum=None) if self._is_conv(modules[name]) else nn.BatchNorm1d(n, momentum=None)
+            conv = conv_net and not isinstance(modules[name], (nn.Linear, nn.BatchNorm1d))  # a conv, BN2d or block
+            bn = nn.BatchNorm2d(n, momentum=None) if conv else nn.BatchNorm1d(n, momentum=None)
             with torch.no_grad():
                 bn.weight.copy_(std.float())
                 bn.bias.copy_(mean.float())
             bn.to(dev)
             self.corrections[name] = bn
             self.handles.append(modules[name].register_forward_hook(lambda _m, _i, out, bn=bn: bn(out)))
-
-    @staticmethod
-    def _is_conv(module: nn.Module) -> bool:
-        return isinstance(module, (nn.Conv2d, nn.BatchNorm2d))
 
     @torch.no_grad()
     def fit(self, train_ds, cfg: EvalConfig) -> "Repair":
@@ -243,8 +285,7 @@ class Repair:
         self.model.eval()
         seen = 0
         for x, _ in _train_batches(train_ds, cfg):
-            with devices.autocast(cfg.device):
-                self.model(devices.to_input(x, cfg.device, conv))
+            self.model(devices.to_input(x, cfg.device, conv))
             seen += 1
         if seen == 0:
             raise UserError("REPAIR saw no training batches; check --train-subset and --reset-batches")
@@ -276,7 +317,9 @@ def evaluate_splits(model: nn.Module, eval_sets: Mapping[str, object], cfg: Eval
 
     out = {}
     for split, ds in eval_sets.items():
-        r = evaluate(model, ds, cfg.device, batch_size=cfg.batch_size, max_batches=cfg.eval_batches)
+        if cfg.eval_batches is not None:
+            ds = cfg.sample(ds, cfg.eval_batches, f"eval_{split}")
+        r = evaluate(model, ds, cfg.device, batch_size=cfg.batch_size)
         if r["n"] == 0:
             raise UserError(f"the {split} split gave no examples to evaluate; check --train-subset / --eval-batches")
         out[split] = {"loss": r["loss"], "acc": r["acc"], "error": 1.0 - r["acc"], "n": r["n"]}
@@ -308,9 +351,11 @@ def evaluate_state(
     if mode == "bn_reset":
         reset_bn_stats(model, train_ds, cfg)
         return evaluate_splits(model, eval_sets, cfg)
-    if mode == "repair":
+    if mode in ("repair", "repair_block"):
         if repair_targets is None:
             raise ValueError("repair mode needs target statistics")
+        if mode == "repair_block":
+            reset_bn_stats(model, train_ds, cfg)
         with Repair(model, repair_targets) as rep:
             rep.fit(train_ds, cfg)
             return evaluate_splits(model, eval_sets, cfg)
@@ -337,13 +382,17 @@ def interpolate_path(
     sd_a, sd_b = _snapshot(sd_a), _snapshot(sd_b)  # they may alias the vessel's own tensors
     rows = []
     bn = has_bn(model)
-    targets_a = targets_b = None
-    if "repair" in modes:
-        points = repair_points(model, spec)
-        _load(model, sd_a)
-        targets_a = channel_stats(model, points, train_ds, cfg)
-        _load(model, sd_b)
-        targets_b = channel_stats(model, points, train_ds, cfg)
+    endpoint_stats = {}
+    for mode in (m for m in modes if m in ("repair", "repair_block")):
+        blocks = block_points(model) if mode == "repair_block" else []
+        points = blocks or repair_points(model, spec)
+        both = []
+        for sd in (sd_a, sd_b):
+            _load(model, sd)
+            if mode == "repair_block" and blocks:
+                reset_bn_stats(model, train_ds, cfg)
+            both.append(channel_stats(model, points, train_ds, cfg, train_mode=bool(blocks)))
+        endpoint_stats[mode] = both
     for alpha in alphas:
         sd = mix_state(sd_a, sd_b, alpha)
         done: dict[str, dict] = {}
@@ -353,7 +402,7 @@ def interpolate_path(
             elif mode == "plain" and not bn and "bn_reset" in done:
                 res = done["bn_reset"]
             else:
-                targets = interpolate_stats(targets_a, targets_b, alpha) if mode == "repair" else None
+                targets = interpolate_stats(*endpoint_stats[mode], alpha) if mode in endpoint_stats else None
                 res = evaluate_state(model, sd, mode, train_ds, eval_sets, cfg, targets)
             done[mode] = res
             for split, r in res.items():
@@ -494,7 +543,7 @@ def plane(
 
 
 __all__ = [
-    "MODES", "EvalConfig", "parse_modes", "alpha_grid", "combine_states", "mix_state", "reset_bn_stats",
+    "MODES", "MODE_DESCRIPTIONS", "EvalConfig", "block_points", "parse_modes", "alpha_grid", "combine_states", "mix_state", "reset_bn_stats",
     "repair_points", "channel_stats", "Repair", "evaluate_splits", "evaluate_state", "interpolate_path", "lmc",
     "barriers", "PlaneGeometry", "plane_geometry", "plane_grid", "plane",
 ]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from ..errors import UserError
 
 AUGMENT_CHOICES = ("auto", "on", "off")
+PRECISIONS = ("bf16", "fp32")  # the training step's arithmetic on CUDA (device.autocast); CPU is always fp32
+SCHEDULES = ("cosine", "step")
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,10 @@ class TrainConfig:
 
     ``augment``: "auto" uses the dataset's default (crop + flip for images,
     none for MNIST-1D), "on"/"off" force it. ``eval_batch_size`` only changes
-    speed and memory of the per-epoch test evaluation.
+    speed and memory of the per-epoch test evaluation. ``precision``: bf16
+    autocast for the training step on CUDA, or fp32 (evaluation is fp32 either
+    way). ``schedule``: cosine to 0, or step decay by ``step_gamma`` every
+    ``step_every`` epochs after the warm-up (``training.schedule``).
     """
 
     epochs: int
@@ -34,6 +39,10 @@ class TrainConfig:
     nesterov: bool = False
     eval_batch_size: int = 1000
     preset: str | None = None
+    precision: str = "bf16"
+    schedule: str = "cosine"
+    step_every: int = 30
+    step_gamma: float = 0.1
 
     def validate(self) -> "TrainConfig":
         """Return self, or raise UserError naming the bad field."""
@@ -58,6 +67,14 @@ class TrainConfig:
             raise bad("augment", f"must be one of {', '.join(AUGMENT_CHOICES)}")
         if self.nesterov and self.momentum == 0:
             raise bad("nesterov", "needs momentum > 0")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"must be one of {', '.join(SCHEDULES)}")
+        if isinstance(self.step_every, bool) or not isinstance(self.step_every, int) or self.step_every < 1:
+            raise bad("step_every", "must be a positive integer (epochs)")
+        if not (isinstance(self.step_gamma, (int, float)) and 0 < self.step_gamma <= 1):
+            raise bad("step_gamma", "must be in (0, 1]")
         return self
 
     def to_dict(self) -> dict:
@@ -114,6 +131,10 @@ def resolve_config(
     augment: str | None = None,
     nesterov: bool | None = None,
     eval_batch_size: int | None = None,
+    precision: str | None = None,
+    schedule: str | None = None,
+    step_every: int | None = None,
+    step_gamma: float | None = None,
 ) -> TrainConfig:
     """The preset (a name in ``PRESETS`` or a TrainConfig) with every non-None override applied, validated."""
     if isinstance(preset, TrainConfig):
@@ -123,5 +144,6 @@ def resolve_config(
             raise UserError(f"unknown --preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         base = PRESETS[preset]
     overrides = dict(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
-                     warmup_epochs=warmup_epochs, augment=augment, nesterov=nesterov, eval_batch_size=eval_batch_size)
+                     warmup_epochs=warmup_epochs, augment=augment, nesterov=nesterov, eval_batch_size=eval_batch_size,
+                     precision=precision, schedule=schedule, step_every=step_every, step_gamma=step_gamma)
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None}).validate()

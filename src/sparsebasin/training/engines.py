@@ -23,7 +23,7 @@ class SingleEngine:
 
     def __init__(self, member, cfg: TrainConfig, dev: torch.device, train_ds: Any, augment: bool, drop_last: bool):
         self.dev, self.train_ds, self.augment, self.drop_last = dev, train_ds, augment, drop_last
-        self.batch_size, self.data_seed = cfg.batch_size, int(member.data_seed)
+        self.batch_size, self.data_seed, self.precision = cfg.batch_size, int(member.data_seed), cfg.precision
         self.model = devices.prepare_model(member.model, dev)
         self.conv = devices.is_conv_model(self.model)
         self.bound = BoundMask(self.model, member.mask) if member.mask else None
@@ -56,7 +56,7 @@ class SingleEngine:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         x = devices.to_input(x, self.dev, self.conv)
         y = y.to(self.dev, non_blocking=True)
-        with devices.autocast(self.dev):
+        with devices.autocast(self.dev, self.precision):
             logits = self.model(x)
         loss = F.cross_entropy(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)

@@ -24,7 +24,7 @@ is run r's tensor), so SGD (elementwise) on the stacked parameters is SGD on
 each run. Two engines compute the gradients:
 
 - ``grouped``: autograd through the stacked module (any supported model, any
-  device; bf16 autocast on CUDA like the trainer);
+  device; the run's precision on CUDA like the trainer, evaluation in fp32);
 - ``mlp``: the MLP's forward and backward written out as batched matmuls
   (``baddbmm``/``bmm``) and autograd's own loss/ReLU backward kernels,
   without autograd, for the CPU, where per-op overhead is what fusing is
@@ -187,10 +187,10 @@ class StackedModel:
         out = x.transpose(0, 1).reshape(b, r * x.shape[2], *x.shape[3:])
         return devices.to_input(out, self.device, self.conv)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
         """``(R, B, ...)`` inputs -> ``(R, B, classes)`` float logits (current train/eval mode)."""
         r, b = x.shape[:2]
-        with devices.autocast(self.device):
+        with devices.autocast(self.device, precision):
             out = self.module(self.stacked_input(x))
         return out.float().reshape(b, r, -1).transpose(0, 1)
 
@@ -313,8 +313,9 @@ class GroupedEngine:
 
     name = "grouped"
 
-    def __init__(self, stacked: StackedModel):
+    def __init__(self, stacked: StackedModel, precision: str = "bf16"):
         self.stacked = stacked
+        self.precision = precision
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One training forward/backward on ``(R, B, ...)`` inputs, ``(R, B)`` labels.
@@ -324,7 +325,7 @@ class GroupedEngine:
         counts ``(R,)``, detached.
         """
         r, b = y.shape
-        logits = self.stacked.logits(x)  # (R, B, K)
+        logits = self.stacked.logits(x, self.precision)  # (R, B, K)
         losses = F.cross_entropy(logits.reshape(r * b, -1), y.reshape(-1), reduction="none").view(r, b).mean(1)
         for p in self.stacked.module.parameters():
             p.grad = None
@@ -335,7 +336,7 @@ class GroupedEngine:
 
     @torch.no_grad()
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stacked.logits(x)
+        return self.stacked.logits(x, "fp32")  # evaluation is fp32 whatever the training precision
 
 
 class MLPEngine:
@@ -505,7 +506,7 @@ class StackedEngine:
                  train_ds: Any, augment: bool, drop_last: bool):
         self.dev = dev
         self.stacked = StackedModel(members[0].model, [m.model.state_dict() for m in members], dev)
-        self.eng = MLPEngine(self.stacked) if engine_name == "mlp" else GroupedEngine(self.stacked)
+        self.eng = MLPEngine(self.stacked) if engine_name == "mlp" else GroupedEngine(self.stacked, cfg.precision)
         self.module = self.stacked.module
         self.mask_pairs = self.stacked.stack_masks([m.mask for m in members])
         self.optimizer = StackedSGD(self.module.parameters(), lr=cfg.lr, momentum=cfg.momentum,

@@ -69,8 +69,10 @@ class RunRecord:
     """The bookkeeping of one run directory: status, staged checkpoints, final writes."""
 
     def __init__(self, out_dir: str | Path, run_name: str, fingerprint: str, request: dict, provenance: dict,
-                 tags: Mapping, save_epochs: list[int], write_predictions: bool = True):
+                 tags: Mapping, save_epochs: list[int], write_predictions: bool = True,
+                 mask: Mapping | None = None):
         self.out = Path(out_dir)
+        self.mask = mask
         self.run_name = run_name
         self.fingerprint = fingerprint
         self.request = request
@@ -160,6 +162,11 @@ class RunRecord:
         else:
             (self.out / "predictions.pt").unlink(missing_ok=True)
         last = rows[-1]
+        sparsity_all = None
+        if extra.get("mask_sparsity") is not None and self.mask is not None:
+            from ..pruning.report import weights_sparsity
+
+            sparsity_all = weights_sparsity(state_dict, self.mask)
         return {
             "run": self.run_name,
             "tags": self.tags,
@@ -170,6 +177,7 @@ class RunRecord:
             "train_acc": last["train_acc"],
             "epochs": epochs,
             "density": density,
+            "sparsity_all_weights": sparsity_all,
             "train_seconds": sum(r["seconds"] for r in rows),
             "fingerprint": self.fingerprint,
             "request": self.request,

@@ -34,7 +34,7 @@ from ..progress import EpochProgress, log, resolve_mode
 from . import resume
 from .config import TrainConfig
 from .record import RunRecord, remove_scratch
-from .schedule import CosineSchedule
+from .schedule import make_schedule
 
 
 @dataclass
@@ -190,7 +190,7 @@ def train_runs(
             device=dev,
         )
         records.append(RunRecord(m.out_dir, m.run_name, resume.fingerprint(request), request, prov, m.tags,
-                                 save_epochs, write_predictions))
+                                 save_epochs, write_predictions, m.mask))
 
     with rundir.locked(outs):
         status = [rec.status() for rec in records]
@@ -231,8 +231,7 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
     if dev.type == "cuda":  # in-memory datasets move once (ImageFolderData.to is a no-op)
         train_ds, test_ds = (ds.to(dev) if hasattr(ds, "to") else ds for ds in (train_ds, test_ds))
     engine = make_engine(members, dev, train_ds, augment, drop_last)
-    schedule = CosineSchedule(engine.optimizer, cfg.lr, cfg.epochs * steps_per_epoch,
-                              warmup_steps=round(cfg.warmup_epochs * steps_per_epoch))
+    schedule = make_schedule(cfg, engine.optimizer, steps_per_epoch)
 
     state = resume.load(scratch_path, fp, label)
     if state is not None:
