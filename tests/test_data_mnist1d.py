@@ -36,7 +36,7 @@ def test_global_rngs_untouched(tmp_path):
     random.seed(7)
     torch.manual_seed(5)
     np_before, py_before, torch_before = np.random.get_state(), random.getstate(), torch.get_rng_state()
-    mnist1d.load(tmp_path, "train", SMALL)
+    mnist1d.load("mnist1d", tmp_path, "train", SMALL)
     np_after = np.random.get_state()
     assert np_before[0] == np_after[0] and np.array_equal(np_before[1], np_after[1]) and np_before[2:] == np_after[2:]
     assert random.getstate() == py_before
@@ -44,13 +44,13 @@ def test_global_rngs_untouched(tmp_path):
 
 
 def test_cache_is_one_named_file_with_checksum_and_loads_back(tmp_path):
-    ds = mnist1d.load(tmp_path, "train", SMALL)
+    ds = mnist1d.load("mnist1d", tmp_path, "train", SMALL)
     files = sorted(p.name for p in (tmp_path / "mnist1d").iterdir())
     assert files == ["mnist1d_train60_test40_seed0.pt", "mnist1d_train60_test40_seed0.pt.sha256"]
     path = mnist1d.cache_path(tmp_path, SMALL)
     assert mnist1d.checksum_path(path).read_text().endswith(f"  {path.name}\n")  # sha256sum -c format
     assert torch.equal(ds.x, mnist1d.generate(SMALL)["x_train"])
-    test = mnist1d.load(tmp_path, "test", SMALL)
+    test = mnist1d.load("mnist1d", tmp_path, "test", SMALL)
     assert len(test) == 40 and test.info.name == "mnist1d"
 
 
@@ -68,7 +68,7 @@ def test_checksum_mismatch_is_a_user_error(tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
     with pytest.raises(UserError) as err:
-        mnist1d.load(tmp_path, "train", SMALL)
+        mnist1d.load("mnist1d", tmp_path, "train", SMALL)
     msg = str(err.value)
     assert str(path) in msg and "delete it" in msg and "\n" not in msg
     assert f"python -m sparsebasin prepare --dataset mnist1d --data-dir {tmp_path} --n-train 60 --n-test 40 --seed 0" in msg

@@ -154,7 +154,7 @@ def test_plane_rows():
 def mnist1d_small(tmp_path_factory):
     root = tmp_path_factory.mktemp("mnist1d")
     config = mnist1d.MNIST1DConfig(n_train=4000, n_test=1000, seed=0)
-    return mnist1d.load(root, "train", config), mnist1d.load(root, "test", config)
+    return mnist1d.load("mnist1d", root, "train", config), mnist1d.load("mnist1d", root, "test", config)
 
 
 def train_mlp(train, seed: int, epochs: int = 12) -> nn.Module:

@@ -23,7 +23,7 @@ CFG = {"name": "mlp", "width": 1, "hidden": 8, "depth": 2}
 def setup(tmp_path, monkeypatch):
     """Tiny data (the default MNIST-1D config would take seconds to generate) and three checkpoints."""
     real = mnist1d.load
-    monkeypatch.setattr(mnist1d, "load", lambda root, split, config=None: real(root, split, SMALL))
+    monkeypatch.setattr(mnist1d, "load", lambda name, root, split, config=None: real(name, root, split, SMALL))
     meta = data_meta(dataset_info("mnist1d"))
     paths = {}
     for seed in (1, 2, 3):

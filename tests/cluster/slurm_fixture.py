@@ -159,17 +159,26 @@ def run_id(snakemake_log: str) -> str:
 
 # What a copy of the repository needs to run the workflow (the package itself
 # is installed in the venv): everything but VCS data, venv, outputs, caches.
-_COPY_IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "results", ".snakemake", "data", ".pytest_cache", "__pycache__",
-    "*.egg-info", "tests", "benchmarks", "report.html", ".ci",
-)
+_IGNORE_ANYWHERE = shutil.ignore_patterns(".git", ".venv", ".snakemake", ".pytest_cache", "__pycache__", "*.egg-info",
+                                          "report.html")
+_IGNORE_AT_ROOT = {"results", "data", "tests", "benchmarks", ".ci"}  # (src/sparsebasin/data is the library's)
+
+
+def _copy_ignore(root: Path):
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        ignored = set(_IGNORE_ANYWHERE(directory, names))
+        if Path(directory) == root:
+            ignored |= _IGNORE_AT_ROOT & set(names)
+        return ignored
+
+    return ignore
 
 
 def copy_workflow(repo: Path, dest: Path) -> Path:
     """Copy the repository's workflow files (Snakefile, workflow/, config*,
     profiles, slurm/) to DEST, so a test can run `snakemake` from a
     repository root without touching the real one."""
-    shutil.copytree(repo, dest, ignore=_COPY_IGNORE, dirs_exist_ok=True)
+    shutil.copytree(repo, dest, ignore=_copy_ignore(Path(repo)), dirs_exist_ok=True)
     return dest
 
 

@@ -115,10 +115,6 @@ def normalise_cell(exp, i, raw):
     T = raw["dense"]["epochs"]
     cell["T"] = T
     widths, seeds = list(raw["widths"]), list(raw["seeds"])
-    if raw["model"] == "resnet50" and widths != [1]:
-        config_error(f"{where}.widths = {widths}: resnet50 supports width 1 only; set widths: [1]")
-    if "model_args" in raw and raw["model"] != "mlp":
-        config_error(f"{where}.model_args is for model mlp only; remove it for {raw['model']}")
     sparse = {k: v for k, v in raw["dense"].items() if k not in ("epochs", "preset")}
     sparse.update(raw["sparse"])
     cell["sparse"] = sparse

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from .. import registry
+
 from ..branches import ALL_BRANCHES as BRANCHES  # display order: references first, then the sparse branches
 from ..branches import SPARSE_BRANCHES  # noqa: F401 (re-exported for the analyses)
 
@@ -18,14 +20,8 @@ BRANCH_LABELS = {
 MODES = ("plain", "bn_reset", "repair", "repair_block")  # the order of symmetry.lmc.MODES (torch-free here)
 MODE_LABELS = {"plain": "plain", "bn_reset": "BN reset", "repair": "REPAIR", "repair_block": "REPAIR (blocks)"}
 
-DATASET_LABELS = {
-    "mnist1d": "MNIST-1D",
-    "cifar10": "CIFAR-10",
-    "cifar100": "CIFAR-100",
-    "svhn": "SVHN",
-    "imagenet": "ImageNet",
-}
-MODEL_LABELS = {"mlp": "MLP", "vgg11": "VGG11", "resnet20": "ResNet20", "resnet50": "ResNet50"}
+DATASET_LABELS = {n: c["label"] for n, c in registry.datasets().items()}  # from each module's card
+MODEL_LABELS = {n: c["label"] for n, c in registry.architectures().items()}
 
 METRIC_LABELS = {
     "test_acc": "Test accuracy (%)",

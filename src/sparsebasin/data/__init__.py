@@ -15,8 +15,9 @@ from typing import Iterator
 
 import torch
 
+from .. import registry
 from ..errors import UserError
-from . import cifar, imagenet, mnist1d, svhn
+from . import imagenet
 from .base import ArrayDataset, DatasetInfo, epoch_generator, iterate_batches, normalise, num_batches, random_crop_flip
 from .catalog import DATASET_NAMES, dataset_info
 from .imagenet import ImageFolderData
@@ -44,14 +45,7 @@ def load_split(
         raise UserError(f"unknown split {split!r}; use 'train' or 'test'")
     if train_subset is not None and (isinstance(train_subset, bool) or not isinstance(train_subset, int) or train_subset < 1):
         raise UserError(f"--train-subset must be a positive integer, got {train_subset!r}")
-    if info.name == "mnist1d":
-        ds = mnist1d.load(root, split)
-    elif info.name in ("cifar10", "cifar100"):
-        ds = cifar.load(info.name, root, split)
-    elif info.name == "svhn":
-        ds = svhn.load(root, split)
-    else:
-        ds = imagenet.load(root, split)
+    ds = registry.module(registry.dataset(info.name)).load(info.name, root, split)
     if split == "train" and train_subset is not None:
         ds = ds.subset(train_subset)
     return ds
@@ -111,11 +105,8 @@ def check_on_disk(name: str, root: str | Path) -> str:
     without scanning every file.
     """
     info = dataset_info(name)
-    if info.name == "mnist1d":
-        path = mnist1d.ensure_cache(root)
-        return f"mnist1d: cache {path} verified"
-    if info.name == "imagenet":
-        classes = imagenet.check_tree(root)
-        return f"imagenet: {len(classes)} classes in {imagenet.split_dir(root, 'train')} and {imagenet.split_dir(root, 'test')}"
+    own = getattr(registry.module(registry.dataset(info.name)), "check", None)
+    if own is not None:
+        return own(info.name, root)
     train, test = load_split(name, root, "train"), load_split(name, root, "test")
     return f"{name}: {len(train)} train / {len(test)} test examples in {Path(root)}"

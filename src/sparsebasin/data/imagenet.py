@@ -25,6 +25,12 @@ from ..errors import UserError
 from .base import DatasetInfo, epoch_generator, normalise
 from .catalog import dataset_info, missing_data_error
 
+DATASETS = [{
+    "name": "imagenet", "label": "ImageNet", "num_classes": 1000, "in_channels": 3, "input_shape": [3, 224, 224],
+    "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "augment": True, "flip": True,
+    "obtain": "manual", "download": None, "scale": 1.0, "host_mem_mb": 48000,
+}]
+
 SPLIT_DIRS = {"train": "train", "test": "val"}
 IMAGE_SIZE = 224
 RESIZE = 256
@@ -105,7 +111,23 @@ def check_tree(root: str | Path) -> list[str]:
     return train
 
 
-def load(root: str | Path, split: str) -> ImageFolderData:
+def manual_instructions(root: str | Path) -> str:
+    """How a user puts ImageNet in place (it cannot be downloaded)."""
+    return (f"place the ImageFolder tree by hand at {Path(root) / 'imagenet'}/train/<class>/*.JPEG and "
+            f"{Path(root) / 'imagenet'}/val/<class>/*.JPEG (validation images sorted into class folders)")
+
+
+def missing_error(path: Path, root: str | Path) -> UserError:
+    return UserError(f"ImageNet not found: {path} is missing; {manual_instructions(root)}; "
+                     "it cannot be downloaded automatically")
+
+
+def check(name: str, root: str | Path) -> str:
+    classes = check_tree(root)
+    return f"imagenet: {len(classes)} classes in {split_dir(root, 'train')} and {split_dir(root, 'test')}"
+
+
+def load(name: str, root: str | Path, split: str) -> ImageFolderData:
     path = split_dir(root, split)
     classes = _classes(path, root)
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset

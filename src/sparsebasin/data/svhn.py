@@ -14,6 +14,14 @@ import torch
 from .base import ArrayDataset
 from .catalog import corrupt_data_error, dataset_info, missing_data_error
 
+# Digits are not mirror-symmetric: crop yes, horizontal flip no.
+DATASETS = [{
+    "name": "svhn", "label": "SVHN", "num_classes": 10, "in_channels": 3, "input_shape": [3, 32, 32],
+    "mean": [0.4377, 0.4438, 0.4728], "std": [0.1980, 0.2010, 0.1970], "augment": True, "flip": False,
+    "obtain": "download", "download": {"torchvision": "SVHN", "train": {"split": "train"}, "test": {"split": "test"}},
+    "scale": 1.5, "host_mem_mb": 3000,
+}]
+
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 
 
@@ -21,7 +29,7 @@ def expected_files(root: str | Path) -> list[Path]:
     return [Path(root) / f for f in FILES.values()]
 
 
-def load(root: str | Path, split: str) -> ArrayDataset:
+def load(name: str, root: str | Path, split: str) -> ArrayDataset:
     import scipy.io
 
     path = Path(root) / FILES[split]

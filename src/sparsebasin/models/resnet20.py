@@ -10,6 +10,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._spec import PermutationSpec, SpecBuilder
+
+ARCH = {
+    "name": "resnet20",
+    "label": "ResNet20",
+    "input": "image",
+    "widths": None,
+    "model_args": {},
+    "never_prune": ["*.shortcut.*"],
+    "fused": True,
+    "fused_engine_cpu": "grouped",
+    "cost": {"epoch_minutes": 0.15, "cpu_slowdown": 30.0, "width_exponent": 1.5, "gflops_per_image": 0.041},
+}
+
 
 class BasicBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int):
@@ -57,3 +71,46 @@ class ResNet20(nn.Module):
         out = self.layer3(self.layer2(self.layer1(out)))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.fc(out)
+
+
+def build(cfg: dict, num_classes: int, in_channels: int, input_size: int | None) -> nn.Module:
+    return ResNet20(num_classes=num_classes, in_channels=in_channels, width=cfg["width"])
+
+
+def permutation_spec(model: ResNet20, stream_points: str = "stage_output") -> PermutationSpec:
+    """``res{s}`` per stage for the residual stream, ``layer{s}.{b}`` per block for its inner channels.
+
+    The stream group covers the stem conv1/bn1 (stage 1), every block's
+    conv2/bn2 output, the shortcut conv/bn output, the next stage's first conv1
+    and shortcut inputs and the classifier input; it is matched at the stage
+    output ``layer{s}`` (after add and ReLU; REPAIR's notebook), or with
+    ``stream_points="authors_code"`` ``res3`` at the output of ``layer3.1``, as
+    the paper's code does (its ``kk=[3, 6, 8]``: after blocks 3, 6 and 8 of 9;
+    side by side only 14 of 64 res3 indices agree). Inner groups are matched
+    after conv1-bn1-relu.
+    """
+    b = SpecBuilder("resnet20", model)
+    stream = b.group("res1", "layer1", relu=False)
+    b.conv("conv1", stream, None)
+    b.bn("bn1", stream)
+    for s in (1, 2, 3):
+        stage = getattr(model, f"layer{s}")
+        point = f"layer{s}"
+        if s == 3 and stream_points == "authors_code":
+            point = f"layer3.{len(stage) - 2}"  # the second-to-last block's output (the authors' block 8 of 9)
+        out_stream = stream if s == 1 else b.group(f"res{s}", point, relu=False)
+        for i, block in enumerate(stage):
+            p = f"layer{s}.{i}"
+            inner = b.group(p, f"{p}.bn1", relu=True)
+            b.conv(f"{p}.conv1", inner, stream)
+            b.bn(f"{p}.bn1", inner)
+            b.conv(f"{p}.conv2", out_stream, inner)
+            b.bn(f"{p}.bn2", out_stream)
+            if len(block.shortcut) > 0:
+                b.conv(f"{p}.shortcut.0", out_stream, stream)
+                b.bn(f"{p}.shortcut.1", out_stream)
+            elif stream != out_stream:
+                raise RuntimeError(f"{p} changes the residual stream without a projection shortcut")
+            stream = out_stream
+    b.linear("fc", None, stream)
+    return b.build()

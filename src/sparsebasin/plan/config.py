@@ -12,9 +12,12 @@ as ``config error: ...`` and exits 1):
    tightenings: an integer is an ``int`` (JSON Schema counts ``2.0`` as one,
    and the step CLIs would reject it in every job's log, naming a flag, not the
    key), and defaults are filled in;
-4. what a schema cannot say: sparsity labels (the ``S{s}`` directory names)
-   must name their sparsity exactly and not collide, and the IMP schedule a
-   cell asks for must stay within ``pruning.schedule.MAX_ROUNDS`` rounds.
+4. what a schema cannot say: the dataset and model must be ones the registry
+   knows (each module describes itself: ``sparsebasin.registry``), with the
+   widths and model arguments their cards allow; sparsity labels (the
+   ``S{s}`` directory names) must name their sparsity exactly and not collide,
+   and the IMP schedule a cell asks for must stay within
+   ``pruning.schedule.MAX_ROUNDS`` rounds.
 
 Torch-free: the workflow imports it at parse time.
 """
@@ -190,6 +193,31 @@ def check_sparsity_labels(config: dict) -> None:
                 seen[label] = (where, s)
 
 
+def check_names(config: dict) -> None:
+    """Datasets and models the registry knows, with the widths and model arguments their cards allow."""
+    from .. import registry
+
+    datasets, archs = registry.datasets(), registry.architectures()
+    for exp, e in config["experiments"].items():
+        for i, cell in enumerate(e["cells"]):
+            where = f"experiments.{exp}.cells[{i}]"
+            if cell["dataset"] not in datasets:
+                raise ConfigError(f"{where}.dataset = {cell['dataset']!r}: not a known dataset; choose one of "
+                                  f"{', '.join(datasets)}")
+            if cell["model"] not in archs:
+                raise ConfigError(f"{where}.model = {cell['model']!r}: not a known model; choose one of "
+                                  f"{', '.join(archs)}")
+            card = archs[cell["model"]]
+            if card["widths"] is not None and any(w not in card["widths"] for w in cell["widths"]):
+                raise ConfigError(f"{where}.widths = {cell['widths']}: {card['name']} supports width "
+                                  f"{', '.join(map(str, card['widths']))} only; set widths: {list(card['widths'])}")
+            extra = sorted(set(cell.get("model_args", {})) - set(card["model_args"]))
+            if extra:
+                allowed = ", ".join(card["model_args"])
+                raise ConfigError(f"{where}.model_args.{extra[0]}: {card['name']} takes no such argument"
+                                  + (f" (it takes {allowed})" if allowed else "; remove model_args"))
+
+
 def check_imp_rounds(config: dict) -> None:
     """The chained IMP schedule of each cell stays within MAX_ROUNDS rounds."""
     from ..errors import UserError
@@ -211,6 +239,7 @@ def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os
     check_yaml_files(files)
     check_finite(config)
     validate_schema(config, schema_path)
+    check_names(config)
     check_sparsity_labels(config)
     check_imp_rounds(config)
     return config

@@ -12,7 +12,9 @@ import argparse
 import math
 import re
 
-DATASETS = ("mnist1d", "cifar10", "cifar100", "svhn", "imagenet")
+from .. import registry
+
+DATASETS = registry.dataset_names()  # the dataset modules' cards (torch-free)
 
 
 # ----------------------------------------------------------------- types --
@@ -97,11 +99,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
-    from ..models import MODEL_NAMES
-
     g = p.add_argument_group("model" if required else
                              "model (for runs without --init; runs with an init take it from the checkpoint)")
-    g.add_argument("--model", required=required, default=None, choices=MODEL_NAMES)
+    g.add_argument("--model", required=required, default=None, choices=registry.model_names())
     g.add_argument("--width", type=POSITIVE_INT, default=1, help="width multiplier")
     g.add_argument("--depth", type=POSITIVE_INT, default=None, help="MLP hidden layers (default 2)")
     g.add_argument("--hidden", type=POSITIVE_INT, default=None, help="MLP units per hidden layer at width 1 (default 128)")

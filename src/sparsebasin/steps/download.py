@@ -9,17 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from .. import data
+from .. import data, registry
 from ..errors import UserError
 from .common import DATASETS, StepPaths
-
-# dataset -> (torchvision class name, keyword arguments for the train split, for the test split)
-_TORCHVISION = {
-    "cifar10": ("CIFAR10", {"train": True}, {"train": False}),
-    "cifar100": ("CIFAR100", {"train": True}, {"train": False}),
-    "svhn": ("SVHN", {"split": "train"}, {"split": "test"}),
-}
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, choices=DATASETS)
@@ -27,19 +19,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def fetch(name: str, root: str) -> str:
-    """Download ``name`` into ``root``; returns the one-line check of the result."""
-    if name == "imagenet":
-        raise UserError(
-            f"ImageNet cannot be downloaded automatically; place the ImageFolder tree at {root}/imagenet/train/<class>/* "
-            f"and {root}/imagenet/val/<class>/*, then run `python -m sparsebasin prepare --dataset imagenet --data-dir {root}`"
-        )
-    if name == "mnist1d":
-        return data.check_on_disk("mnist1d", root) + " (generated offline, nothing downloaded)"
+    """Download ``name`` into ``root`` as its card says; returns the one-line check of the result."""
+    card = registry.dataset(name)
+    if card["obtain"] == "manual":
+        how = registry.module(card).manual_instructions(root)
+        raise UserError(f"{card['label']} cannot be downloaded automatically; {how}, then run "
+                        f"`python -m sparsebasin prepare --dataset {name} --data-dir {root}`")
+    if card["obtain"] == "generate":
+        return data.check_on_disk(name, root) + " (generated offline, nothing downloaded)"
     from torchvision import datasets
 
-    cls_name, train_kw, test_kw = _TORCHVISION[name]
-    cls = getattr(datasets, cls_name)
-    for kw in (train_kw, test_kw):
+    how = card["download"]
+    cls = getattr(datasets, how["torchvision"])
+    for kw in (how["train"], how["test"]):
         try:
             cls(root, download=True, **kw)
         except Exception as exc:  # URLError, md5 mismatch (RuntimeError), disk full

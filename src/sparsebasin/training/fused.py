@@ -32,7 +32,8 @@ each run. Two engines compute the gradients:
   bit (batched and single matmuls agree exactly); the grouped engine's
   grouped convolutions and strided matmuls agree up to rounding.
 
-Supported: MLP, VGG11, ResNet20 (BatchNorm included: running statistics are
+Supported: every architecture whose card says ``fused`` (MLP, VGG11, ResNet20;
+BatchNorm included: running statistics are
 per run, and ``num_batches_tracked`` is kept per run). ResNet50 is refused
 (it does not need fusing).
 
@@ -63,11 +64,11 @@ from torch import nn
 from .. import checkpoints
 from .. import device as devices
 from ..errors import UserError
-from ..models import MLP, model_spec
+from .. import registry
+from ..models import arch_of, model_spec
 from .config import TrainConfig
 from .session import Member, train_runs
 
-SUPPORTED_MODELS = ("mlp", "vgg11", "resnet20")
 ENGINES = ("auto", "grouped", "mlp")
 SCRATCH_NAME = ".fused.resume.pt"
 GroupMember = Member  # the name fused callers know
@@ -120,7 +121,7 @@ def _stacked_module(m: nn.Module, runs: int) -> nn.Module | None:
     if own:
         raise UserError(
             f"fused training cannot stack a {type(m).__name__} (it holds {own[0][0]!r}); it supports models built "
-            f"from Conv2d, BatchNorm2d and Linear layers ({', '.join(SUPPORTED_MODELS)}); train this model with "
+            f"from Conv2d, BatchNorm2d and Linear layers ({', '.join(fusable())}); train this model with "
             "separate `train`/`sparse` runs"
         )
     return None
@@ -401,12 +402,18 @@ class MLPEngine:
         return self._forward(x)[-1]
 
 
+def fusable() -> list[str]:
+    """The architectures whose cards say fused training works."""
+    return [n for n, c in registry.architectures().items() if c["fused"]]
+
+
 def choose_engine(engine: str, template: nn.Module, device: torch.device) -> str:
     if engine not in ENGINES:
         raise UserError(f"unknown --engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    cpu_engine = arch_of(template)["fused_engine_cpu"]
     if engine == "auto":
-        return "mlp" if isinstance(template, MLP) and device.type == "cpu" else "grouped"
-    if engine == "mlp" and not isinstance(template, MLP):
+        return cpu_engine if device.type == "cpu" else "grouped"
+    if engine == "mlp" and cpu_engine != "mlp":
         raise UserError(f"--engine mlp is for the MLP only (the model is {type(template).__name__}); use auto or grouped")
     return engine
 
@@ -588,8 +595,8 @@ def fit_fused(
     if not members:
         raise UserError("fused training needs at least one run")
     model_cfg = model_spec(model_cfg)
-    if model_cfg["name"] not in SUPPORTED_MODELS:
-        raise UserError(f"fused training supports {', '.join(SUPPORTED_MODELS)}; {model_cfg['name']} runs are "
+    if not registry.architecture(model_cfg["name"])["fused"]:
+        raise UserError(f"fused training supports {', '.join(fusable())}; {model_cfg['name']} runs are "
                         "trained separately (`train` / `sparse`)")
     template = members[0].model
     ref = {k: tuple(v.shape) for k, v in template.state_dict().items()}
