@@ -1,6 +1,6 @@
 """Compare two results trees: are the numbers of every run identical?
 
-    python benchmarks/compare_results.py RESULTS_A RESULTS_B [--atol 0]
+    python benchmarks/compare_results.py RESULTS_A RESULTS_B [--atol 0] [--by-content]
 
 For every ``.pt`` both trees hold: every tensor (the provenance ignored) is
 ``torch.equal`` (or within ``--atol``); for every ``result.json``, ensemble,
@@ -10,6 +10,13 @@ every numeric cell equal, timing columns ignored. Logs, benchmarks, figures
 and the Markdown files are skipped (they hold times and paths). Prints one
 line per difference, a summary, and exits 1 if anything differs or a file
 is in one tree only. Used to show that a refactoring changes no result.
+
+``--by-content`` compares trees whose run directories are laid out
+differently (a new results grammar): every file inside a run directory
+(``runs/...`` or an experiment's ``.../seed{s}/...``) is reduced to a digest
+of its numbers, and the two trees must hold the same multiset of
+(file name, digest); the experiment-level files (tidy tables, paper tables,
+ensembles) are still compared path by path.
 """
 
 from __future__ import annotations
@@ -116,14 +123,57 @@ def compare_csv(a: Path, b: Path, atol: float) -> list[str]:
     return out
 
 
+def _is_run_file(rel: str) -> bool:
+    parts = rel.split("/")
+    return parts[0] == "runs" or any(p.startswith("seed") and p[4:].isdigit() for p in parts)
+
+
+def digest(path: Path) -> str:
+    """A digest of a file's numbers (tensors of a .pt; numbers of a JSON or CSV, timings and paths left out)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    if path.suffix == ".pt":
+        for k, t in sorted(tensors(safe_torch_load(path, path, "file"))):
+            h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif path.suffix == ".json":
+        h.update(repr(sorted(numbers(json.loads(path.read_text())))).encode())
+    else:
+        for row in csv.DictReader(path.read_text().splitlines()):
+            for col in sorted(set(row) - SKIP_KEYS):
+                try:
+                    h.update(f"{col}={float(row[col])!r};".encode())
+                except (TypeError, ValueError):
+                    pass
+    return h.hexdigest()
+
+
+def compare_by_content(fa: dict, fb: dict) -> tuple[list[str], dict]:
+    from collections import Counter
+
+    runs_a = Counter((Path(k).name, digest(p)) for k, p in fa.items() if _is_run_file(k))
+    runs_b = Counter((Path(k).name, digest(p)) for k, p in fb.items() if _is_run_file(k))
+    problems = [f"run file {name} (digest {d[:12]}) x{n} only in A" for (name, d), n in (runs_a - runs_b).items()]
+    problems += [f"run file {name} (digest {d[:12]}) x{n} only in B" for (name, d), n in (runs_b - runs_a).items()]
+    return problems, {"run files": sum(runs_a.values())}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0: bit-identical)")
+    p.add_argument("--by-content", action="store_true", help="run directories laid out differently: compare contents")
     args = p.parse_args(argv)
     fa, fb = files(args.a), files(args.b)
-    problems = [f"only in {args.a}: {k}" for k in sorted(set(fa) - set(fb))]
+    problems = []
+    if args.by_content:
+        problems, counts = compare_by_content(fa, fb)
+        print(f"compared {counts['run files']} run files by content")
+        fa = {k: v for k, v in fa.items() if not _is_run_file(k)}
+        fb = {k: v for k, v in fb.items() if not _is_run_file(k)}
+    problems += [f"only in {args.a}: {k}" for k in sorted(set(fa) - set(fb))]
     problems += [f"only in {args.b}: {k}" for k in sorted(set(fb) - set(fa))]
     counts = {".pt": 0, ".json": 0, ".csv": 0}
     for rel in sorted(set(fa) & set(fb)):

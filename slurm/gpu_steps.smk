@@ -16,7 +16,7 @@
 # `gpu` (the workflow declares gpu=1 on its training, matching and
 # interpolation rules when the config says device: cuda). Snakemake's own
 # set-resources matches exact rule names only, and some GPU rules are made per
-# experiment cell (prune_<experiment>_<i>), so a profile cannot list them.
+# target set (prune_<i>) or fused group, so a profile cannot list them.
 # With device: cpu no rule asks for a GPU and the block has no effect (the
 # SLURM plugin would otherwise request a GPU for any job with a gpu_model).
 # Resources set for a rule by its own name in set-resources take precedence.

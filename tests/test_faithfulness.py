@@ -80,8 +80,19 @@ def test_authors_code_stream_points_match_res3_at_layer3_1():
     assert {g: p for g, p in authors.match_points.items() if g != "res3"} == \
         {g: p for g, p in default.match_points.items() if g != "res3"}
     assert authors.axes == default.axes  # only where units are read moves, never what a group permutes
-    with pytest.raises(Exception, match="resnet20 only"):
+    with pytest.raises(Exception, match="not defined for vgg11"):
         permutation_spec(build_model({"name": "vgg11", "width": 1}, 10, 3), stream_points="authors_code")
+
+
+def test_config_refuses_stream_points_the_architecture_does_not_define():
+    from workflow_plan import plan_of
+
+    from sparsebasin.plan.config import ConfigError
+
+    config = yaml.safe_load(open(Path(__file__).resolve().parents[1] / "config.yaml"))
+    config["experiments"]["mnist1d"]["cells"][0]["match"]["stream_points"] = "authors_code"
+    with pytest.raises(ConfigError, match=r"cells\[0\]\.match\.stream_points = 'authors_code': mlp defines stage_output only"):
+        plan_of(config)
 
 
 def test_repair_block_corrects_at_block_outputs_after_a_bn_reset():

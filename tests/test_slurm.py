@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake_output import job_stats
+from workflow_plan import find
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster.slurm_fixture import (  # noqa: E402
@@ -135,7 +136,7 @@ def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env, data_dir):
         assert info.get("TresPerJob", "(null)") == "(null)", ("no GPU with device=cpu", j, info.get("TresPerJob"))
         rules_seen.setdefault(_rule(info), []).append(j["slurm_id"])
         assert Path(j["log"]).is_file(), f"no SLURM log for job {j['slurm_id']}"
-    for prefix in ("dense", "prune", "match", "permute_mask", "sparse", "collect", "summary"):
+    for prefix in ("dense", "prune", "match", "permute", "sparse", "collect", "summary"):
         assert any(r.startswith(prefix) for r in rules_seen), f"no SLURM job for {prefix}*: {sorted(rules_seen)}"
     # localrules (all, prepare) ran inside Snakemake, not as SLURM jobs;
     # every other job of the DAG was a SLURM job
@@ -145,12 +146,11 @@ def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env, data_dir):
     assert {r: len(v) for r, v in rules_seen.items()} == remote, (planned, sorted(rules_seen))
 
     # --- the outputs: three sparse branches, summary --------------------------
-    results = work / "results" / "slurmtest"
-    branches = sorted(results.glob("mnist1d-mlp-w1/seed0/sparse/S0.5/k0/*/result.json"))
-    assert {p.parent.name for p in branches} == {"lth", "naive", "permuted"}
-    for p in branches:
-        assert 0.0 <= json.loads(p.read_text())["test_acc"] <= 1.0
-    assert (results / "summary.md").is_file()
+    tiny = TINY | {"data_dir": str(data_dir)}
+    for branch in ("lth", "naive", "permuted"):
+        result = work / find("sparse", tiny, branch=branch) / "result.json"
+        assert 0.0 <= json.loads(result.read_text())["test_acc"] <= 1.0
+    assert (work / "results" / "slurmtest" / "summary.md").is_file()
 
     record("e2e_seconds", round(seconds, 1))
     record("e2e_slurm_jobs", len(ids))
@@ -168,7 +168,7 @@ def test_gpu_step_gets_a_gpu_of_the_model_and_is_retried(local_slurm, tmp_path, 
     with the runtime grown by the attempt."""
     cluster = local_slurm
     work, env, cmd = _prepare(cluster, tmp_path, cli_env, data_dir, device="cuda")
-    target = "results/slurmtest/mnist1d-mlp-w1/seed0/dense/A/final.pt"
+    target = find("dense", TINY | {"data_dir": str(data_dir), "device": "cuda"}, net="A") + "/final.pt"
     proc, log, seconds = _run(cmd + ["--retries", "1", target], work, env, tmp_path, "snakemake-gpu")
     assert proc.returncode != 0, "a CUDA job cannot succeed on this machine"
 
@@ -184,7 +184,7 @@ def test_gpu_step_gets_a_gpu_of_the_model_and_is_retried(local_slurm, tmp_path, 
     assert "Trying to restart job" in log
     first, second = (_minutes(i["TimeLimit"]) for i in dense)
     assert second > first, ("runtime must grow with the attempt", first, second)
-    logs = list((work / "results" / "slurmtest" / "logs").rglob("*.log"))
+    logs = list((work / "results" / "logs").rglob("*.log"))
     assert any("CUDA is not available" in p.read_text(errors="replace") for p in logs), (
         "the dense step should have run with --device cuda and stopped on the missing CUDA", logs)
     record("gpu_retry_seconds", round(seconds, 1))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake_output import job_stats
+from workflow_plan import families, find, plan_of
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -56,20 +57,37 @@ def _imp_lineage(targets, rate, target):
     return lineage(sched, branch.round)
 
 
+def _settings(c, *names):
+    import json
+
+    return json.dumps([c.get(n) for n in names], sort_keys=True, default=str)
+
+
 def expected_jobs(config: dict) -> dict[str, int]:
-    """Jobs per rule for a whole config, from the study definitions (docs/workflow.md)."""
+    """Jobs per rule family for a whole config, from the study definitions (docs/workflow.md).
+
+    Each job is an identity built from what determines it (dataset, model, width, seed, the settings
+    of its stage); experiments that ask for the same identity share one job. The counts are the sizes
+    of those sets, computed here without the library's plan.
+    """
     counts: dict[str, int] = {}
+    jobs: dict[str, set] = {}
     fused = bool(config.get("fused", False))
 
     def add(rule, n):
         if n:
             counts[rule] = counts.get(rule, 0) + n
 
+    def job(kind, *identity):
+        jobs.setdefault(kind, set()).add(identity)
+
+    prune_targets: dict[tuple, set] = {}
     datasets = set()
     for exp, e in config["experiments"].items():
         flags = {"sweep": False, "lmc": False, "imp_barrier": False, "plane": False, "diversity": False,
                  "early_matching": False, "matches": False}
         sparsities, top5 = set(), "test_top5" in e.get("metrics", ["test_acc"])
+        imp_requests = []
         for i, c in enumerate(e["cells"]):
             datasets.add(c["dataset"])
             T = c["dense"]["epochs"]
@@ -96,72 +114,74 @@ def expected_jobs(config: dict) -> dict[str, int]:
             for sec in (imp, plane, div):
                 if sec:
                     targets.add(sec["sparsity"])
+            base = (c["dataset"], c["model"], _settings(c, "model_args", "train_subset", "dense"))
+            prune_id = base + (_settings(c, "prune"),)
+            match_id = base + (_settings(c, "match"),)
+            sparse_id = prune_id + (_settings(c, "match", "sparse"),)
 
             need_b = cover(sweep) | cover(lmc) | cover(plane) | cover(div) | cover(early)
             need_a = need_b | cover(imp)
-            if fused:
-                for w in sorted({w for w, _ in need_a}):
-                    add(f"dense_fused_{exp}_{i}_w{w}", 1)
-            else:
-                add("dense", len(need_a) + len(need_b))
-            add(f"prune_{exp}_{i}", len(cover(sweep) | cover(imp) | cover(plane) | cover(div) | cover(early)))
+            for w, s in need_a:
+                job("dense", base, w, s, "A")
+            for w, s in need_b:
+                job("dense", base, w, s, "B")
+            for w, s in cover(sweep) | cover(imp) | cover(plane) | cover(div) | cover(early):
+                prune_targets.setdefault((prune_id, w, s), set()).update(targets)
 
             matched = cover(sweep) | cover(lmc) | cover(plane)
-            permuted_masks, runs = set(), set()
+            runs = set()
             for w, s in cover(sweep):
                 for S in sweep["sparsities"]:
-                    permuted_masks.add((w, s, _fmt(S)))
+                    job("permute", sparse_id, w, s, _fmt(S))
                     for k in sweep["rewind"]:
-                        runs.update((w, s, _fmt(S), k, b) for b in BRANCHES)
+                        runs.update((w, s, _fmt(S), k, b, None) for b in BRANCHES)
             for w, s in cover(plane):
-                permuted_masks.add((w, s, _fmt(plane["sparsity"])))
-                runs.update((w, s, _fmt(plane["sparsity"]), plane["k"], b) for b in ("lth", "permuted"))
+                job("permute", sparse_id, w, s, _fmt(plane["sparsity"]))
+                runs.update((w, s, _fmt(plane["sparsity"]), plane["k"], b, None) for b in ("lth", "permuted"))
             if div:
                 members = div["seeds"] if "seeds" in div else seeds
-                anchor, others = members[0], len(members) - 1
+                anchor = members[0]
                 for w in div.get("widths", widths):
                     matched.add((w, anchor))
-                    permuted_masks.add((w, anchor, _fmt(div["sparsity"])))
-                    runs.update((w, anchor, _fmt(div["sparsity"]), div["k"], b) for b in BRANCHES)
-                    add("match_cross", others)
-                    add("permute_mask_cross", others)
-                    if not fused:
-                        add("sparse_cross", 2 * others)
-                        add("sparse_dataorder", others)
+                    job("permute", sparse_id, w, anchor, _fmt(div["sparsity"]))
+                    runs.update((w, anchor, _fmt(div["sparsity"]), div["k"], b, None) for b in BRANCHES)
+                    for j in members[1:]:
+                        job("match", match_id, w, anchor, ("cross", j))
+                        job("permute", sparse_id, w, anchor, _fmt(div["sparsity"]), ("cross", j))
+                        runs.update((w, anchor, _fmt(div["sparsity"]), div["k"], b, ("cross", j))
+                                    for b in ("naive", "permuted"))
+                        runs.add((w, anchor, _fmt(div["sparsity"]), div["k"], "lth", ("dataorder", j)))
                     add("ensemble", len(GROUPS))
             if early:
                 early_epochs = [x for x in early["epochs"] if x < T]
                 for w, s in cover(early):
-                    add("match_early", len(early_epochs))
-                    add("permute_mask_early", len(early_epochs) * len(early["sparsities"]))
-                    if not fused:
-                        add("sparse_early", len(early_epochs) * len(early["sparsities"]))
+                    for x in early_epochs:
+                        job("match", match_id, w, s, ("early", x))
                     for S in early["sparsities"]:
-                        runs.update((w, s, _fmt(S), early["k"], b) for b in ("lth", "naive"))
+                        runs.update((w, s, _fmt(S), early["k"], b, None) for b in ("lth", "naive"))
+                        for x in early_epochs:
+                            job("permute", sparse_id, w, s, _fmt(S), ("early", x))
+                            runs.add((w, s, _fmt(S), early["k"], "permuted", ("early", x)))
                         if T in early["epochs"]:
                             matched.add((w, s))
-                            permuted_masks.add((w, s, _fmt(S)))
-                            runs.add((w, s, _fmt(S), early["k"], "permuted"))
-            add("match", len(matched))
+                            job("permute", sparse_id, w, s, _fmt(S))
+                            runs.add((w, s, _fmt(S), early["k"], "permuted", None))
+            for w, s in matched:
+                job("match", match_id, w, s)
             if matched and (sweep or lmc or plane or div or (early and T in early["epochs"])):
                 flags["matches"] = True
-            add("permute_mask", len(permuted_masks))
-            if fused:
-                # one job per width and rewind point, for every sparse-like run there
-                groups = {(w, k) for w, s, S, k, b in runs}
-                if div:
-                    groups.update((w, div["k"]) for w in div.get("widths", widths))
-                if early:
-                    groups.update((w, early["k"]) for w, s in cover(early))
-                for w, k in sorted(groups):
-                    add(f"sparse_fused_{exp}_{i}_w{w}_k{k}", 1)
-            else:
-                add("sparse", len(runs))
-            add("lmc", len(cover(lmc)))
-            add("plane", len(cover(plane)))
+            for run in runs:
+                job("sparse", sparse_id, *run)
+                job("sparse_group", sparse_id, run[0], run[3])
+            for w, s in cover(lmc):
+                job("lmc", match_id, w, s, _settings(lmc, "alphas", "modes"))
+            for w, s in cover(plane):
+                job("plane", sparse_id, w, s, _settings(plane, "grid", "sparsity", "k"))
             if imp:
-                rate = c["prune"].get("rate", 0.2)
-                add("imp_barrier", len(cover(imp)) * len(_imp_lineage(sorted(targets), rate, imp["sparsity"])))
+                for w, s in cover(imp):
+                    imp_requests.append((prune_id, w, s, imp, c["prune"].get("rate", 0.2)))
+        for prune_key, w, s, imp, rate in imp_requests:
+            job("imp_requests", prune_key, w, s, imp["sparsity"], _settings(imp, "alphas", "modes"), rate)
 
         # runs, matches, lmc curves + barriers, IMP-round curves, plane, ensembles, early
         tidy = 1 + flags["matches"] + 2 * flags["lmc"] + flags["imp_barrier"] + flags["plane"] \
@@ -179,6 +199,19 @@ def expected_jobs(config: dict) -> dict[str, int]:
             add(rule, int(flags[name]))
         for name, rule in (("lmc", "table_lmc"), ("diversity", "table_diversity"), ("early_matching", "table_early_matching")):
             add(rule, int(flags[name]))
+    # IMP-round barriers: the rounds on the way to the target in the chain the prune directory runs
+    # (the union of every experiment's targets for it)
+    for prune_key, w, s, target, _, rate in jobs.get("imp_requests", set()):
+        add("imp_barrier", len(_imp_lineage(sorted(prune_targets[(prune_key, w, s)]), rate, target)))
+    if fused:
+        add("dense_fused", len({(b, w) for b, w, s, net in jobs.get("dense", set())}))
+        add("sparse_fused", len(jobs.get("sparse_group", set())))
+    else:
+        add("dense", len(jobs.get("dense", set())))
+        add("sparse", len(jobs.get("sparse", set())))
+    add("prune", len(prune_targets))
+    for kind in ("match", "permute", "lmc", "plane"):
+        add(kind, len(jobs.get(kind, set())))
     add("prepare", len(datasets))
     add("download", len(datasets & set(DOWNLOADABLE)))
     add("all", 1)
@@ -200,7 +233,7 @@ def test_lint_is_clean(tmp_path, fused):
 def test_default_config_job_counts(tmp_path, fused):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["fused"] = fused
-    assert dry_run(tmp_path, "--config", f"fused={fused}") == expected_jobs(config)
+    assert families(dry_run(tmp_path, "--config", f"fused={fused}")) == expected_jobs(config)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -210,7 +243,7 @@ def test_paper_config_job_counts(tmp_path, path):
     stats = dry_run(tmp_path, f"--configfile={path}")
     seconds = time.perf_counter() - t0
     print(f"dry run of {path.name}: {sum(stats.values())} jobs in {seconds:.1f} s")
-    assert stats == expected_jobs(config)
+    assert families(stats) == expected_jobs(config)
 
 
 def test_default_is_small_and_complete(tmp_path):
@@ -231,14 +264,14 @@ def test_one_figure_schedules_only_its_ancestors(tmp_path):
     assert stats == {"prepare": 1, "dense": 6, "match": 3, "lmc": 3, "collect": 1, "figure_lmc_width": 1}
     stats = dry_run(tmp_path, "results/mnist1d/figures/lmc_width.pdf", "--config", "fused=True")
     # fused: the dense runs of each width in one job
-    assert stats == {"prepare": 1, "dense_fused_mnist1d_0_w1": 1, "dense_fused_mnist1d_0_w2": 1,
-                     "dense_fused_mnist1d_0_w4": 1, "match": 3, "lmc": 3, "collect": 1, "figure_lmc_width": 1}
+    assert families(stats) == {"prepare": 1, "dense_fused": 3, "match": 3, "lmc": 3, "collect": 1,
+                               "figure_lmc_width": 1}
 
 
 def test_one_sparse_run_schedules_only_its_ancestors(tmp_path):
-    target = "results/mnist1d/mnist1d-mlp-w4/seed1/sparse/S0.95/k4/permuted/result.json"
-    stats = dry_run(tmp_path, target, "--config", "fused=False")
-    assert stats == {"prepare": 1, "dense": 2, "match": 1, "prune_mnist1d_0": 1, "permute_mask": 1, "sparse": 1}
+    run = find("sparse", width=4, seed=1, sparsity=0.95, k=4, branch="permuted", match_epoch=20)
+    stats = dry_run(tmp_path, f"{run}/result.json", "--config", "fused=False")
+    assert stats == {"prepare": 1, "dense": 2, "match": 1, "prune_0": 1, "permute": 1, "sparse": 1}
 
 
 def test_one_width_manifest(tmp_path):
@@ -246,26 +279,28 @@ def test_one_width_manifest(tmp_path):
     assert stats["manifest"] == 1
     assert "figure_lmc_width" not in stats and "summary" not in stats
     # width 1: sweep seeds 0, 1 (2 sparsities x 2 rewind points x 3 branches) and early matching
-    assert stats["sparse"] == 2 * 2 * 2 * 3
-    assert stats["sparse_early"] == 2 and stats["lmc"] == 1
+    assert stats["sparse"] == 2 * 2 * 2 * 3 + 2  # and the two early-matching runs (e5, seeds 0 and 1)
+    assert stats["lmc"] == 1
 
 
 def test_commands_follow_the_contract(tmp_path):
     """Spot-check the step command lines: seeds, rewind checkpoints, epochs T - k, tags."""
-    target = "results/mnist1d/mnist1d-mlp-w4/seed1/sparse/S0.95/k4/naive/result.json"
-    res = snakemake([target, "-n", "-p", "--config", "fused=False"], tmp_path)
+    run = find("sparse", width=4, seed=1, sparsity=0.95, k=4, branch="naive", member=None)
+    res = snakemake([f"{run}/result.json", "-n", "-p", "--config", "fused=False"], tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     train_b = next(line for line in out.splitlines() if "sparsebasin train" in line and "net=B" in line)
     assert "--seed 3 " in train_b  # B of seed 1 -> 2*1+1
     assert "--save-epochs 0,4,5 " in train_b  # rewind points 0, 4 + early-matching epoch 5
     sparse = next(line for line in out.splitlines() if "sparsebasin sparse" in line)
-    assert "--init results/mnist1d/mnist1d-mlp-w4/seed1/dense/B/ckpt/epoch4.pt" in sparse
-    assert "--mask results/mnist1d/mnist1d-mlp-w4/seed1/prune/S0.95/mask.pt" in sparse
+    dense_b = find("dense", width=4, seed=1, net="B")
+    prune = find("prune", width=4, seed=1)
+    assert f"--init {dense_b}/ckpt/epoch4.pt" in sparse
+    assert f"--mask {prune}/S0.95/mask.pt" in sparse
     assert "--epochs 16 " in sparse and "--lr 0.05 " in sparse and "--seed 1001 " in sparse
-    for tag in ("experiment=mnist1d", "dataset=mnist1d", "model=mlp", "width=4", "seed=1", "sparsity=0.95", "k=4",
-                "branch=naive"):
+    for tag in ("dataset=mnist1d", "model=mlp", "width=4", "seed=1", "sparsity=0.95", "k=4", "branch=naive"):
         assert f"--tag {tag}" in sparse, tag
+    assert "experiment=" not in sparse  # a run may serve several experiments: collect adds the experiment
     prune = next(line for line in out.splitlines() if "sparsebasin prune" in line)
     assert "--targets 0.8,0.95 " in prune and "--seed 2 " in prune and "--chain" in prune
 
@@ -276,13 +311,14 @@ def test_cuda_asks_for_gpus(tmp_path):
     default["device"] = "cuda"
     default["fused"] = False
     config.write_text(yaml.safe_dump(default))
-    res = snakemake(["results/mnist1d/mnist1d-mlp-w1/seed0/lmc/curve.csv", "-n", "-p", f"--configfile={config}"], tmp_path)
+    lmc = find("lmc", config, width=1, seed=0)
+    res = snakemake([f"{lmc}/curve.csv", "-n", "-p", f"--configfile={config}"], tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     blocks = out.split("\nrule ")
     for block in blocks[1:]:
         name = block.split(":", 1)[0]
-        if name in ("dense", "match", "lmc"):
+        if name in ("dense", "match", "lmc"):  # (the config file above is cuda, the lmc's path is the same)
             assert "gpu=1" in block and "gpu_slot.sh python -m sparsebasin" in block, block
         if name == "prepare":
             assert "gpu=" not in block
@@ -300,14 +336,18 @@ def test_every_rule_declares_log_benchmark_threads_resources():
 
 def test_training_resources_grow_with_attempt(tmp_path):
     """A retried job gets more runtime: the resources printed for attempt 1 are the base."""
-    res = snakemake(["results/mnist1d/mnist1d-mlp-w4/seed0/dense/A/final.pt", "-n", "--config", "fused=False"], tmp_path)
+    dense = find("dense", width=4, seed=0, net="A")
+    res = snakemake([f"{dense}/final.pt", "-n", "--config", "fused=False"], tmp_path)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     block = out.split("\nrule dense:")[1]
     runtime = int(re.search(r"runtime=(\d+)", block).group(1))
     assert runtime >= 5
-    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    assert re.search(r"def train_minutes\(.*attempt", common) and "* attempt))" in common
+    from sparsebasin.plan import resources
+
+    first, second = (resources.train_minutes("mlp", "mnist1d", 4, 10, a, "cpu", 1.0) for a in (1, 2))
+    assert first == runtime and 2 * first - 1 <= second <= 2 * first
+    assert resources.train_mem("mlp", "mnist1d", 4, 2) > resources.train_mem("mlp", "mnist1d", 4, 1)
 
 
 # --------------------------------------------------------------------------- fused mode

@@ -19,7 +19,9 @@ the dataset's flattened input, or "image"), ``widths`` (allowed widths, or
 None for any), ``model_args`` (extra config keys the builder takes, with
 their defaults), ``never_prune`` (glob patterns of weights the default
 prunable set leaves dense), ``fused`` (channel-stacked fused training works),
-``fused_engine_cpu`` ("grouped" or "mlp"), ``cost`` (``epoch_minutes`` at width
+``fused_engine_cpu`` ("grouped" or "mlp"), ``stream_points`` (the
+``match.stream_points`` its ``permutation_spec`` knows; default
+``["stage_output"]``), ``cost`` (``epoch_minutes`` at width
 1 on one GPU for a CIFAR-sized epoch, ``cpu_slowdown``, ``width_exponent``,
 ``gflops_per_image`` at width 1). Dataset card keys: ``name``, ``label``,
 ``num_classes``, ``in_channels``, ``input_shape``, ``mean``, ``std``,
@@ -37,6 +39,8 @@ import os
 from pathlib import Path
 
 PLUGINS_ENV = "SPARSEBASIN_PLUGINS"
+# card keys an architecture may leave out: where matching may cut its residual stream
+ARCH_DEFAULTS = {"stream_points": ["stage_output"]}
 _HERE = Path(__file__).resolve().parent
 
 
@@ -75,7 +79,7 @@ def _cards(kind: str, env: str) -> dict[str, dict]:
             name = card["name"]
             if name in found:
                 raise ImportError(f"{kind} {name!r} is described twice ({found[name]['module']} and {module})")
-            found[name] = {**card, "module": module}
+            found[name] = {**(ARCH_DEFAULTS if kind == "arch" else {}), **card, "module": module}
     return found
 
 

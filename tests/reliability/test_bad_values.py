@@ -14,7 +14,7 @@ import importlib
 
 import pytest
 import torch
-from relutil import diff_snapshots, error_lines, snapshot
+from relutil import REPO, diff_snapshots, error_lines, snapshot
 
 from sparsebasin import cli
 from sparsebasin.steps.common import Number, NumberList, device_arg
@@ -101,6 +101,7 @@ class Templates:
             "table": ["table", "--kind", "early_matching", "--table", str(runs), "--k", "2",
                       "--out-csv", str(tmp / "t.csv"), "--out-md", str(tmp / "t.md")],
             "summary": ["summary", "--runs", str(runs), "--gap-floor", "0.1", "--out", str(tmp / "s.md")],
+            "plan": ["plan", "--configfile", str(REPO / "config.yaml"), "--kind", "sparse", "--where", "width=4"],
         }
 
     def with_value(self, step: str, option: str, value: str) -> list[str]:

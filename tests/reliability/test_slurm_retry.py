@@ -24,6 +24,7 @@ from relutil import REPO, check_tree, small_mnist1d
 
 sys.path.insert(0, str(REPO / "tests"))
 from cluster import slurm_fixture as sf  # noqa: E402
+from workflow_plan import find  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -48,7 +49,7 @@ CONFIG = {
         }
     },
 }
-RUN = "results/slurmretry/mnist1d-mlp-w1/seed0/dense/A"
+RUN = find("dense", CONFIG, net="A")
 
 
 def _minutes(limit: str) -> int:
@@ -102,7 +103,7 @@ def test_cancelled_job_is_retried_with_more_runtime_and_completes(local_slurm, t
     assert _minutes(second["TimeLimit"]) > _minutes(first["TimeLimit"]), (first["TimeLimit"], second["TimeLimit"])
     assert "Trying to restart job" in text
 
-    step_log = next((work / "results" / "slurmretry" / "logs").rglob("dense_A.log")).read_text()
+    step_log = (work / "results" / "logs" / RUN.removeprefix("results/") / "train.log").read_text()
     assert "resuming after epoch" in step_log, step_log[-3000:]
     kinds = check_tree(work / RUN)
     assert kinds["final.pt"] == "checkpoint" and kinds["result.json"] == "json"

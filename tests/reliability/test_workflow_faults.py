@@ -29,12 +29,14 @@ import pytest
 import yaml
 from relutil import (REPO, WORKFLOW_CONFIG, check_loads, diff_snapshots, env_with_venv, file_signature, is_tmp,
                      small_mnist1d, snapshot)
+from workflow_plan import find
 
 pytestmark = pytest.mark.slow
 
-SEED_DIR = "results/rel/mnist1d-mlp-w1/seed0"
-TARGETS = [f"{SEED_DIR}/sparse/S0.5/k0/lth/result.json", f"{SEED_DIR}/sparse/S0.5/k0/naive/result.json"]
-FINISHED_BEFORE_KILL = [f"{SEED_DIR}/dense/{net}/{name}" for net in "AB"
+SPARSE = [find("sparse", WORKFLOW_CONFIG, branch=b) for b in ("lth", "naive")]
+TARGETS = [f"{run}/result.json" for run in SPARSE]
+PRUNE = find("prune", WORKFLOW_CONFIG)
+FINISHED_BEFORE_KILL = [f"{find('dense', WORKFLOW_CONFIG, net=net)}/{name}" for net in "AB"
                         for name in ("final.pt", "result.json", "metrics.csv", "predictions.pt")]
 
 
@@ -98,7 +100,7 @@ def interrupted(tmp_path_factory):
     first = subprocess.Popen(snakemake_cmd(work), cwd=work, env=env, stdout=log1, stderr=subprocess.STDOUT)
     state = {"work": work, "env": env}
     try:
-        resume = work / SEED_DIR / "prune" / "rounds" / "round1" / ".resume.pt"
+        resume = work / PRUNE / "rounds" / "round1" / ".resume.pt"
         deadline = time.monotonic() + 600
         while not resume.exists():
             assert first.poll() is None, (work / "first.log").read_text()[-5000:]
@@ -150,7 +152,7 @@ def test_killed_snakemake_rerun_completes_without_redoing_finished_jobs(interrup
     after_kill = interrupted["after_kill"]
     for f in FINISHED_BEFORE_KILL:
         assert f in after_kill, f"{f} should have been finished before the kill"
-    assert not any("/sparse/" in f for f in after_kill), "the kill should land before the sparse jobs"
+    assert not any(f.startswith(run) for f in after_kill for run in SPARSE), "the kill should land before the sparse jobs"
     assert interrupted["resume_files_at_kill"], "the IMP job should have been killed mid-round"
 
     steps = []
@@ -176,7 +178,7 @@ def test_killed_snakemake_rerun_completes_without_redoing_finished_jobs(interrup
     assert any(j.startswith("prune_") for j in jobs) and jobs.count("sparse") == 2, jobs
     for f, sig in interrupted["finished"].items():
         assert file_signature(work / f) == sig, f"{f} was rewritten by the rerun"
-    prune_log = next((work / "results" / "rel" / "logs").rglob("prune*.log")).read_text()
+    prune_log = (work / "results" / "logs" / PRUNE.removeprefix("results/") / "prune.log").read_text()
     assert "imp-round1: resuming after epoch" in prune_log, prune_log[-3000:]
     kinds = check_outputs(work)
     for t in TARGETS:
@@ -196,7 +198,7 @@ def test_plain_rerun_after_a_kill_mid_job_says_rerun_incomplete(tmp_path):
     env = env_with_venv()
     first = subprocess.Popen(snakemake_cmd(work), cwd=work, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.STDOUT, start_new_session=True)
-    marker = work / SEED_DIR / "prune" / "S0.5" / "mask.pt"  # the first target file the IMP job publishes
+    marker = work / PRUNE / "S0.5" / "mask.pt"  # the first target file the IMP job publishes
     deadline = time.monotonic() + 600
     while not marker.exists():
         assert first.poll() is None and time.monotonic() < deadline, "the IMP job never published a target"

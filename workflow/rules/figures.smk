@@ -23,10 +23,11 @@ rule collect:
     conda:
         CONDA_ENV
     shell:
-        "python -m sparsebasin collect --inputs {input:q} --out {output:q} > {log:q} 2>&1"
+        "python -m sparsebasin collect --inputs {input:q} --tag experiment={wildcards.experiment}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
-for _name, (_kind, _metric, _sec, _table) in FIGURES.items():
+for _name, (_kind, _metric, _sec, _table) in reports.FIGURES.items():
 
     rule:
         name:
@@ -48,7 +49,7 @@ for _name, (_kind, _metric, _sec, _table) in FIGURES.items():
             ),
         params:
             kind=_kind,
-            extra=figure_extra(_kind, _metric),
+            extra=lambda wc, _k=_kind, _m=_metric: reports.figure_extra(PLAN, wc.experiment, _k, _m),
         log:
             f"results/{{experiment}}/logs/figure_{_name}.log",
         benchmark:
@@ -64,7 +65,7 @@ for _name, (_kind, _metric, _sec, _table) in FIGURES.items():
             " --out {output.pdf:q} --png {output.png:q} > {log:q} 2>&1"
 
 
-for _kind, (_table, _sec) in TABLES.items():
+for _kind, (_table, _sec) in reports.TABLES.items():
 
     rule:
         name:
@@ -86,7 +87,7 @@ for _kind, (_table, _sec) in TABLES.items():
             ),
         params:
             kind=_kind,
-            extra=table_extra(_kind),
+            extra=lambda wc, _k=_kind: reports.table_extra(PLAN, wc.experiment, _k),
         log:
             f"results/{{experiment}}/logs/table_{_kind}.log",
         benchmark:
@@ -104,11 +105,11 @@ for _kind, (_table, _sec) in TABLES.items():
 
 rule summary:
     input:
-        unpack(summary_inputs),
+        unpack(lambda wc: reports.summary_inputs(PLAN, wc.experiment)),
     output:
         "results/{experiment}/summary.md",
     params:
-        args=summary_args,
+        args=lambda wc, input: reports.summary_args(dict(input.items())),
     log:
         "results/{experiment}/logs/summary.log",
     benchmark:

@@ -1,91 +1,83 @@
-# Loss landscapes:
-#   lmc          (1-a) pi(A) + a B per width and seed (Fig 3)       .../seed{s}/lmc/{curve.csv,barriers.json}
-#   imp_barrier  dense A vs the IMP model of each round (Fig 4a)    .../seed{s}/imp_barrier/round{r}.{csv,json}
-#   plane        plane through A, LTH and pi^-1(permuted) (Fig 4b)  .../seed{s}/plane/S{S}/k{k}/plane.csv
+# Loss landscapes (one rule each):
+#   lmc          (1-a) pi(A) + a B per width and seed (Fig 3)       lmc-{key}/{curve.csv,barriers.json}
+#   imp_barrier  dense A vs the IMP model of each round (Fig 4a)    impb-{key}/round{r}.{csv,json}
+#   plane        plane through A, LTH and pi^-1(permuted) (Fig 4b)  plane-{key}/S{S}/k{k}/plane.csv
 
 
 rule lmc:
     input:
-        data=data_input,
-        a="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/dense/A/final.pt",
-        b="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/dense/B/final.pt",
-        perm="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/match/perm.pt",
+        inputs("lmc"),
     output:
-        curve="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/lmc/curve.csv",
-        barriers="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/lmc/barriers.json",
+        curve="results/{job}/curve.csv",
+        barriers="results/{job}/barriers.json",
+    wildcard_constraints:
+        job=paths.PATTERNS["lmc"],
     params:
         gpu=GPU_WRAP,
-        args=interp_args("lmc"),
-        tags=lambda wc: base_tags(wc, seed=wc.seed),
+        args=args("lmc"),
     log:
-        "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/lmc.log",
+        "results/logs/{job}/lmc.log",
     benchmark:
-        "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/lmc.tsv"
-    threads: cell_threads
+        "results/benchmarks/{job}/lmc.tsv"
+    threads: threads("lmc")
     resources:
-        mem_mb=mem_mb,
-        runtime=runtime(interp_epochs("lmc")),
+        mem_mb=mem_mb("lmc"),
+        runtime=runtime("lmc"),
         **GPU,
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin interpolate --a {input.a:q} --b {input.b:q} --permutation {input.perm:q}"
-        " {params.args} --threads {threads} {params.tags} --out {output.curve:q} --barriers {output.barriers:q} > {log:q} 2>&1"
+        "{params.gpu}python -m sparsebasin interpolate {params.args} --threads {threads}"
+        " --out {output.curve:q} --barriers {output.barriers:q} > {log:q} 2>&1"
 
 
 rule imp_barrier:
     input:
-        data=data_input,
-        a="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/dense/A/final.pt",
-        chain=imp_chain_input,
+        lambda wc: round_job(wc).inputs,
     output:
-        curve="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/imp_barrier/round{round}.csv",
-        barriers="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/imp_barrier/round{round}.json",
+        curve="results/{job}/round{round}.csv",
+        barriers="results/{job}/round{round}.json",
+    wildcard_constraints:
+        job=paths.PATTERNS["imp_barrier"],
     params:
         gpu=GPU_WRAP,
-        b=imp_round_file,
-        args=interp_args("imp_barrier"),
-        tags=imp_tags,
+        args=lambda wc: PLAN.args(round_job(wc)),
     log:
-        "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/imp_barrier_round{round}.log",
+        "results/logs/{job}/round{round}.log",
     benchmark:
-        "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/imp_barrier_round{round}.tsv"
-    threads: cell_threads
+        "results/benchmarks/{job}/round{round}.tsv"
+    threads: lambda wc: PLAN.threads(round_job(wc))
     resources:
-        mem_mb=mem_mb,
-        runtime=runtime(interp_epochs("imp_barrier")),
+        mem_mb=lambda wc, attempt: PLAN.mem_mb(round_job(wc), attempt),
+        runtime=lambda wc, attempt: PLAN.runtime(round_job(wc), attempt),
         **GPU,
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin interpolate --a {input.a:q} --b {params.b:q}"
-        " {params.args} --threads {threads} {params.tags} --out {output.curve:q} --barriers {output.barriers:q} > {log:q} 2>&1"
+        "{params.gpu}python -m sparsebasin interpolate {params.args} --threads {threads}"
+        " --out {output.curve:q} --barriers {output.barriers:q} > {log:q} 2>&1"
 
 
 rule plane:
     input:
-        data=data_input,
-        origin="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/dense/A/final.pt",
-        lth="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/sparse/S{sparsity}/k{k}/lth/final.pt",
-        permuted="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/sparse/S{sparsity}/k{k}/permuted/final.pt",
-        perm="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/match/perm.pt",
+        inputs("plane"),
     output:
-        "results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/plane/S{sparsity}/k{k}/plane.csv",
+        "results/{job}/plane.csv",
+    wildcard_constraints:
+        job=paths.PATTERNS["plane"],
     params:
         gpu=GPU_WRAP,
-        args=plane_args,
-        tags=lambda wc: base_tags(wc, seed=wc.seed, sparsity=wc.sparsity, k=wc.k),
+        args=args("plane"),
     log:
-        "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/plane_S{sparsity}_k{k}.log",
+        "results/logs/{job}/plane.log",
     benchmark:
-        "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/plane_S{sparsity}_k{k}.tsv"
-    threads: cell_threads
+        "results/benchmarks/{job}/plane.tsv"
+    threads: threads("plane")
     resources:
-        mem_mb=mem_mb,
-        runtime=runtime(plane_epochs),
+        mem_mb=mem_mb("plane"),
+        runtime=runtime("plane"),
         **GPU,
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin plane --origin {input.origin:q} --p1 {input.lth:q} --p2 {input.permuted:q}"
-        " --p2-permutation {input.perm:q} --inverse {params.args} --threads {threads} {params.tags} --out {output:q} > {log:q} 2>&1"
+        "{params.gpu}python -m sparsebasin plane {params.args} --threads {threads} --out {output:q} > {log:q} 2>&1"

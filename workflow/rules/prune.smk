@@ -1,59 +1,58 @@
-# Pruning: IMP-FT of the trained A, one chained job per (cell, width, seed)
-# writing every target S{s}/{mask.pt, sparsity.json, model.pt, result.json,
-# predictions.pt}. The target set differs from cell to cell and Snakemake
-# outputs cannot depend on wildcard values, so each cell has its own prune rule,
-# prune_<experiment>_<cell index>. The per-round files (rounds/round{r}.pt,
-# rounds.json) are not declared outputs, so a re-run after a kill resumes from
-# the finished rounds instead of starting over (as in dense.smk); jobs that read
-# a round depend on a target file of the chain.
+# Pruning: IMP-FT of the trained A, one chained job per prune directory writing
+# every target S{s}/{mask.pt, sparsity.json, model.pt, result.json, predictions.pt}
+# (the union of the targets of every study and experiment using it). Snakemake
+# outputs cannot depend on wildcard values, so each distinct target set gets its
+# own rule, prune_<i>, limited to its directories. The per-round files
+# (rounds/round{r}.pt, rounds.json) are not declared outputs, so a re-run after a
+# kill resumes from the finished rounds (as in dense.smk); jobs that read a round
+# depend on a target file of the chain.
 #
-# Then the permuted masks pi(m_A): permute_mask (pi from match) and its
-# early-matching and cross-seed variants.
+# Then the permuted masks pi(m_A): one permute rule for the standard, early and cross masks.
 
-for _cell in CELLS:
+for _i, (_targets, _dirs) in enumerate(PLAN.prune_target_sets().items()):
 
     rule:
         name:
-            f"prune_{_cell['experiment']}_{_cell['index']}"
+            f"prune_{_i}"
         input:
-            data=data_stamp(_cell["dataset"]),
-            a=f"results/{_cell['experiment']}/{_cell['name']}-w{{width}}/seed{{seed}}/dense/A/final.pt",
+            inputs("prune"),
         output:
-            prune_outputs(_cell),
+            [f"results/{{job}}/S{fmt_sparsity(t)}/{f}" for t in _targets for f in PRUNE_TARGET_FILES],
         wildcard_constraints:
-            width="|".join(str(w) for w in _cell["widths"]),
+            job="|".join(re.escape(d[len("results/"):]) for d in _dirs),
         params:
             gpu=GPU_WRAP,
-            args=prune_params(_cell),
-            seed=lambda wc: dense_seed(wc.seed, "A"),
-            tags=prune_tags(_cell),
-            out_dir=lambda wc, input: f"{os.path.dirname(os.path.dirname(os.path.dirname(input.a)))}/prune",
+            args=args("prune"),
+            out_dir=lambda wc: f"results/{wc.job}",
         log:
-            f"results/{_cell['experiment']}/logs/{_cell['name']}-w{{width}}/seed{{seed}}/prune.log",
+            "results/logs/{job}/prune.log",
         benchmark:
-            f"results/{_cell['experiment']}/benchmarks/{_cell['name']}-w{{width}}/seed{{seed}}/prune.tsv"
-        threads: _cell.get("threads", THREADS)
+            "results/benchmarks/{job}/prune.tsv"
+        threads: threads("prune")
         resources:
-            mem_mb=lambda wc, attempt, _c=_cell: train_mem(_c, wc.width, attempt),
-            runtime=lambda wc, attempt, _c=_cell: train_minutes(_c, wc.width, prune_epochs(_c), attempt),
+            mem_mb=mem_mb("prune"),
+            runtime=runtime("prune"),
             **GPU,
         conda:
             CONDA_ENV
         shell:
-            "{params.gpu}python -m sparsebasin prune --checkpoint {input.a:q} {params.args} --threads {threads} --seed {params.seed}"
-            " {params.tags} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+            "{params.gpu}python -m sparsebasin prune {params.args} --threads {threads}"
+            " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
-rule permute_mask:
+rule permute:
     input:
-        mask="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/prune/S{sparsity}/mask.pt",
-        perm="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/match/perm.pt",
+        inputs("permute"),
     output:
-        "results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/prune/S{sparsity}/mask_permuted.pt",
+        "results/{job}/mask_permuted.pt",
+    wildcard_constraints:
+        job=paths.PATTERNS["permute"],
+    params:
+        args=args("permute"),
     log:
-        "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/permute_S{sparsity}.log",
+        "results/logs/{job}/permute.log",
     benchmark:
-        "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/permute_S{sparsity}.tsv"
+        "results/benchmarks/{job}/permute.tsv"
     threads: 1
     resources:
         mem_mb=light_mem,
@@ -61,44 +60,4 @@ rule permute_mask:
     conda:
         CONDA_ENV
     shell:
-        "python -m sparsebasin permute --permutation {input.perm:q} --input {input.mask:q} --out {output:q} > {log:q} 2>&1"
-
-
-rule permute_mask_early:
-    input:
-        mask="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/prune/S{sparsity}/mask.pt",
-        perm="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/early/e{epoch}/match/perm.pt",
-    output:
-        "results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/early/e{epoch}/prune/S{sparsity}/mask_permuted.pt",
-    log:
-        "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/permute_early_e{epoch}_S{sparsity}.log",
-    benchmark:
-        "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/permute_early_e{epoch}_S{sparsity}.tsv"
-    threads: 1
-    resources:
-        mem_mb=light_mem,
-        runtime=light_runtime,
-    conda:
-        CONDA_ENV
-    shell:
-        "python -m sparsebasin permute --permutation {input.perm:q} --input {input.mask:q} --out {output:q} > {log:q} 2>&1"
-
-
-rule permute_mask_cross:
-    input:
-        mask="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/prune/S{sparsity}/mask.pt",
-        perm="results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/cross/B{other}/match/perm.pt",
-    output:
-        "results/{experiment}/{dataset}-{model}-w{width}/seed{seed}/cross/B{other}/prune/S{sparsity}/mask_permuted.pt",
-    log:
-        "results/{experiment}/logs/{dataset}-{model}-w{width}/seed{seed}/permute_cross_B{other}_S{sparsity}.log",
-    benchmark:
-        "results/{experiment}/benchmarks/{dataset}-{model}-w{width}/seed{seed}/permute_cross_B{other}_S{sparsity}.tsv"
-    threads: 1
-    resources:
-        mem_mb=light_mem,
-        runtime=light_runtime,
-    conda:
-        CONDA_ENV
-    shell:
-        "python -m sparsebasin permute --permutation {input.perm:q} --input {input.mask:q} --out {output:q} > {log:q} 2>&1"
+        "python -m sparsebasin permute {params.args} --out {output:q} > {log:q} 2>&1"

@@ -167,11 +167,11 @@ def json_rows(obj, source: str) -> list[dict]:
     return rows
 
 
-def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
+def collect(paths: Iterable[str | Path], tags: dict | None = None) -> pd.DataFrame:
     """One tidy table from result files: JSON files flattened, CSV files concatenated.
 
     A ``source`` column records the file each row came from (for tracing only;
-    analyses group by tags, never by source).
+    analyses group by tags, never by source); ``tags`` are set on every row.
     """
     frames = []
     for p in map(Path, paths):
@@ -192,6 +192,8 @@ def collect(paths: Iterable[str | Path]) -> pd.DataFrame:
         raise UserError("collect got no input files; pass at least one --inputs file")
     frames = [f for f in frames if not f.empty] or frames[:1]
     table = pd.concat(frames, ignore_index=True, sort=False)
+    for k, v in (tags or {}).items():
+        table[k] = v
     first = [c for c in KEY_ORDER if c in table.columns]
     rest = [c for c in table.columns if c not in first and c != "source"]
     return normalise(table[first + rest + ["source"]], "collected table")

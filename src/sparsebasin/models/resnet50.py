@@ -15,7 +15,8 @@ ARCH = {
     "never_prune": ["*.downsample.*"],
     "fused": False,
     "fused_engine_cpu": "grouped",
-    "cost": {"epoch_minutes": 20.0, "cpu_slowdown": 30.0, "width_exponent": 1.5, "gflops_per_image": 4.1},
+    "cost": {"epoch_minutes": 20.0, "cpu_slowdown": 30.0, "width_exponent": 1.5,
+             "width_ref": 2.0, "mem_mb_per_width2": 200, "gflops_per_image": 4.1},
 }
 
 

@@ -211,6 +211,10 @@ def check_names(config: dict) -> None:
             if card["widths"] is not None and any(w not in card["widths"] for w in cell["widths"]):
                 raise ConfigError(f"{where}.widths = {cell['widths']}: {card['name']} supports width "
                                   f"{', '.join(map(str, card['widths']))} only; set widths: {list(card['widths'])}")
+            points = cell.get("match", {}).get("stream_points", "stage_output")
+            if points not in card["stream_points"]:
+                raise ConfigError(f"{where}.match.stream_points = {points!r}: {card['name']} defines "
+                                  f"{', '.join(card['stream_points'])} only")
             extra = sorted(set(cell.get("model_args", {})) - set(card["model_args"]))
             if extra:
                 allowed = ", ".join(card["model_args"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..training.config import FUSED_ENGINES
 from .common import (EPOCH_LIST, add_data_args, add_force_arg, add_model_args, add_optim_args, add_run_args,
                      model_cfg_from_args, optim_overrides, parse_tags, set_threads, StepPaths)
 
@@ -29,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("outputs")
     o.add_argument("--save-epochs", type=EPOCH_LIST, default=[],
                    help="comma-separated epochs to checkpoint in every run (0 = the start)")
-    o.add_argument("--engine", choices=("auto", "grouped", "mlp"), default="auto",
+    o.add_argument("--engine", choices=FUSED_ENGINES, default="auto",
                    help="auto: batched-matmul MLP engine on CPU for the MLP, grouped autograd engine otherwise")
     o.add_argument("--scratch", default=None, metavar="FILE",
                    help="group resume file (default: .fused.resume.pt in the first run's out_dir)")

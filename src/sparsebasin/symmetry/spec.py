@@ -31,9 +31,9 @@ def permutation_spec(model: nn.Module, stream_points: str = "stage_output") -> P
     if stream_points not in STREAM_POINTS:
         raise UserError(f"unknown stream points {stream_points!r}; choose one of {', '.join(STREAM_POINTS)}")
     card = arch_of(model)
-    if stream_points != "stage_output" and card["name"] != "resnet20":
-        raise UserError(f"--stream-points {stream_points} is defined for resnet20 only (the paper's code); "
-                        f"use stage_output for {card['name']}")
+    if stream_points not in card["stream_points"]:
+        raise UserError(f"--stream-points {stream_points} is not defined for {card['name']} "
+                        f"(it knows {', '.join(card['stream_points'])})")
     return registry.module(card).permutation_spec(model, stream_points=stream_points)
 
 

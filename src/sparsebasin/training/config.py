@@ -15,6 +15,7 @@ from ..errors import UserError
 AUGMENT_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("bf16", "fp32")  # the training step's arithmetic on CUDA (device.autocast); CPU is always fp32
 SCHEDULES = ("cosine", "step")
+FUSED_ENGINES = ("auto", "grouped", "mlp")  # training.fused: auto picks the card's engine for the device
 
 
 @dataclass(frozen=True)

@@ -66,10 +66,10 @@ from .. import device as devices
 from ..errors import UserError
 from .. import registry
 from ..models import arch_of, model_spec
+from .config import FUSED_ENGINES as ENGINES
 from .config import TrainConfig
 from .session import Member, train_runs
 
-ENGINES = ("auto", "grouped", "mlp")
 SCRATCH_NAME = ".fused.resume.pt"
 GroupMember = Member  # the name fused callers know
 

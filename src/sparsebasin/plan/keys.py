@@ -1,0 +1,29 @@
+"""Content keys: a run is named by what determines its result, so equal runs get one directory.
+
+A key is 8 hex digits of the sha256 of the canonical JSON of the resolved
+settings (presets expanded: two configs that spell the same hyper-parameters
+differently get the same key). Chance collisions among the few hundred
+settings of a config are negligible (about 1e-5 for 300 keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+def key(material, n: int = 8) -> str:
+    text = json.dumps(material, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def train_settings(section: dict, precision: str, drop: tuple = ()) -> dict:
+    """A config section (preset + overrides) resolved to every TrainConfig value that determines a result."""
+    from ..training.config import resolve_config
+
+    overrides = {k: v for k, v in section.items() if k != "preset"}
+    cfg = resolve_config(section.get("preset", "dense"), **overrides).to_dict()
+    cfg["precision"] = precision
+    for k in ("eval_batch_size", "preset", *drop):
+        cfg.pop(k, None)
+    return cfg

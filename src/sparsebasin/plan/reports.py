@@ -1,0 +1,100 @@
+"""What each experiment reports: its tidy tables, figures, paper tables and summary (torch-free).
+
+One table of facts (``FIGURES``, ``TABLES``) decides, from the studies an
+experiment has, which figures and tables it gets and with which options;
+the workflow generates one rule per figure and table from it.
+"""
+
+from __future__ import annotations
+
+from . import paths
+from .table import Plan, q
+
+# figure name -> (figure kind, --metric or None, study that enables it, tidy table it reads)
+FIGURES = {
+    "accuracy_vs_rewind": ("accuracy_vs_rewind", "test_acc", "sweep", "runs"),
+    "accuracy_vs_rewind_top5": ("accuracy_vs_rewind", "test_top5", "sweep", "runs"),
+    "accuracy_vs_sparsity": ("accuracy_vs_sparsity", "test_acc", "sweep", "runs"),
+    "accuracy_vs_sparsity_top5": ("accuracy_vs_sparsity", "test_top5", "sweep", "runs"),
+    "lmc_width": ("lmc_width", None, "lmc", "lmc_curves"),
+    "imp_barrier": ("imp_barrier", None, "imp_barrier", "imp_curves"),
+    "plane": ("plane", None, "plane", "plane"),
+}
+# table kind -> (tidy table it reads, study that enables it)
+TABLES = {
+    "accuracy": ("runs", "sweep"),
+    "diversity": ("ensembles", "diversity"),
+    "early_matching": ("early", "early_matching"),
+    "lmc": ("lmc_barriers", "lmc"),
+}
+
+
+def figure_names(plan: Plan, exp: str) -> list[str]:
+    metrics = plan.config["experiments"][exp]["metrics"]
+    names = []
+    for name, (kind, metric, study, _) in FIGURES.items():
+        if not plan.has_study(exp, study):
+            continue
+        if metric is not None and metric not in metrics:
+            continue
+        if kind == "accuracy_vs_sparsity" and len(plan.sweep_union(exp, "sparsities")) < 2:
+            continue
+        names.append(name)
+    return names
+
+
+def table_kinds(plan: Plan, exp: str) -> list[str]:
+    return [kind for kind, (_, study) in TABLES.items() if plan.has_study(exp, study)]
+
+
+def experiment_targets(plan: Plan, exp: str) -> list[str]:
+    out = [paths.experiment_file(exp, "summary.md")]
+    for name in figure_names(plan, exp):
+        out += [paths.experiment_file(exp, "figures", f"{name}.{ext}") for ext in ("pdf", "png")]
+    for kind in table_kinds(plan, exp):
+        out += [paths.experiment_file(exp, "tables", f"{kind}.{ext}") for ext in ("csv", "md")]
+    return out
+
+
+def figure_extra(plan: Plan, exp: str, kind: str, metric: str | None) -> str:
+    a = f" --metric {metric}" if metric else ""
+    if kind == "accuracy_vs_sparsity":
+        ks = plan.config["experiments"][exp].get("sparsity_figure_ks") or plan.sweep_union(exp, "rewind")
+        a += f" --ks {','.join(map(str, ks))}"
+    return a
+
+
+def table_extra(plan: Plan, exp: str, kind: str) -> str:
+    if kind == "accuracy":  # every accuracy the experiment reports (Table 10: top-1 and top-5)
+        return f" --metrics {','.join(plan.config['experiments'][exp]['metrics'])}"
+    if kind == "early_matching":
+        k = next(c.section("early_matching")["k"] for c in plan.cells_of(exp) if c.section("early_matching"))
+        return f" --k {k}"
+    return ""
+
+
+def summary_inputs(plan: Plan, exp: str) -> dict[str, str]:
+    d = {"runs": paths.experiment_file(exp, "tidy", "runs.csv")}
+    if plan.tidy[exp]["matches"]:
+        d["matches"] = paths.experiment_file(exp, "tidy", "matches.csv")
+    if plan.has_study(exp, "lmc"):
+        d["barriers"] = paths.experiment_file(exp, "tidy", "lmc_barriers.csv")
+    return d
+
+
+def summary_args(inputs: dict[str, str]) -> str:
+    return " ".join(f"--{key} {q(path)}" for key, path in inputs.items())
+
+
+def index_rows(plan: Plan, exp: str | None = None) -> list[dict]:
+    """Which run directory is which: kind, the experiments and studies using it, and its tags."""
+    rows = []
+    for kind, jobs in plan.jobs.items():
+        for job in jobs.values():
+            users = sorted(job.uses)
+            if exp is not None and not any(e == exp for e, _ in users):
+                continue
+            rows.append({"kind": kind, "experiments": ",".join(sorted({e for e, _ in users})),
+                         "studies": ",".join(sorted({s for _, s in users})), **job.spec.get("tags", {}),
+                         "path": job.path})
+    return rows

@@ -1,0 +1,633 @@
+"""The run table: every job the config asks for, once, with its inputs, outputs, arguments, tags and cost.
+
+``Plan(config)`` walks the cells' studies and adds one row per job: dense
+models, IMP chains, matchings, permuted masks, sparse runs, interpolations,
+planes and ensembles. A row's directory comes from what determines its
+result (``plan.paths``, ``plan.keys``), so when two experiments ask for the
+same run they get the same row: it is trained once, its users merged (a dense
+run keeps the union of the rewind checkpoints they need, an IMP chain the
+union of their target sparsities: the rounds on the way to a target do not
+depend on the other targets). The Snakemake rules are thin: one rule per job
+kind, whose input and parameter functions look the row up; fused execution
+is a grouping of the same rows (``dense_groups``, ``sparse_groups``).
+
+The branch facts (which dense model a branch rewinds to, whether its mask is
+permuted) are ``sparsebasin.branches``'s; the seeds follow docs/workflow.md:
+for seed index s, dense A uses 2s and B 2s+1, IMP of A_s 2s, every sparse run
+of s 1000+s (the three branches see the same batches), a diversity member j
+1000+j.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+
+from ..branches import PERMUTED_MASK, REWIND_NET, SPARSE_BRANCHES
+from ..pruning.schedule import fmt_sparsity, imp_schedule, lineage
+from . import paths, resources
+from .cells import Cell, cells
+from .config import ConfigError
+from .keys import key, train_settings
+
+GROUPS = ("dense", "imp", "lth", "naive", "permuted")  # diversity groups (Table 1)
+TIDY = ("runs", "matches", "lmc_curves", "lmc_barriers", "imp_curves", "imp_barriers", "plane", "ensembles", "early")
+RUN_FILES = ("final.pt", "result.json", "metrics.csv", "predictions.pt")
+PRUNE_TARGET_FILES = ("mask.pt", "sparsity.json", "model.pt", "result.json", "predictions.pt")
+
+
+def dense_seed(seed: int, net: str) -> int:
+    return 2 * int(seed) + (1 if net == "B" else 0)
+
+
+def sparse_seed(seed: int) -> int:
+    return 1000 + int(seed)
+
+
+def q(value) -> str:
+    return shlex.quote(str(value))
+
+
+def tag_args(tags: dict) -> str:
+    return " ".join(f"--tag {q(f'{k}={v}')}" for k, v in tags.items() if v is not None)
+
+
+@dataclass
+class Job:
+    """One row: a job of the workflow (``path`` is its directory, or its file for an ensemble)."""
+
+    kind: str
+    path: str
+    cell: Cell
+    width: int
+    outputs: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    spec: dict = field(default_factory=dict)
+    uses: set = field(default_factory=set)  # (experiment, study) pairs that need it
+    epochs: float = 1.0  # what it costs, in training epochs of its model
+
+    @property
+    def dataset(self) -> str:
+        return self.cell.dataset
+
+    @property
+    def model(self) -> str:
+        return self.cell.model
+
+
+@dataclass
+class FusedJob:
+    """Several rows of one kind trained by one ``fused`` process (a grouping, not a new kind of run)."""
+
+    name: str  # the Snakemake rule's name
+    log_name: str
+    group: str  # the directory the group's runs share ({cell}/d{key})
+    jobs: list[Job]
+    args: str
+
+    @property
+    def inputs(self) -> list[str]:
+        return sorted({f for j in self.jobs for f in j.inputs})
+
+    @property
+    def outputs(self) -> list[str]:
+        return [f for j in self.jobs for f in j.outputs]
+
+    @property
+    def log(self) -> str:
+        return paths.log_path(self.group, self.log_name)
+
+    @property
+    def benchmark(self) -> str:
+        return paths.benchmark_path(self.group, self.log_name)
+
+
+def _fused_name(kind: str, group: str, *suffix: str) -> str:
+    cell, dkey = group.split("/")[-2:]
+    return "_".join([f"{kind}_fused", re.sub(r"\W", "_", cell), dkey, *suffix])
+
+
+class Plan:
+    """Every job of the config, keyed by kind and path; the experiments' views of them."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.cells = cells(config)
+        self.device = config["device"]
+        self.data_dir = config["data_dir"]
+        self.precision = config["precision"]
+        self.jobs: dict[str, dict[str, Job]] = {k: {} for k in (
+            "dense", "prune", "match", "permute", "sparse", "lmc", "imp_barrier", "plane", "ensemble")}
+        self.tidy: dict[str, dict[str, list[str]]] = {exp: {t: [] for t in TIDY} for exp in config["experiments"]}
+        self.width_files: dict[tuple, list[str]] = {}
+        self._key_cache: dict = {}
+        self._materials: dict[str, str] = {}
+        self._after: list = []  # studies that need every user's targets merged first (IMP lineages)
+        for cell in self.cells:
+            self._add_cell(cell)
+        for fn in self._after:
+            fn()
+        for exp in self.tidy:
+            for table in self.tidy[exp]:
+                self.tidy[exp][table] = list(dict.fromkeys(self.tidy[exp][table]))
+
+    # ------------------------------------------------------------- keys --
+    def _material(self, cell: Cell, width: int) -> dict:
+        model = {"name": cell.model, "width": int(width), **cell.raw.get("model_args", {})}
+        return {"dataset": cell.dataset, "model": model, "train_subset": cell.raw.get("train_subset"),
+                "dense": train_settings(cell.dense, self.precision), "device": self.device}
+
+    def _keys(self, cell: Cell, width: int) -> dict[str, str]:
+        cached = self._key_cache.get((id(cell), width))
+        if cached is None:
+            cached = self._key_cache[(id(cell), width)] = self._compute_keys(cell, width)
+        return cached
+
+    def _compute_keys(self, cell: Cell, width: int) -> dict[str, str]:
+        dk = self._key(self._material(cell, width))
+        p = cell.raw["prune"]
+        prune = {"rate": p["rate"], "augment": cell.dense.get("augment", "auto"),
+                 "ft": train_settings({"preset": p["ft_preset"], **{k[3:]: v for k, v in p.items() if k.startswith("ft_")
+                                                                    and k != "ft_preset"}}, self.precision)}
+        pk = self._key({"dense": dk, "prune": prune})
+        mk = self._key({"dense": dk, "match": cell.raw["match"]})
+        sk = self._key({"dense": dk, "prune": pk, "match": mk,
+                  "sparse": train_settings({**cell.sparse, "epochs": cell.T}, self.precision, drop=("epochs",))})
+        return {"dense": dk, "prune": pk, "match": mk, "sparse": sk}
+
+    def _key(self, material: dict) -> str:
+        """key(material), refusing the (about 1e-5) chance that two settings share one directory."""
+        k = key(material)
+        text = json.dumps(material, sort_keys=True, default=str)
+        if self._materials.setdefault(k, text) != text:
+            raise ConfigError(f"two different run settings hash to the key {k}; change any value of one of them "
+                             "(e.g. a seed) and report this")
+        return k
+
+    def _seed_dir(self, cell: Cell, width: int, seed: int) -> str:
+        return paths.seed_dir(cell.dataset, cell.model, width, self._keys(cell, width)["dense"], seed)
+
+    # ------------------------------------------------------------- rows --
+    def _row(self, kind: str, path: str, cell: Cell, width: int, use: tuple, **spec) -> Job:
+        table = self.jobs[kind]
+        job = table.get(path)
+        if job is None:
+            job = table[path] = Job(kind, path, cell, int(width), spec=spec)
+        job.uses.add(use)
+        return job
+
+    def _tags(self, cell: Cell, width: int, **extra) -> dict:
+        return {"dataset": cell.dataset, "model": cell.model, "width": str(width),
+                **{k: str(v) for k, v in extra.items() if v is not None}}
+
+    def dense(self, cell: Cell, width: int, seed: int, net: str, use: tuple) -> Job:
+        d = f"{self._seed_dir(cell, width, seed)}/dense/{net}"
+        job = self._row("dense", d, cell, width, use, seed=seed, net=net, save_epochs=set(),
+                        tags=self._tags(cell, width, seed=seed, branch="dense", net=net))
+        job.spec["save_epochs"].update(cell.save_epochs())
+        job.outputs = [f"{d}/{f}" for f in RUN_FILES]
+        job.inputs = [self.data_stamp(cell.dataset)]
+        job.epochs = cell.T
+        return job
+
+    def dense_file(self, cell: Cell, width: int, seed: int, net: str, name: str, use: tuple) -> str:
+        return f"{self.dense(cell, width, seed, net, use).path}/{name}"
+
+    def checkpoint(self, cell: Cell, width: int, seed: int, net: str, epoch: int, use: tuple) -> tuple[str, str]:
+        """(rewind checkpoint path, the file a job depends on to have it: the run's final.pt)."""
+        job = self.dense(cell, width, seed, net, use)
+        if epoch == cell.T:
+            return f"{job.path}/final.pt", f"{job.path}/final.pt"
+        return f"{job.path}/ckpt/epoch{epoch}.pt", f"{job.path}/final.pt"
+
+    def prune(self, cell: Cell, width: int, seed: int, use: tuple) -> Job:
+        k = self._keys(cell, width)
+        d = f"{self._seed_dir(cell, width, seed)}/prune-{k['prune']}"
+        job = self._row("prune", d, cell, width, use, seed=seed, targets=set(),
+                        tags=self._tags(cell, width, seed=seed, branch="imp"))
+        job.spec["targets"].update(cell.prune_targets())
+        job.inputs = [self.data_stamp(cell.dataset), self.dense_file(cell, width, seed, "A", "final.pt", use)]
+        return job
+
+    def mask(self, cell: Cell, width: int, seed: int, sparsity: float, use: tuple) -> str:
+        return f"{self.prune(cell, width, seed, use).path}/S{fmt_sparsity(sparsity)}/mask.pt"
+
+    def match(self, cell: Cell, width: int, seed: int, use: tuple, variant: str | None = None,
+              other: int | None = None) -> Job:
+        k = self._keys(cell, width)
+        d = f"{self._seed_dir(cell, width, seed)}/match-{k['match']}" + (
+            f"/{paths.variant(variant, other).rstrip('/')}" if variant else "")
+        T = cell.T
+        if variant == "early":
+            a_at = other if cell.section("early_matching")["match_a"] == "same" else T
+            a, a_dep = self.checkpoint(cell, width, seed, "A", a_at, use)
+            b, b_dep = self.checkpoint(cell, width, seed, "B", other, use)
+            tags = self._tags(cell, width, seed=seed, match_epoch=other)
+        elif variant == "cross":
+            a, a_dep = self.checkpoint(cell, width, seed, "A", T, use)
+            b, b_dep = self.checkpoint(cell, width, other, "B", T, use)
+            tags = self._tags(cell, width, seed=seed, b_seed=other)
+        else:
+            a, a_dep = self.checkpoint(cell, width, seed, "A", T, use)
+            b, b_dep = self.checkpoint(cell, width, seed, "B", T, use)
+            tags = self._tags(cell, width, seed=seed)
+        job = self._row("match", d, cell, width, use, a=a, b=b, tags=tags)
+        job.inputs = [self.data_stamp(cell.dataset), a_dep, b_dep]
+        job.outputs = [f"{d}/perm.pt", f"{d}/perm.json"]
+        return job
+
+    def permuted_mask(self, cell: Cell, width: int, seed: int, sparsity: float, use: tuple,
+                      variant: str | None = None, other: int | None = None) -> str:
+        k = self._keys(cell, width)
+        match = self.match(cell, width, seed, use, variant, other)
+        d = (f"{self._seed_dir(cell, width, seed)}/masks-{k['prune']}{k['match']}/{paths.variant(variant, other)}"
+             f"S{fmt_sparsity(sparsity)}")
+        job = self._row("permute", d, cell, width, use)
+        job.inputs = [self.mask(cell, width, seed, sparsity, use), match.outputs[0]]
+        job.outputs = [f"{d}/mask_permuted.pt"]
+        return job.outputs[0]
+
+    def sparse(self, cell: Cell, width: int, seed: int, sparsity: float, k: int, branch: str, use: tuple,
+               variant: str | None = None, other: int | None = None) -> Job:
+        """A sparse run: the standard branches of seed ``seed``; ``cross`` (naive/permuted on B_other with
+        pi from A_seed to B_other), ``dataorder`` (lth with member other's data order), ``early``
+        (permuted with pi from B at epoch ``other``)."""
+        keys = self._keys(cell, width)
+        S = fmt_sparsity(sparsity)
+        d = (f"{self._seed_dir(cell, width, seed)}/sparse-{keys['sparse']}/{paths.variant(variant, other)}"
+             f"S{S}/k{k}/{branch}")
+        init_seed = other if variant == "cross" else seed
+        init, init_dep = self.checkpoint(cell, width, init_seed, REWIND_NET[branch], k, use)
+        if not PERMUTED_MASK[branch]:
+            mask = self.mask(cell, width, seed, sparsity, use)
+        elif variant in ("cross", "early"):
+            mask = self.permuted_mask(cell, width, seed, sparsity, use, variant, other)
+        else:
+            mask = self.permuted_mask(cell, width, seed, sparsity, use)
+        if variant in ("cross", "dataorder"):
+            tags = self._tags(cell, width, seed=seed, sparsity=S, k=k, branch=branch, member=other)
+            data_seed = sparse_seed(other)
+        else:
+            epoch = other if variant == "early" else (cell.T if branch == "permuted" else None)
+            tags = self._tags(cell, width, seed=seed, sparsity=S, k=k, branch=branch, match_epoch=epoch)
+            data_seed = sparse_seed(seed)
+        job = self._row("sparse", d, cell, width, use, init=init, mask=mask, branch=branch, k=int(k),
+                        data_seed=data_seed, tags=tags)
+        job.inputs = [self.data_stamp(cell.dataset), init_dep, mask]
+        job.outputs = [f"{d}/{f}" for f in RUN_FILES]
+        job.epochs = cell.T - int(k)
+        return job
+
+    # ------------------------------------------------------------ studies --
+    def _add_cell(self, cell: Cell) -> None:
+        exp, T = cell.experiment, cell.T
+        tidy = self.tidy[exp]
+
+        def add(table: str, width: int, *files: str) -> None:
+            tidy[table].extend(files)
+            self.width_files.setdefault((exp, cell.name, width), []).extend(files)
+
+        both: set = set()
+        for name in ("sweep", "lmc", "diversity", "early_matching", "plane"):
+            both.update(cell.pairs(name))
+        a_only = {p for p in cell.pairs("imp_barrier") if p not in both}
+        def use(w, s, names):  # the studies of the cell that need (w, s)
+            return [(exp, n) for n in names if (w, s) in cell.pairs(n)]
+
+        for w, s in sorted(both):
+            for net in ("A", "B"):
+                for u in use(w, s, ("sweep", "lmc", "diversity", "early_matching", "plane")):
+                    f = self.dense_file(cell, w, s, net, "result.json", u)
+                add("runs", w, f)
+        for w, s in sorted(a_only):
+            add("runs", w, self.dense_file(cell, w, s, "A", "result.json", (exp, "imp_barrier")))
+        pruned: set = set()
+        for name in ("sweep", "imp_barrier", "plane", "diversity", "early_matching"):
+            pruned.update(cell.pairs(name))
+        for w, s in sorted(pruned):
+            for u in use(w, s, ("sweep", "imp_barrier", "plane", "diversity", "early_matching")):
+                job = self.prune(cell, w, s, u)
+            for t in cell.prune_targets():
+                add("runs", w, f"{job.path}/S{fmt_sparsity(t)}/result.json")
+
+        sweep = cell.section("sweep")
+        if sweep:
+            for w, s in cell.pairs("sweep"):
+                for S in sweep["sparsities"]:
+                    for k in sweep["rewind"]:
+                        for b in SPARSE_BRANCHES:
+                            add("runs", w, f"{self.sparse(cell, w, s, S, k, b, (exp, 'sweep')).path}/result.json")
+
+        matched = set(cell.pairs("sweep")) | set(cell.pairs("lmc")) | set(cell.pairs("plane"))
+        div = cell.section("diversity")
+        if div:
+            matched.update((w, div["seeds"][0]) for w in div["widths"])
+        early = cell.section("early_matching")
+        if early and T in early["epochs"]:
+            matched.update(cell.pairs("early_matching"))
+        for w, s in sorted(matched):
+            for u in use(w, s, ("sweep", "lmc", "plane", "diversity", "early_matching")) or [(exp, "diversity")]:
+                job = self.match(cell, w, s, u)
+            add("matches", w, job.outputs[1])
+
+        lmc = cell.section("lmc")
+        if lmc:
+            for w, s in cell.pairs("lmc"):
+                job = self._lmc(cell, w, s, lmc, (exp, "lmc"))
+                add("lmc_curves", w, job.outputs[0])
+                add("lmc_barriers", w, job.outputs[1])
+
+        ib = cell.section("imp_barrier")
+        if ib:
+            for w, s in cell.pairs("imp_barrier"):
+                self.prune(cell, w, s, (exp, "imp_barrier"))
+
+            def barriers(cell=cell, ib=ib) -> None:
+                for w, s in cell.pairs("imp_barrier"):
+                    for job in self._imp_barrier(cell, w, s, ib, (exp, "imp_barrier")):
+                        add("imp_curves", w, job.outputs[0])
+                        add("imp_barriers", w, job.outputs[1])
+
+            self._after.append(barriers)
+
+        plane = cell.section("plane")
+        if plane:
+            job = self._plane(cell, plane, (exp, "plane"))
+            add("plane", plane["width"], job.outputs[0])
+
+        if div:
+            for w in div["widths"]:
+                for g in GROUPS:
+                    add("ensembles", w, self._ensemble(cell, w, div, g, (exp, "diversity")).path)
+
+        if early:
+            for w, s in cell.pairs("early_matching"):
+                for S in early["sparsities"]:
+                    for e in early["epochs"]:
+                        if e == T:
+                            run = self.sparse(cell, w, s, S, early["k"], "permuted", (exp, "early_matching"))
+                        else:
+                            run = self.sparse(cell, w, s, S, early["k"], "permuted", (exp, "early_matching"),
+                                              "early", e)
+                        add("early", w, f"{run.path}/result.json")
+                    for b in ("lth", "naive"):
+                        run = self.sparse(cell, w, s, S, early["k"], b, (exp, "early_matching"))
+                        add("early", w, f"{run.path}/result.json")
+
+    def _lmc(self, cell: Cell, width: int, seed: int, sec: dict, use: tuple) -> Job:
+        match = self.match(cell, width, seed, use)
+        k = key({"match": self._keys(cell, width)["match"], "alphas": sec["alphas"], "modes": sec["modes"]})
+        d = f"{self._seed_dir(cell, width, seed)}/lmc-{k}"
+        job = self._row("lmc", d, cell, width, use, a=match.spec["a"], b=match.spec["b"], perm=match.outputs[0],
+                        alphas=sec["alphas"], modes=sec["modes"], tags=self._tags(cell, width, seed=seed))
+        job.inputs = [self.data_stamp(cell.dataset), *match.inputs[1:], match.outputs[0]]
+        job.outputs = [f"{d}/curve.csv", f"{d}/barriers.json"]
+        job.epochs = 0.3 * sec["alphas"] * len(sec["modes"])
+        return job
+
+    def _imp_barrier(self, cell: Cell, width: int, seed: int, sec: dict, use: tuple) -> list[Job]:
+        prune = self.prune(cell, width, seed, use)
+        target = sec["sparsity"]
+        k = key({"prune": self._keys(cell, width)["prune"], "target": target, "alphas": sec["alphas"],
+                 "modes": sec["modes"]})
+        d = f"{self._seed_dir(cell, width, seed)}/impb-{k}"
+        a = self.dense_file(cell, width, seed, "A", "final.pt", use)
+        chain = f"{prune.path}/S{fmt_sparsity(target)}/model.pt"  # the round checkpoints exist once it does
+        jobs = []
+        for i, (r, s_round) in enumerate(self.imp_lineage(prune, target)):
+            job = self._row("imp_barrier", f"{d}/round{r}", cell, width, use, a=a,
+                            b=f"{prune.path}/rounds/round{r}.pt", alphas=sec["alphas"], modes=sec["modes"],
+                            tags=self._tags(cell, width, seed=seed, sparsity=fmt_sparsity(target), branch="imp",
+                                            round=r, imp_iteration=i + 1, round_sparsity=fmt_sparsity(s_round)))
+            job.inputs = [self.data_stamp(cell.dataset), a, chain]
+            job.outputs = [f"{d}/round{r}.csv", f"{d}/round{r}.json"]
+            job.epochs = 0.3 * sec["alphas"] * len(sec["modes"])
+            jobs.append(job)
+        return jobs
+
+    def imp_lineage(self, prune: Job, target: float) -> list[tuple[int, float]]:
+        """[(round, sparsity)] from the first IMP round to the one that lands on ``target``, in the chain the
+        prune directory actually runs (the union of every user's targets)."""
+        sched = imp_schedule(sorted(prune.spec["targets"]), prune.cell.raw["prune"]["rate"], chain=True)
+        by_round = {r.round: r for r in sched}
+        branch = next(r.round for r in sched if r.kind == "branch" and r.target == target)
+        return [(r, by_round[r].sparsity) for r in lineage(sched, branch)]
+
+    def _plane(self, cell: Cell, sec: dict, use: tuple) -> Job:
+        w, s, S, k = sec["width"], sec["seed"], sec["sparsity"], sec["k"]
+        lth = self.sparse(cell, w, s, S, k, "lth", use)
+        perm = self.sparse(cell, w, s, S, k, "permuted", use)
+        match = self.match(cell, w, s, use)
+        key_ = key({"sparse": self._keys(cell, w)["sparse"], "grid": sec["grid"]})
+        d = f"{self._seed_dir(cell, w, s)}/plane-{key_}/S{fmt_sparsity(S)}/k{k}"
+        origin = self.dense_file(cell, w, s, "A", "final.pt", use)
+        job = self._row("plane", d, cell, w, use, origin=origin, p1=f"{lth.path}/final.pt",
+                        p2=f"{perm.path}/final.pt", perm=match.outputs[0], grid=sec["grid"],
+                        tags=self._tags(cell, w, seed=s, sparsity=fmt_sparsity(S), k=k))
+        job.inputs = [self.data_stamp(cell.dataset), origin, f"{lth.path}/final.pt", f"{perm.path}/final.pt",
+                      match.outputs[0]]
+        job.outputs = [f"{d}/plane.csv"]
+        job.epochs = 0.1 * sec["grid"] ** 2
+        return job
+
+    def _ensemble(self, cell: Cell, width: int, sec: dict, group: str, use: tuple) -> Job:
+        exp, anchor, S, k = cell.experiment, sec["seeds"][0], sec["sparsity"], sec["k"]
+        path = paths.ensemble_path(exp, f"{cell.dataset}-{cell.model}", width, fmt_sparsity(S), k, group)
+        members = []
+        for j in sec["seeds"]:
+            if group == "dense":
+                members.append(self.dense_file(cell, width, j, "A", "predictions.pt", use))
+            elif group == "imp":
+                members.append(f"{self.prune(cell, width, j, use).path}/S{fmt_sparsity(S)}/predictions.pt")
+            elif j == anchor:
+                members.append(f"{self.sparse(cell, width, anchor, S, k, group, use).path}/predictions.pt")
+            elif group == "lth":
+                members.append(f"{self.sparse(cell, width, anchor, S, k, 'lth', use, 'dataorder', j).path}"
+                               "/predictions.pt")
+            else:
+                members.append(f"{self.sparse(cell, width, anchor, S, k, group, use, 'cross', j).path}"
+                               "/predictions.pt")
+        job = self._row("ensemble", path, cell, width, use, group=group,
+                        tags=self._tags(cell, width, sparsity=fmt_sparsity(S), k=k, branch=group))
+        job.inputs = members
+        job.outputs = [path]
+        return job
+
+    # ------------------------------------------------------------ helpers --
+    def data_stamp(self, dataset: str) -> str:
+        return f"{self.data_dir}/.sparsebasin/{dataset}.prepared.json"
+
+    def experiments(self) -> list[str]:
+        return list(self.config["experiments"])
+
+    def cells_of(self, exp: str) -> list[Cell]:
+        return [c for c in self.cells if c.experiment == exp]
+
+    def has_study(self, exp: str, name: str) -> bool:
+        return any(c.section(name) for c in self.cells_of(exp))
+
+    def sweep_union(self, exp: str, what: str) -> list:
+        out: set = set()
+        for c in self.cells_of(exp):
+            if c.section("sweep"):
+                out.update(c.section("sweep")[what])
+        return sorted(out)
+
+    def prune_target_sets(self) -> dict[tuple, list[str]]:
+        """Each distinct target set -> the prune directories that produce it (one Snakemake rule each)."""
+        out: dict[tuple, list[str]] = {}
+        for job in self.jobs["prune"].values():
+            out.setdefault(tuple(sorted(job.spec["targets"])), []).append(job.path)
+        return out
+
+    def prune_outputs(self, job: Job) -> list[str]:
+        return [f"{job.path}/S{fmt_sparsity(t)}/{f}" for t in sorted(job.spec["targets"]) for f in PRUNE_TARGET_FILES]
+
+    # -------------------------------------------------------- arguments --
+    def data_args(self, cell: Cell) -> str:
+        a = f"--dataset {cell.dataset} --data-dir {q(self.data_dir)}"
+        if "train_subset" in cell.raw:
+            a += f" --train-subset {cell.raw['train_subset']}"
+        return a
+
+    def model_args(self, cell: Cell, width: int) -> str:
+        a = f"--model {cell.model} --width {width}"
+        for k, v in cell.raw.get("model_args", {}).items():
+            a += f" --{k} {v}"
+        return a
+
+    OPTIM_KEYS = ("lr", "momentum", "weight_decay", "batch_size", "warmup_epochs", "augment", "schedule",
+                  "step_every", "step_gamma")
+
+    def optim_args(self, opt: dict, epochs: int) -> str:
+        a = f"--preset {opt['preset']} --epochs {epochs}"
+        for k in self.OPTIM_KEYS:
+            if k in opt:
+                a += f" --{k.replace('_', '-')} {opt[k]}"
+        return f"{a} --precision {self.precision}"
+
+    def run_args(self, progress: bool = True) -> str:
+        return f"--device {self.device}" + (" --progress log" if progress else "")
+
+    def save_epochs_arg(self, job: Job) -> str:
+        return f"--save-epochs {','.join(map(str, sorted(job.spec['save_epochs']))) or q('')}"
+
+    def args(self, job: Job) -> str:
+        """The step's command line for ``job`` (without --threads and its outputs)."""
+        cell, w, s = job.cell, job.width, job.spec
+        if job.kind == "dense":
+            return " ".join([self.data_args(cell), self.model_args(cell, w), self.optim_args(cell.dense, cell.T),
+                             self.run_args(), f"--seed {dense_seed(s['seed'], s['net'])}", self.save_epochs_arg(job),
+                             tag_args(s["tags"])])
+        if job.kind == "prune":
+            p = cell.raw["prune"]
+            a = (f"--checkpoint {q(job.inputs[1])} {self.data_args(cell)} "
+                 f"--targets {','.join(fmt_sparsity(t) for t in sorted(s['targets']))} --rate {p['rate']}"
+                 f" --mode ft --chain --ft-preset {p['ft_preset']} --ft-epochs {p['ft_epochs']} --ft-lr {p['ft_lr']}"
+                 f" --ft-momentum {p['ft_momentum']} --ft-weight-decay {p['ft_weight_decay']}")
+            for k in ("ft_batch_size", "ft_warmup_epochs", "ft_schedule", "ft_step_every", "ft_step_gamma"):
+                if k in p:
+                    a += f" --{k.replace('_', '-')} {p[k]}"
+            if "augment" in cell.dense:
+                a += f" --augment {cell.dense['augment']}"
+            return (f"{a} --precision {self.precision} {self.run_args()} --seed {dense_seed(s['seed'], 'A')} "
+                    f"{tag_args(s['tags'])}")
+        if job.kind == "match":
+            m = cell.raw["match"]
+            a = (f"--a {q(s['a'])} --b {q(s['b'])} {self.data_args(cell)} --method {m['method']} --stat {m['stat']}"
+                 f" --batch-size {m['batch_size']} --sample-seed {m['sample_seed']} --stream-points {m['stream_points']}")
+            if "batches" in m:
+                a += f" --batches {m['batches']}"
+            return f"{a} {self.run_args(progress=False)} {tag_args(s['tags'])}"
+        if job.kind == "permute":
+            return f"--permutation {q(job.inputs[1])} --input {q(job.inputs[0])}"
+        if job.kind == "sparse":
+            return " ".join([f"--init {q(s['init'])} --mask {q(s['mask'])} --branch {s['branch']}",
+                             self.data_args(cell), self.optim_args(cell.sparse, cell.T - s["k"]), self.run_args(),
+                             f"--seed {s['data_seed']}", tag_args(s["tags"])])
+        if job.kind in ("lmc", "imp_barrier"):
+            perm = f" --permutation {q(s['perm'])}" if job.kind == "lmc" else ""
+            return (f"--a {q(s['a'])} --b {q(s['b'])}{perm} {self.data_args(cell)} --alphas {s['alphas']} "
+                    f"--modes {','.join(s['modes'])} {self.run_args(progress=False)} {tag_args(s['tags'])}")
+        if job.kind == "plane":
+            return (f"--origin {q(s['origin'])} --p1 {q(s['p1'])} --p2 {q(s['p2'])} --p2-permutation {q(s['perm'])}"
+                    f" --inverse {self.data_args(cell)} --grid {s['grid']} {self.run_args(progress=False)} "
+                    f"{tag_args(s['tags'])}")
+        if job.kind == "ensemble":
+            return f"--predictions {' '.join(q(p) for p in job.inputs)} --group {s['group']} {tag_args(s['tags'])}"
+        raise KeyError(job.kind)
+
+    # ---------------------------------------------------------- resources --
+    def threads(self, job: Job) -> int:
+        return int(job.cell.raw.get("threads", self.config["threads"]))
+
+    def runtime(self, job: Job, attempt: int, epochs: float | None = None) -> int:
+        if job.kind in ("permute", "ensemble"):
+            return resources.light_runtime(attempt)
+        if job.kind == "prune":
+            epochs = len(imp_schedule(sorted(job.spec["targets"]), job.cell.raw["prune"]["rate"])) * \
+                job.cell.raw["prune"]["ft_epochs"]
+        return resources.train_minutes(job.model, job.dataset, job.width, job.epochs if epochs is None else epochs,
+                                       attempt, self.device, self.config["runtime_factor"])
+
+    def fused_epochs(self, jobs: list[Job]) -> float:
+        return resources.fused_epochs(jobs[0].epochs, len(jobs))
+
+    def mem_mb(self, job: Job, attempt: int) -> int:
+        if job.kind in ("permute", "ensemble"):
+            return resources.light_mem(attempt)
+        return resources.train_mem(job.model, job.dataset, job.width, attempt)
+
+    # ------------------------------------------------------------ fused --
+    def dense_groups(self) -> dict[str, list[Job]]:
+        """Fused dense jobs: every dense run of one dense setting and width (A and B of every seed)."""
+        out: dict[str, list[Job]] = {}
+        for job in self.jobs["dense"].values():
+            out.setdefault(job.path.split("/seed")[0], []).append(job)
+        return {g: sorted(js, key=lambda j: (j.spec["seed"], j.spec["net"])) for g, js in sorted(out.items())}
+
+    def sparse_groups(self) -> dict[tuple[str, int], list[Job]]:
+        """Fused sparse jobs: every sparse run of one setting, width and rewind point k."""
+        out: dict[tuple, list[Job]] = {}
+        for job in self.jobs["sparse"].values():
+            out.setdefault((job.path.split("/seed")[0], job.spec["k"]), []).append(job)
+        return dict(sorted(out.items()))
+
+    def fused_jobs(self) -> list[FusedJob]:
+        """Every fused job (``fused: true``): the dense groups, then the sparse groups, each one rule."""
+        out = [FusedJob(_fused_name("dense", g), "dense_fused", g, js, self.fused_dense_args(js))
+               for g, js in self.dense_groups().items()]
+        out += [FusedJob(_fused_name("sparse", g, f"k{k}"), f"sparse_fused_k{k}", g, js, self.fused_sparse_args(js))
+                for (g, k), js in self.sparse_groups().items()]
+        return out
+
+    def run_spec(self, job: Job) -> str:
+        """One run of a fused job as ``--run out_dir=...,init=...,tag.K=V``."""
+        s = job.spec
+        parts = [f"out_dir={job.path}"]
+        if job.kind == "dense":
+            seed = dense_seed(s["seed"], s["net"])
+            parts += [f"seed={seed}", f"data_seed={seed}"]
+        else:
+            parts += [f"init={s['init']}", f"mask={s['mask']}", f"branch={s['branch']}", f"seed={s['data_seed']}",
+                      f"data_seed={s['data_seed']}"]
+        parts += [f"tag.{k}={v}" for k, v in s["tags"].items()]
+        text = ",".join(parts)
+        if any("," in p.split("=", 1)[1] for p in parts):
+            raise ValueError(f"fused run {job.path}: a value contains a comma, which --run cannot carry")
+        return f"--run {q(text)}"
+
+    def fused_dense_args(self, jobs: list[Job]) -> str:
+        first = jobs[0]
+        save = {e for j in jobs for e in j.spec["save_epochs"]}
+        return " ".join([self.data_args(first.cell), self.model_args(first.cell, first.width),
+                         self.optim_args(first.cell.dense, first.cell.T), self.run_args(),
+                         f"--save-epochs {','.join(map(str, sorted(save))) or q('')}",
+                         *(self.run_spec(j) for j in jobs)])
+
+    def fused_sparse_args(self, jobs: list[Job]) -> str:
+        first = jobs[0]
+        return " ".join([self.data_args(first.cell), self.optim_args(first.cell.sparse, first.cell.T - first.spec["k"]),
+                         self.run_args(), *(self.run_spec(j) for j in jobs)])

@@ -1,0 +1,197 @@
+"""The run table (sparsebasin.plan): torch-free, one row per distinct run, shared across experiments,
+and the extension point it serves (a new architecture is one module, run end to end by the workflow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_plan import REPO, find, plan_of
+
+CONFIGS = sorted(p for p in (REPO / "config").glob("*.yaml") if p.name != "all.yaml")
+
+
+def _paths(plan) -> dict[str, set[str]]:
+    return {kind: set(rows) for kind, rows in plan.jobs.items()}
+
+
+def test_planning_imports_no_torch():
+    """The Snakemake process plans the whole paper without importing torch (start-up stays cheap)."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO / 'src')!r}); sys.path.insert(0, {str(REPO / 'tests')!r})
+        from workflow_plan import plan_of
+        plan = plan_of({str(REPO / 'config' / 'all.yaml')!r})
+        assert sum(map(len, plan.jobs.values())) > 1000
+        heavy = sorted(m for m in ("torch", "numpy", "torchvision", "matplotlib") if m in sys.modules)
+        print(heavy)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]", res.stdout
+
+
+def test_the_whole_paper_is_the_union_of_its_experiments():
+    """config/all.yaml plans exactly the runs of the six experiment configs, each once."""
+    whole = _paths(plan_of(REPO / "config" / "all.yaml"))
+    union: dict[str, set[str]] = {kind: set() for kind in whole}
+    total = {kind: 0 for kind in whole}
+    for path in CONFIGS:
+        for kind, rows in _paths(plan_of(path)).items():
+            union[kind] |= rows
+            total[kind] += len(rows)
+    assert whole == union
+    assert total["dense"] > len(whole["dense"]), "the CIFAR-10 ResNet20 dense models are shared by three experiments"
+
+
+def test_a_shared_run_serves_every_experiment_that_uses_it():
+    """A run several experiments need keeps what each needs: a dense model the union of their rewind
+    checkpoints, an IMP chain the union of their target sparsities."""
+    plan = plan_of(REPO / "config" / "all.yaml")
+    singles = {p.stem: plan_of(p) for p in CONFIGS}
+    for kind, field in (("dense", "save_epochs"), ("prune", "targets")):
+        shared = [j for j in plan.jobs[kind].values() if len({e for e, _ in j.uses}) > 1]
+        assert shared, kind
+        for job in shared:
+            users = {e for e, _ in job.uses}
+            need = set().union(*(singles[e].jobs[kind][job.path].spec[field] for e in users))
+            assert job.spec[field] == need, (job.path, users)
+            assert job.uses == set().union(*(singles[e].jobs[kind][job.path].uses for e in users))
+
+
+def test_equal_settings_spelled_differently_share_a_directory():
+    """A preset value written out explicitly is the same run as the preset's default."""
+    base = yaml.safe_load((REPO / "config.yaml").read_text())
+    spelled = json.loads(json.dumps(base))
+    cell = spelled["experiments"]["mnist1d"]["cells"][0]
+    cell["dense"]["preset"] = "dense"
+    cell["dense"].setdefault("warmup_epochs", 0)
+    assert _paths(plan_of(base)) == _paths(plan_of(spelled))
+    changed = json.loads(json.dumps(base))
+    changed["experiments"]["mnist1d"]["cells"][0]["sparse"]["lr"] = 0.0123
+    a, b = _paths(plan_of(base)), _paths(plan_of(changed))
+    assert a["dense"] == b["dense"] and a["prune"] == b["prune"] and a["match"] == b["match"]
+    assert not a["sparse"] & b["sparse"], "a different sparse lr is a different sparse run"
+
+
+def test_two_settings_with_one_key_are_refused(monkeypatch):
+    from sparsebasin.plan import table
+    from sparsebasin.plan.config import ConfigError
+
+    monkeypatch.setattr(table, "key", lambda material, n=8: "0" * n)
+    with pytest.raises(ConfigError, match="hash to the key 00000000"):
+        plan_of()
+
+
+def test_plan_cli_prints_the_target_to_ask_for(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    cmd = [sys.executable, "-m", "sparsebasin", "plan", "--configfile", str(REPO / "config.yaml"), "--kind", "sparse",
+           "--where", "width=4", "--where", "seed=1", "--where", "sparsity=0.95", "--where", "k=4",
+           "--where", "branch=permuted", "--where", "match_epoch=20", "--targets"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    want = find("sparse", width=4, seed=1, sparsity=0.95, k=4, branch="permuted", match_epoch=20)
+    assert res.stdout.split() == [f"{want}/result.json"]
+    table = subprocess.run(cmd[:-1], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    header, row = table.stdout.splitlines()
+    assert dict(zip(header.split("\t"), row.split("\t")))["experiments"] == "mnist1d"
+    bad = subprocess.run(cmd[:5] + ["--where", "width"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+# --------------------------------------------------------------------------- a new architecture
+
+TOY = '''
+"""A toy architecture living outside the package: two hidden layers named its own way."""
+import torch
+from torch import nn
+
+from sparsebasin.models._spec import SpecBuilder
+
+ARCH = {
+    "name": "toynet",
+    "label": "ToyNet",
+    "input": "flat",
+    "widths": None,
+    "model_args": {"hidden": 8},
+    "never_prune": [],
+    "fused": False,
+    "fused_engine_cpu": "grouped",
+    "cost": {"epoch_minutes": 0.01, "cpu_slowdown": 1.0, "width_exponent": 1.0,
+             "width_ref": 1.0, "mem_mb_per_width2": 0, "gflops_per_image": 0.0001},
+}
+
+
+class ToyNet(nn.Module):
+    def __init__(self, input_size, num_classes, width=1, hidden=8):
+        super().__init__()
+        self.first = nn.Linear(input_size, hidden * width)
+        self.second = nn.Linear(hidden * width, hidden * width)
+        self.out = nn.Linear(hidden * width, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.first(x.flatten(1)))
+        return self.out(torch.relu(self.second(x)))
+
+
+def build(cfg, num_classes, in_channels, input_size):
+    return ToyNet(input_size, num_classes, width=cfg["width"], hidden=cfg.get("hidden", 8))
+
+
+def permutation_spec(model, stream_points="stage_output"):
+    b = SpecBuilder("toynet", model)
+    g1 = b.group("first", "first", relu=True)
+    b.linear("first", g1, None)
+    g2 = b.group("second", "second", relu=True)
+    b.linear("second", g2, g1)
+    b.linear("out", None, g2)
+    return b.build()
+'''
+
+
+@pytest.mark.slow
+def test_a_new_architecture_is_one_module_and_runs_end_to_end(tmp_path, monkeypatch):
+    """A toy architecture in a temporary module (SPARSEBASIN_PLUGINS): the whole workflow, every figure."""
+    from sparsebasin.data import mnist1d
+
+    plugin = tmp_path / "plugins"
+    plugin.mkdir()
+    (plugin / "toy_arch.py").write_text(TOY)
+    config = {
+        "device": "cpu", "threads": 1, "data_dir": str(tmp_path / "data"),
+        "experiments": {"toy": {"cells": [{
+            "dataset": "mnist1d", "model": "toynet", "model_args": {"hidden": 8}, "widths": [1], "seeds": [0],
+            "dense": {"epochs": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005, "batch_size": 64},
+            "sparse": {"lr": 0.05},
+            "prune": {"rate": 0.5, "ft_epochs": 1, "ft_lr": 0.01},
+            "match": {"batches": 2, "batch_size": 128},
+            "sweep": {"sparsities": [0.5], "rewind": [0]},
+            "lmc": {"alphas": 3, "modes": ["plain"]},
+        }]}},
+    }
+    (tmp_path / "toy.yaml").write_text(yaml.safe_dump(config))
+    mnist1d.write_cache(tmp_path / "data", mnist1d.generate(mnist1d.MNIST1DConfig(n_train=600, n_test=200, seed=0)))
+    env = dict(os.environ, SPARSEBASIN_PLUGINS="toy_arch", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(plugin), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                          "--configfile", str(tmp_path / "toy.yaml"), "--cores", "2"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
+    monkeypatch.syspath_prepend(str(plugin))  # this process plans with the plugin too (find below)
+    monkeypatch.setenv("SPARSEBASIN_PLUGINS", "toy_arch")
+    summary = (tmp_path / "results" / "toy" / "summary.md").read_text()
+    assert "ToyNet" in summary, summary[:2000]
+    for branch in ("lth", "naive", "permuted"):
+        run = tmp_path / find("sparse", config, model="toynet", branch=branch)
+        result = json.loads((run / "result.json").read_text())
+        assert 0.0 <= result["test_acc"] <= 1.0
+    match = json.loads((tmp_path / find("match", config) / "perm.json").read_text())
+    assert set(match["group_size"]) == {"first", "second"}
+    assert (tmp_path / "results" / "toy" / "figures" / "lmc_width.png").stat().st_size > 0

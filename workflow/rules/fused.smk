@@ -1,0 +1,35 @@
+# Fused training (fused: true): the dense and sparse rows of the run table grouped
+# so one process trains a group as one stacked model (sparsebasin.training.fused):
+# every dense run of one dense setting and width, every sparse run of one sparse
+# setting, width and rewind point k. Each group is one rule (Snakemake outputs
+# cannot depend on wildcards); its outputs are exactly its rows' outputs.
+
+if FUSED:
+
+    for _fj in PLAN.fused_jobs():
+
+        rule:
+            name:
+                _fj.name
+            input:
+                _fj.inputs,
+            output:
+                _fj.outputs,
+            params:
+                gpu=GPU_WRAP,
+                args=_fj.args,
+            log:
+                _fj.log,
+            benchmark:
+                _fj.benchmark
+            threads: PLAN.threads(_fj.jobs[0])
+            resources:
+                mem_mb=lambda wc, attempt, _j=_fj: PLAN.mem_mb(_j.jobs[0], attempt),
+                runtime=lambda wc, attempt, _j=_fj: PLAN.runtime(
+                    _j.jobs[0], attempt, PLAN.fused_epochs(_j.jobs)
+                ),
+                **GPU,
+            conda:
+                CONDA_ENV
+            shell:
+                "{params.gpu}python -m sparsebasin fused {params.args} --threads {threads} > {log:q} 2>&1"
