@@ -40,14 +40,15 @@ import torch
 
 from sparsebasin import checkpoints, io
 from sparsebasin.data import batches, load_split
+from sparsebasin.options import DataOptions, RunOptions
 from sparsebasin.pruning import fmt_sparsity, sparsity_report
-from sparsebasin.pruning.imp import run_imp
-from sparsebasin.training import run_sparse
+from sparsebasin.pruning.imp import IMPOptions, run_imp
 from sparsebasin.symmetry import permutation_spec, permute_state
 from sparsebasin.symmetry.matching import activation_matching
-from sparsebasin.training import resolve_config, train_run
+from sparsebasin.training import resolve_config, run_sparse, train_run
 
 BRANCHES = ("lth", "naive", "permuted")
+CPU = RunOptions(device="cpu", progress="log")
 HERE = Path(__file__).resolve().parent
 
 
@@ -70,9 +71,8 @@ def parse() -> argparse.Namespace:
 def train_dense(d: Path, args, cfg, seed: int) -> None:
     if (d / "result.json").exists():
         return
-    train_run(model_cfg={"name": "mlp", "width": args.width}, dataset="mnist1d", data_dir=args.data_dir,
-              cfg=cfg, seed=seed, data_seed=seed, out_dir=d, save_epochs=(0, args.k), device="cpu",
-              progress="log", run_name=d.name)
+    train_run(model_cfg={"name": "mlp", "width": args.width}, data=DataOptions("mnist1d", args.data_dir),
+              cfg=cfg, seed=seed, data_seed=seed, out_dir=d, save_epochs=(0, args.k), run_name=d.name, run=CPU)
 
 
 def main() -> int:
@@ -94,9 +94,9 @@ def main() -> int:
         d = work / f"seed{s}"
         train_dense(d / "A", args, dense_cfg, 2 * s)
         train_dense(d / "B", args, dense_cfg, 2 * s + 1)
-        imp = run_imp(checkpoint=d / "A" / "final.pt", targets=targets, out_dir=d / "prune", dataset="mnist1d",
-                      data_dir=args.data_dir, ft_cfg=ft_cfg,
-                      rate=args.rate, seed=2 * s, device="cpu", progress="log")
+        imp = run_imp(checkpoint=d / "A" / "final.pt", targets=targets, out_dir=d / "prune",
+                      data=DataOptions("mnist1d", args.data_dir), ft_cfg=ft_cfg, imp=IMPOptions(rate=args.rate),
+                      seed=2 * s, run=CPU)
         ck_a, ck_b = (checkpoints.load_checkpoint(d / x / "final.pt") for x in "AB")
         model_a, model_b = checkpoints.model_from_checkpoint(ck_a), checkpoints.model_from_checkpoint(ck_b)
         spec = permutation_spec(model_a)
@@ -118,9 +118,8 @@ def main() -> int:
                 out = d / "sparse" / f"S{fmt_sparsity(t)}" / f"k{args.k}" / branch
                 if not (out / "result.json").exists():
                     run_sparse(init=d / init / "ckpt" / f"epoch{args.k}.pt", mask=tdir / mask, branch=branch,
-                               cfg=sparse_cfg,
-                               dataset="mnist1d", data_dir=args.data_dir, out_dir=out, seed=2 * s,
-                               device="cpu", progress="log", tags={"seed": str(s)})
+                               cfg=sparse_cfg, data=DataOptions("mnist1d", args.data_dir), out_dir=out, seed=2 * s,
+                               run=RunOptions(device="cpu", progress="log", tags={"seed": str(s)}))
                 res = io.read_json(out / "result.json")
                 rows.append({"seed": s, "sparsity": fmt_sparsity(t), "k": args.k, "branch": branch,
                              "test_acc": res["test_acc"], "test_loss": res["test_loss"]})

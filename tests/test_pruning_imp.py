@@ -11,7 +11,8 @@ from _pruning_data import MODEL, init_checkpoint, make_data
 from sparsebasin import checkpoints, io
 from sparsebasin.errors import UserError
 from sparsebasin.pruning import kept_count, mask_counts, prune_to
-from sparsebasin.pruning.imp import run_imp
+from sparsebasin.options import DataOptions, RunOptions
+from sparsebasin.pruning.imp import IMPOptions, run_imp
 from sparsebasin.training import resolve_config
 
 FT = resolve_config("mnist1d_imp_ft", epochs=1)
@@ -25,10 +26,13 @@ def env(tmp_path_factory):
     return root, dense
 
 
-def _run(env, out, **kw):
+def _run(env, out, *, dataset="mnist1d", force=False, **kw):
     root, dense = env
-    args = dict(checkpoint=dense, targets=[0.5, 0.8], out_dir=root / out, dataset="mnist1d", data_dir=root / "data",
-                ft_cfg=FT, rate=0.3, device="cpu", progress="log", tags={"seed": "0"})
+    imp = {"rate": 0.3, **{k: kw.pop(k) for k in ("rate", "mode", "rewind", "chain") if k in kw},
+           **{k: tuple(kw.pop(k)) for k in ("include", "exclude") if k in kw}}
+    args = dict(checkpoint=dense, targets=[0.5, 0.8], out_dir=root / out, data=DataOptions(dataset, root / "data"),
+                ft_cfg=FT, imp=IMPOptions(**imp),
+                run=RunOptions(device="cpu", progress="log", tags={"seed": "0"}, force=force))
     args.update(kw)
     return run_imp(**args)
 

@@ -7,6 +7,7 @@ from _pruning_data import MODEL, init_checkpoint, make_data, meta
 from sparsebasin import checkpoints, io
 from sparsebasin.cli import main
 from sparsebasin.errors import UserError
+from sparsebasin.options import DataOptions, RunOptions
 from sparsebasin.pruning import prune_to, sparsity_report
 from sparsebasin.training import run_sparse
 from sparsebasin.training import resolve_config
@@ -41,8 +42,8 @@ def env(tmp_path_factory):
 
 
 def _run(env, branch, init, mask, out, **kw):
-    return run_sparse(init=env / init, mask=env / mask, branch=branch, cfg=CFG, dataset="mnist1d",
-                      data_dir=env / "data", out_dir=env / out, save_epochs=[0], device="cpu", progress="log", **kw)
+    return run_sparse(init=env / init, mask=env / mask, branch=branch, cfg=CFG, data=DataOptions("mnist1d", env / "data"),
+                      out_dir=env / out, save_epochs=[0], run=RunOptions(device="cpu", progress="log"), **kw)
 
 
 @pytest.fixture(scope="module")

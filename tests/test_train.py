@@ -13,6 +13,7 @@ from sparsebasin import checkpoints, cli, io
 from sparsebasin.data.base import ArrayDataset, DatasetInfo
 from sparsebasin.errors import TrainingDiverged, UserError
 from sparsebasin.models import build_model
+from sparsebasin.options import DataOptions, RunOptions
 from sparsebasin.training import PRESETS, CosineSchedule, TrainConfig, fit, resolve_config, train_run
 from sparsebasin.training.loop import METRICS_COLUMNS
 
@@ -210,8 +211,8 @@ def cifar_dir(tmp_path_factory):
 
 def test_train_run_from_checkpoint_with_mask_and_mismatches(cifar_dir, tmp_path):
     cfg = TrainConfig(epochs=1, lr=0.05, batch_size=64)
-    common = dict(dataset="cifar10", data_dir=cifar_dir, cfg=cfg, seed=3, data_seed=4, train_subset=256,
-                  progress="log")
+    common = dict(data=DataOptions("cifar10", cifar_dir, train_subset=256), cfg=cfg, seed=3, data_seed=4,
+                  run=RunOptions(progress="log"))
     dense = train_run(model_cfg={"name": "mlp", "width": 1}, out_dir=tmp_path / "dense", save_epochs=[0], **common)
     assert dense["provenance"]["seeds"] == {"init": 3, "data": 4}
     assert dense["provenance"]["config"]["n_train"] == 256
@@ -223,7 +224,7 @@ def test_train_run_from_checkpoint_with_mask_and_mismatches(cifar_dir, tmp_path)
     checkpoints.save_mask(tmp_path / "mask.pt", mask, final["model"], final["data"])
 
     sparse = train_run(model_cfg=None, out_dir=tmp_path / "sparse", init_checkpoint=init, mask_path=tmp_path / "mask.pt",
-                       tags={"branch": "lth"}, **common)
+                       **{**common, "run": RunOptions(progress="log", tags={"branch": "lth"})})
     assert sparse["density"] == pytest.approx(checkpoints.mask_density(mask))
     assert sparse["provenance"]["seeds"]["init"] is None
     sd = checkpoints.load_checkpoint(tmp_path / "sparse" / "final.pt")["state_dict"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -36,6 +37,7 @@ from ..errors import UserError
 from ..evaluation import evaluate
 from ..masking import apply_mask_, check_trainable
 from ..models import model_spec
+from ..options import DataOptions, RunOptions
 from ..progress import log
 from ..training import TrainConfig, fit
 from ..training.resume import tensor_digest
@@ -45,6 +47,21 @@ from .report import sparsity_report
 from .schedule import Round, fmt_sparsity, imp_schedule, lineage, round_mask_path, round_path, target_dir
 
 MODES = ("ft", "rewind")
+
+
+@dataclass(frozen=True)
+class IMPOptions:
+    """How IMP prunes: ``rate`` of the remaining weights per round; ``mode`` ft (fine-tune each round, IMP-FT)
+    or rewind (rewind to the ``rewind`` checkpoint, IMP with rewinding); ``chain``: one chain through every
+    target; which weights (glob patterns ``include`` / ``exclude``, default the card's prunable set)."""
+
+    rate: float = 0.2
+    mode: str = "ft"
+    rewind: str | Path | None = None
+    chain: bool = True
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
 TARGET_FILES = ("mask.pt", "sparsity.json", "model.pt", "result.json", "predictions.pt")
 # Settings that determine the results: a rerun must agree on all of them to reuse finished rounds.
 _RESUME_KEYS = ("checkpoint_digest", "rewind_digest", "targets", "rate", "mode", "chain", "keys", "train",
@@ -125,28 +142,9 @@ def _copy_atomic(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)
 
 
-def run_imp(
-    *,
-    checkpoint: str | Path,
-    targets: Iterable[float],
-    out_dir: str | Path,
-    dataset: str,
-    data_dir: str | Path,
-    ft_cfg: TrainConfig,
-    rate: float = 0.2,
-    mode: str = "ft",
-    rewind: str | Path | None = None,
-    chain: bool = True,
-    include: Iterable[str] = (),
-    exclude: Iterable[str] = (),
-    train_subset: int | None = None,
-    seed: int = 0,
-    data_seed: int | None = None,
-    device: str | torch.device = "auto",
-    tags: dict | None = None,
-    progress: str = "auto",
-    force: bool = False,
-) -> dict:
+def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | Path, data: DataOptions,
+            ft_cfg: TrainConfig, imp: IMPOptions = IMPOptions(), seed: int = 0, data_seed: int | None = None,
+            run: RunOptions = RunOptions()) -> dict:
     """Run (or resume) IMP from the trained ``checkpoint``; returns the ``rounds.json`` dict.
 
     A finished IMP (every target's files, with ``rounds.json`` recording these
@@ -158,9 +156,11 @@ def run_imp(
     from ..data import dataset_info
 
     out = Path(out_dir)
-    device = devices.resolve(device)
+    device = devices.resolve(run.device)
     data_seed = int(seed if data_seed is None else data_seed)
-    tags = dict(tags or {})
+    tags = dict(run.tags)
+    rate, mode, rewind, chain = imp.rate, imp.mode, imp.rewind, imp.chain
+    data_opts, dataset = data, data.dataset
     if mode not in MODES:
         raise UserError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     if mode == "rewind" and rewind is None:
@@ -178,7 +178,7 @@ def run_imp(
         raise UserError(f"checkpoint {checkpoint} was trained on {data}, but --dataset {dataset} gives {want}; "
                         "pass the matching --dataset")
     model = checkpoints.model_from_checkpoint(dense, str(checkpoint))
-    keys = select_keys(model, include, exclude)
+    keys = select_keys(model, imp.include, imp.exclude)
     check_targets_keep_weights(targets, model, keys)
     rewind_sd = None
     if rewind is not None:
@@ -199,9 +199,7 @@ def run_imp(
         "chain": bool(chain),
         "keys": keys,
         "train": ft_cfg.to_dict() | {"eval_batch_size": None},
-        "dataset": dataset,
-        "data_dir": str(data_dir),
-        "train_subset": train_subset,
+        **data_opts.record(),
         "seed": int(seed),
         "data_seed": data_seed,
         "model": model_cfg,
@@ -214,7 +212,7 @@ def run_imp(
         if state == "same":
             log(f"IMP {out}: already finished with these settings; nothing to do")
             return old
-        if state == "other" and not force:
+        if state == "other" and not run.force:
             raise UserError(f"{out} holds a finished IMP made with other settings "
                             f"({'; '.join(_config_diff(old.get('config', {}), config)[:4]) or 'another version'}); "
                             "rerun with --force to replace it (its files go only once the new IMP has finished), "
@@ -225,9 +223,8 @@ def run_imp(
         if not forced:
             shutil.rmtree(staging, ignore_errors=True)  # an abandoned forced attempt with other settings
         index = _run_chain(work, schedule, targets, config, prov, model_cfg=model_cfg, data=data, dense=dense,
-                           rewind_sd=rewind_sd, keys=keys, ft_cfg=ft_cfg, dataset=dataset, data_dir=data_dir,
-                           train_subset=train_subset, seed=int(seed), data_seed=data_seed, device=device, tags=tags,
-                           progress=progress)
+                           rewind_sd=rewind_sd, keys=keys, ft_cfg=ft_cfg, data_opts=data_opts, seed=int(seed),
+                           data_seed=data_seed, device=device, tags=tags, progress=run.progress)
         if forced:
             _replace_with(out, staging, targets)
         return index
@@ -272,15 +269,13 @@ def check_targets_keep_weights(targets: list[float], model, keys: list[str]) -> 
 
 
 def _run_chain(out: Path, schedule: list[Round], targets: list[float], config: dict, prov: dict, *, model_cfg: dict,
-               data: dict, dense: dict, rewind_sd, keys: list[str], ft_cfg: TrainConfig, dataset: str, data_dir,
-               train_subset, seed: int, data_seed: int, device, tags: dict, progress: str) -> dict:
+               data: dict, dense: dict, rewind_sd, keys: list[str], ft_cfg: TrainConfig, data_opts: DataOptions,
+               seed: int, data_seed: int, device, tags: dict, progress: str) -> dict:
     """Run or resume every round of ``schedule`` in ``out`` and write the targets; returns rounds.json."""
-    from ..data import load_split
 
     index_path = out / "rounds.json"
     info = _finished_rounds(out, schedule, config)
-    train_ds = load_split(dataset, data_dir, "train", train_subset=train_subset)
-    test_ds = load_split(dataset, data_dir, "test")
+    train_ds, test_ds = data_opts.load("train"), data_opts.load("test")
 
     def write_index() -> dict:
         rows = []

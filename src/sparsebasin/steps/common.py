@@ -172,6 +172,22 @@ def add_run_args(p: argparse.ArgumentParser, *, seed: bool = True, progress: boo
         g.add_argument("--progress", choices=("auto", "bar", "log"), default="auto")
 
 
+def data_options(args: argparse.Namespace):
+    """The data group as the library's record (sparsebasin.options.DataOptions)."""
+    from ..options import DataOptions
+
+    return DataOptions(args.dataset, args.data_dir, args.train_subset)
+
+
+def run_options(args: argparse.Namespace):
+    """The run group (device, progress, tags, --force) as the library's record; threads are set here."""
+    from ..options import RunOptions
+
+    set_threads(args.threads)
+    return RunOptions(device=args.device, progress=getattr(args, "progress", "auto"), tags=parse_tags(args.tag),
+                      force=bool(getattr(args, "force", False)))
+
+
 def add_force_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace a finished run made with other arguments (its files go only once the new run has finished)")

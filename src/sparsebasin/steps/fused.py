@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 
 from ..training.config import FUSED_ENGINES
-from .common import (EPOCH_LIST, add_data_args, add_force_arg, add_model_args, add_optim_args, add_run_args,
-                     model_cfg_from_args, optim_overrides, parse_tags, set_threads, StepPaths)
+from .common import (EPOCH_LIST, StepPaths, add_data_args, add_force_arg, add_model_args, add_optim_args,
+                     add_run_args, data_options, model_cfg_from_args, optim_overrides, run_options)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,28 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..training import fused_run
-    from ..training import resolve_config
+    from ..training import fused_run, resolve_config
 
-    set_threads(args.threads)
-    specs = run_specs(args)
-    fused_run(
-        runs=specs,
-        model_cfg=model_cfg_from_args(args) if args.model is not None else None,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        cfg=resolve_config(args.preset, **optim_overrides(args)),
-        default_seed=args.seed,
-        default_data_seed=args.data_seed,
-        save_epochs=args.save_epochs,
-        train_subset=args.train_subset,
-        device=args.device,
-        tags=parse_tags(args.tag),
-        progress=args.progress,
-        engine=args.engine,
-        scratch=args.scratch,
-        force=args.force,
-    )
+    run = run_options(args)
+    fused_run(runs=run_specs(args), model_cfg=model_cfg_from_args(args) if args.model is not None else None,
+              data=data_options(args), cfg=resolve_config(args.preset, **optim_overrides(args)),
+              default_seed=args.seed, default_data_seed=args.data_seed, save_epochs=args.save_epochs, run=run,
+              engine=args.engine, scratch=args.scratch)
 
 
 def run_specs(args: argparse.Namespace) -> list:

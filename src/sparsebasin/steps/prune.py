@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (FRACTION, SPARSITY_LIST, add_data_args, add_force_arg, add_optim_args, add_run_args,
-                     optim_overrides, parse_tags, set_threads, StepPaths)
+from .common import (FRACTION, SPARSITY_LIST, StepPaths, add_data_args, add_force_arg, add_optim_args,
+                     add_run_args, data_options, optim_overrides, run_options)
 
 FT_PRESET_DEFAULT = {"ft": "imp_ft", "rewind": "sparse"}
 
@@ -39,32 +39,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..pruning.imp import run_imp
+    from ..pruning.imp import IMPOptions, run_imp
     from ..training import resolve_config
 
-    set_threads(args.threads)
+    run = run_options(args)
     cfg = resolve_config(args.ft_preset or FT_PRESET_DEFAULT[args.mode], **optim_overrides(args, prefix="ft-"))
-    run_imp(
-        checkpoint=args.checkpoint,
-        targets=args.targets,
-        out_dir=args.out_dir,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        ft_cfg=cfg,
-        rate=args.rate,
-        mode=args.mode,
-        rewind=args.rewind,
-        chain=args.chain,
-        include=args.prune_include,
-        exclude=args.prune_exclude,
-        train_subset=args.train_subset,
-        seed=args.seed,
-        data_seed=args.data_seed,
-        device=args.device,
-        tags=parse_tags(args.tag),
-        progress=args.progress,
-        force=args.force,
-    )
+    imp = IMPOptions(rate=args.rate, mode=args.mode, rewind=args.rewind, chain=args.chain,
+                     include=tuple(args.prune_include), exclude=tuple(args.prune_exclude))
+    run_imp(checkpoint=args.checkpoint, targets=args.targets, out_dir=args.out_dir, data=data_options(args),
+            ft_cfg=cfg, imp=imp, seed=args.seed, data_seed=args.data_seed, run=run)
 
 
 def paths(args: argparse.Namespace) -> StepPaths:

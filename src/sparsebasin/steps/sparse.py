@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..branches import BRANCHES
-from .common import (EPOCH_LIST, add_data_args, add_force_arg, add_optim_args, add_run_args, optim_overrides,
-                     parse_tags, set_threads, StepPaths)
+from .common import (EPOCH_LIST, StepPaths, add_data_args, add_force_arg, add_optim_args, add_run_args,
+                     data_options, optim_overrides, run_options)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,24 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..training import resolve_config, run_sparse
 
-    set_threads(args.threads)
-    run_sparse(
-        init=args.init,
-        mask=args.mask,
-        branch=args.branch,
-        cfg=resolve_config(args.preset, **optim_overrides(args)),
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        out_dir=args.out_dir,
-        seed=args.seed,
-        data_seed=args.data_seed,
-        save_epochs=args.save_epochs,
-        train_subset=args.train_subset,
-        device=args.device,
-        tags=parse_tags(args.tag),
-        progress=args.progress,
-        force=args.force,
-    )
+    run = run_options(args)
+    run_sparse(init=args.init, mask=args.mask, branch=args.branch, cfg=resolve_config(args.preset, **optim_overrides(args)),
+               data=data_options(args), out_dir=args.out_dir, seed=args.seed, data_seed=args.data_seed,
+               save_epochs=args.save_epochs, run=run)
 
 
 def paths(args: argparse.Namespace) -> StepPaths:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (EPOCH_LIST, add_data_args, add_force_arg, add_model_args, add_optim_args, add_run_args,
-                     model_cfg_from_args, optim_overrides, parse_tags, set_threads, StepPaths)
+from .common import (EPOCH_LIST, StepPaths, add_data_args, add_force_arg, add_model_args, add_optim_args,
+                     add_run_args, data_options, model_cfg_from_args, optim_overrides, run_options)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,25 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..training import resolve_config, train_run
 
-    set_threads(args.threads)
-    cfg = resolve_config(args.preset, **optim_overrides(args))
-    train_run(
-        model_cfg=model_cfg_from_args(args),
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        cfg=cfg,
-        seed=args.seed,
-        data_seed=args.seed if args.data_seed is None else args.data_seed,
-        out_dir=args.out_dir,
-        save_epochs=args.save_epochs,
-        init_checkpoint=args.init,
-        mask_path=args.mask,
-        train_subset=args.train_subset,
-        device=args.device,
-        tags=parse_tags(args.tag),
-        progress=args.progress,
-        force=args.force,
-    )
+    run = run_options(args)
+    train_run(model_cfg=model_cfg_from_args(args), data=data_options(args),
+              cfg=resolve_config(args.preset, **optim_overrides(args)), seed=args.seed,
+              data_seed=args.seed if args.data_seed is None else args.data_seed, out_dir=args.out_dir,
+              save_epochs=args.save_epochs, init_checkpoint=args.init, mask_path=args.mask, run=run)
 
 
 def paths(args: argparse.Namespace) -> StepPaths:

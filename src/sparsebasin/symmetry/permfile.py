@@ -1,4 +1,5 @@
-"""The permutation artifact: save it, and load it only if it is a true permutation for the model.
+"""The permutation artifact: save it, load it only if it is a true permutation for the model, and apply
+it to a mask or checkpoint file (what ``sparsebasin permute`` does).
 
 Payload (docs/architecture.md): ``model`` and ``data`` copied from checkpoint A,
 ``perm`` ({group: int64 index tensor}), ``meta`` (method, statistic, batches used,
@@ -54,4 +55,36 @@ def load_permutation(path: str | os.PathLike, spec: PermutationSpec | None = Non
     return obj, spec
 
 
-__all__ = ["save_permutation", "load_permutation"]
+def permute_file(permutation: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike,
+                 inverse: bool = False) -> str:
+    """Write ``source`` (a mask or checkpoint) permuted by ``permutation`` (or its inverse) to ``out``.
+
+    The input's architecture must be the permutation's; every other field of
+    the file (epoch, sparsity report, ...) is kept, and the provenance records
+    the input's own. Returns the artifact kind.
+    """
+    from .. import provenance
+    from ..checkpoints import check_mask, check_state_dict, same_architecture
+    from ..io import load_any_artifact
+    from .apply import permute_state
+
+    pobj, _ = load_permutation(permutation)
+    kind, obj = load_any_artifact(source, ("mask", "checkpoint"))
+    for key in ("model", "data", "mask" if kind == "mask" else "state_dict"):
+        if key not in obj:
+            raise UserError(f"{kind} {source} has no {key!r}; it was not written by sparsebasin")
+    same_architecture(pobj, obj, permutation, source)
+    model, spec = spec_from_meta(obj["model"], obj["data"])
+    payload = {k: v for k, v in obj.items() if k not in ("format", "provenance")}
+    field = "mask" if kind == "mask" else "state_dict"
+    (check_mask if kind == "mask" else check_state_dict)(obj[field], model, source)
+    payload[field] = permute_state(spec, pobj["perm"], obj[field], inverse=inverse, source=f"{kind} {source}")
+    prov = provenance.collect(config={
+        "step": "permute", "permutation": str(permutation), "input": str(source), "inverse": bool(inverse),
+        "input_provenance": obj.get("provenance", {}), "permutation_meta": pobj.get("meta", {}),
+    })
+    save_artifact(out, kind, payload, prov)
+    return kind
+
+
+__all__ = ["save_permutation", "load_permutation", "permute_file"]

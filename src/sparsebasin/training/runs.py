@@ -26,6 +26,7 @@ from ..branches import BRANCHES
 from ..errors import UserError
 from ..masking import check_trainable
 from ..models import model_spec
+from ..options import DataOptions, RunOptions
 from ..pruning.schedule import fmt_sparsity
 from .config import TrainConfig
 from .loop import fit
@@ -101,38 +102,15 @@ def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = 
     return member, run_cfg
 
 
-def _data(dataset: str, data_dir: str | Path, train_subset: int | None):
-    from ..data import load_split
-
-    train_ds = load_split(dataset, data_dir, "train", train_subset=train_subset)
-    test_ds = load_split(dataset, data_dir, "test")
+def _data(data: DataOptions):
+    train_ds, test_ds = data.load("train"), data.load("test")
     return train_ds, test_ds, checkpoints.data_meta(train_ds.info)
 
 
-def _data_record(dataset: str, data_dir: str | Path, train_subset: int | None) -> dict:
-    return {"dataset": dataset, "data_dir": str(data_dir), "train_subset": train_subset}
-
-
-def train_run(
-    *,
-    model_cfg: dict | None,
-    dataset: str,
-    data_dir: str | Path,
-    cfg: TrainConfig,
-    seed: int,
-    data_seed: int,
-    out_dir: str | Path,
-    save_epochs=(),
-    init_checkpoint: str | Path | None = None,
-    mask_path: str | Path | None = None,
-    train_subset: int | None = None,
-    device: str | torch.device = "auto",
-    tags: dict | None = None,
-    run_name: str | None = None,
-    progress: str = "auto",
-    branch: str | None = None,
-    force: bool = False,
-) -> dict:
+def train_run(*, model_cfg: dict | None, data: DataOptions, cfg: TrainConfig, seed: int, data_seed: int,
+              out_dir: str | Path, save_epochs=(), init_checkpoint: str | Path | None = None,
+              mask_path: str | Path | None = None, branch: str | None = None, run_name: str | None = None,
+              run: RunOptions = RunOptions()) -> dict:
     """Train one model end to end and write ``out_dir``; returns the result dict.
 
     The model is built with ``torch.manual_seed(seed)`` or, with
@@ -141,29 +119,27 @@ def train_run(
     augmentation only.
     """
     cfg = cfg.validate()
-    train_ds, test_ds, meta = _data(dataset, data_dir, train_subset)
+    train_ds, test_ds, meta = _data(data)
     member, run_cfg = resolve_member(out_dir=out_dir, meta=meta, model_cfg=model_cfg, init=init_checkpoint,
-                                     seed=seed, mask=mask_path, branch=branch, data_seed=data_seed, tags=tags,
-                                     run_name=run_name, provenance=_data_record(dataset, data_dir, train_subset))
+                                     seed=seed, mask=mask_path, branch=branch, data_seed=data_seed, tags=run.tags,
+                                     run_name=run_name, provenance=data.record())
     return fit(member.model, train_ds, test_ds, cfg, out_dir=member.out_dir, mask=member.mask,
                data_seed=member.data_seed, save_epochs=save_epochs, model_cfg=run_cfg, data_meta=meta,
                run_name=member.run_name, tags=member.tags, provenance_config=member.provenance_config,
-               device=device, progress=progress, init_seed=member.init_seed, force=force)
+               device=run.device, progress=run.progress, init_seed=member.init_seed, force=run.force)
 
 
-def run_sparse(*, init: str | Path, mask: str | Path, branch: str, cfg: TrainConfig, dataset: str,
-               data_dir: str | Path, out_dir: str | Path, seed: int = 0, data_seed: int | None = None,
-               save_epochs=(), train_subset: int | None = None, device: str | torch.device = "auto",
-               tags: dict | None = None, progress: str = "auto", force: bool = False) -> dict:
+def run_sparse(*, init: str | Path, mask: str | Path, branch: str, cfg: TrainConfig, data: DataOptions,
+               out_dir: str | Path, seed: int = 0, data_seed: int | None = None, save_epochs=(),
+               run: RunOptions = RunOptions()) -> dict:
     """Train one sparse branch into ``out_dir`` (the trainer's run directory); returns result.json's dict.
 
     ``data_seed`` (default ``seed``) alone sets the data order: the LTH
     ensemble group varies it with init and mask fixed.
     """
-    return train_run(model_cfg=None, dataset=dataset, data_dir=data_dir, cfg=cfg, seed=int(seed),
+    return train_run(model_cfg=None, data=data, cfg=cfg, seed=int(seed),
                      data_seed=int(seed if data_seed is None else data_seed), out_dir=out_dir,
-                     save_epochs=save_epochs, init_checkpoint=init, mask_path=mask, train_subset=train_subset,
-                     device=device, tags=tags, progress=progress, branch=branch, force=force)
+                     save_epochs=save_epochs, init_checkpoint=init, mask_path=mask, branch=branch, run=run)
 
 
 # ------------------------------------------------------------ run specs --
@@ -259,31 +235,15 @@ def load_run_specs(path: str | Path) -> list[RunSpec]:
     return [RunSpec.from_dict(d, f"{path} run {i}") for i, d in enumerate(obj)]
 
 
-def fused_run(
-    *,
-    runs: Sequence[RunSpec],
-    model_cfg: dict | None,
-    dataset: str,
-    data_dir: str | Path,
-    cfg: TrainConfig,
-    default_seed: int = 0,
-    default_data_seed: int | None = None,
-    save_epochs=(),
-    train_subset: int | None = None,
-    device: str | torch.device = "auto",
-    tags: dict | None = None,
-    progress: str = "auto",
-    engine: str = "auto",
-    scratch: str | Path | None = None,
-    force: bool = False,
-) -> list[dict]:
+def fused_run(*, runs: Sequence[RunSpec], model_cfg: dict | None, data: DataOptions, cfg: TrainConfig,
+              default_seed: int = 0, default_data_seed: int | None = None, save_epochs=(),
+              run: RunOptions = RunOptions(), engine: str = "auto", scratch: str | Path | None = None) -> list[dict]:
     """Resolve every run's inputs as ``train_run`` / ``run_sparse`` would, then train them as one fused group."""
     from .fused import fit_fused
 
     if not runs:
         raise UserError("fused: give at least one run (--runs RUNS.json or --run ...)")
-    train_ds, test_ds, meta = _data(dataset, data_dir, train_subset)
-    shared_tags = dict(tags or {})
+    train_ds, test_ds, meta = _data(data)
     members: list[Member] = []
     group_cfg: dict | None = model_spec(model_cfg) if model_cfg is not None else None
     for spec in runs:
@@ -292,8 +252,8 @@ def fused_run(
             seed if spec.seed is not None or default_data_seed is None else default_data_seed)
         member, run_cfg = resolve_member(out_dir=spec.out_dir, meta=meta, model_cfg=group_cfg, init=spec.init,
                                          seed=seed, mask=spec.mask, branch=spec.branch, data_seed=data_seed,
-                                         tags={**shared_tags, **spec.tags}, run_name=spec.name,
-                                         provenance=_data_record(dataset, data_dir, train_subset))
+                                         tags={**run.tags, **spec.tags}, run_name=spec.name,
+                                         provenance=data.record())
         if group_cfg is None:
             group_cfg = run_cfg
         elif run_cfg != group_cfg:
@@ -301,4 +261,4 @@ def fused_run(
                             "a fused group must share model and width")
         members.append(member)
     return fit_fused(members, train_ds, test_ds, cfg, model_cfg=group_cfg, data_meta=meta, save_epochs=save_epochs,
-                     device=device, progress=progress, engine=engine, scratch=scratch, force=force)
+                     device=run.device, progress=run.progress, engine=engine, scratch=scratch, force=run.force)

@@ -1,0 +1,111 @@
+"""Matching two trained checkpoints: the permutation aligning A to B, written with its summary.
+
+The step ``sparsebasin match`` is a thin CLI over ``match_checkpoints``.
+Activation matching streams both models' activations over ``batches``
+batches of a seeded random sample of the whole training split (the same
+images for A and B, no augmentation; recorded with the classes it covers);
+weight matching uses the weights alone, and its correlations are then
+measured on the same sample so both methods report comparable summaries.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..options import DataOptions
+
+METHODS = ("activation", "weight")
+STATS = ("correlation", "covariance")
+
+
+@dataclass(frozen=True)
+class MatchOptions:
+    method: str = "activation"
+    stat: str = "correlation"  # activation matching score: Pearson correlation or cross-covariance (Eq. 1)
+    batches: int = 20  # training batches of activations (weight matching: of the reported correlations)
+    batch_size: int = 500
+    chunk: int | None = None  # forward at most this many examples at a time (same result, less memory)
+    sample_seed: int = 0
+    stream_points: str = "stage_output"
+    seed: int = 0  # group order of weight matching
+    max_iter: int = 100  # weight matching passes at most
+
+
+def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: MatchOptions, out: str | Path,
+                      summary_out: str | Path, device: str = "auto", tags: dict | None = None) -> dict:
+    """Match checkpoint ``a`` to ``b``; write the permutation (``out``) and its summary JSON; return the summary."""
+    from .. import data as datamod
+    from .. import device as devices
+    from .. import provenance
+    from ..checkpoints import load_checkpoint, model_from_checkpoint, same_architecture
+    from ..errors import UserError
+    from ..io import write_json
+    from .matching import activation_matching, activation_statistics, correlation_summary, weight_matching
+    from .permfile import save_permutation
+    from .results import check_dataset
+    from .spec import permutation_spec
+
+    tags = dict(tags or {})
+    if opts.batches < 1 and opts.method == "activation":
+        raise UserError(f"--batches must be >= 1 for activation matching (>= 0 for weight matching), got {opts.batches}")
+    dev = devices.resolve(device)
+    ckpt_a, ckpt_b = load_checkpoint(a), load_checkpoint(b)
+    same_architecture(ckpt_a, ckpt_b, a, b)
+    check_dataset(ckpt_a, data.dataset, a)
+    model_a = devices.prepare_model(model_from_checkpoint(ckpt_a, a), dev)
+    model_b = devices.prepare_model(model_from_checkpoint(ckpt_b, b), dev)
+    spec = permutation_spec(model_a, stream_points=opts.stream_points)
+    sample: dict = {}
+
+    def train_batches():
+        ds, info = datamod.sample_split(data.load("train"), opts.batches * opts.batch_size, seed=opts.sample_seed)
+        sample.update(info)
+        return datamod.batches(ds, opts.batch_size, shuffle=False, augment=False, device=dev)
+
+    t0 = time.perf_counter()
+    if opts.method == "activation":
+        perm, meta = activation_matching(model_a, model_b, spec, train_batches(), stat=opts.stat, device=dev,
+                                         max_batches=opts.batches, chunk=opts.chunk)
+    else:
+        perm, meta = weight_matching(spec, ckpt_a["state_dict"], ckpt_b["state_dict"], seed=opts.seed,
+                                     max_iter=opts.max_iter)
+        if opts.batches > 0:
+            stats, used, examples = activation_statistics(model_a, model_b, spec, train_batches(), dev,
+                                                          opts.batches, opts.chunk)
+            meta.update(batches=used, examples=examples, **correlation_summary(stats, perm))
+        else:
+            meta.update(batches=0, examples=0)
+    meta["seconds"] = time.perf_counter() - t0
+    meta["sample"] = sample or None
+    meta["stream_points"] = opts.stream_points
+    meta["epoch_a"], meta["epoch_b"] = int(ckpt_a["epoch"]), int(ckpt_b["epoch"])
+    config = {"step": "match", "a": str(a), "b": str(b), **data.record(), **asdict(opts), "tags": tags}
+    config.pop("chunk")  # how much is forwarded at once never changes the result
+    prov = provenance.collect(config=config, seeds={"weight_matching": opts.seed, "sample": opts.sample_seed},
+                              device=dev)
+    save_permutation(out, perm, ckpt_a["model"], ckpt_a["data"], meta, prov)
+    summary = {
+        "method": meta["method"],
+        "statistic": meta["statistic"],
+        "batches": meta.get("batches", 0),
+        "examples": meta.get("examples", 0),
+        "sample": meta["sample"],
+        "stream_points": opts.stream_points,
+        "mean_correlation": meta.get("mean_correlation"),
+        "mean_correlation_identity": meta.get("mean_correlation_identity"),
+        "group_correlation": meta.get("group_correlation", {}),
+        "group_size": dict(spec.sizes),
+        "epoch_a": meta["epoch_a"],
+        "epoch_b": meta["epoch_b"],
+        "seconds": meta["seconds"],
+        "inputs": {"a": str(a), "b": str(b), "permutation": str(out)},
+        "tags": tags,
+        "provenance": prov,
+    }
+    write_json(summary_out, summary)
+    return summary
+
+
+__all__ = ["METHODS", "STATS", "MatchOptions", "match_checkpoints"]

@@ -1,0 +1,147 @@
+"""Loss landscapes between trained checkpoints: the linear path A -> B (or pi(A) -> B) and the plane
+through three models, evaluated and written as tidy CSV with provenance.
+
+The steps ``sparsebasin interpolate`` and ``sparsebasin plane`` are thin CLIs
+over ``interpolate_checkpoints`` and ``plane_through``; ``sparsebasin.symmetry.lmc``
+holds the geometry and the BN-reset / REPAIR modes.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..options import DataOptions
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How points are evaluated: batch size, batches per split (None = all), training batches for BN reset
+    and REPAIR statistics, the seed of those random samples, and which splits."""
+
+    batch_size: int = 500
+    eval_batches: int | None = None
+    reset_batches: int = 20
+    sample_seed: int = 0
+    splits: tuple[str, ...] = ("train", "test")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _setup(data: DataOptions, ev: EvalOptions, device: str):
+    """Device, evaluation config, training set and evaluation splits."""
+    from .. import device as devices
+    from .lmc import EvalConfig
+
+    dev = devices.resolve(device)
+    cfg = EvalConfig(device=dev, batch_size=ev.batch_size, eval_batches=ev.eval_batches,
+                     reset_batches=ev.reset_batches, sample_seed=ev.sample_seed)
+    train = data.load("train")
+    sets = {s: (train if s == "train" else data.load("test")) for s in ev.splits}
+    return dev, cfg, train, sets
+
+
+def _eval_record(ev: EvalOptions, cfg, sets) -> dict:
+    return {"batch_size": ev.batch_size, "eval_batches": ev.eval_batches, "reset_batches": ev.reset_batches,
+            "sample_seed": ev.sample_seed, "samples": cfg.samples, "splits": list(sets)}
+
+
+def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | Path | None, data: DataOptions,
+                            alphas: int, modes, ev: EvalOptions, out: str | Path, barriers_out: str | Path,
+                            device: str = "auto", tags: dict | None = None) -> dict:
+    """Evaluate the path A -> B (and pi(A) -> B with ``permutation``); write the curve CSV and barriers JSON."""
+    from .. import device as devices
+    from .. import provenance
+    from ..checkpoints import load_checkpoint, model_from_checkpoint, same_architecture
+    from ..io import write_json
+    from .lmc import alpha_grid, barriers, lmc, parse_modes
+    from .permfile import load_permutation
+    from .results import check_dataset, write_csv
+    from .spec import permutation_spec
+
+    tags = dict(tags or {})
+    grid = alpha_grid(alphas)
+    modes = parse_modes(modes)
+    ckpt_a, ckpt_b = load_checkpoint(a), load_checkpoint(b)
+    same_architecture(ckpt_a, ckpt_b, a, b)
+    check_dataset(ckpt_a, data.dataset, a)
+    model = model_from_checkpoint(ckpt_a, a)
+    spec = permutation_spec(model)
+    perm = None
+    if permutation:
+        pobj, _ = load_permutation(permutation, spec)
+        same_architecture(pobj, ckpt_a, permutation, a)
+        perm = pobj["perm"]
+    dev, cfg, train, sets = _setup(data, ev, device)
+    model = devices.prepare_model(model, dev)
+    sd_a = {k: v.to(dev) for k, v in ckpt_a["state_dict"].items()}
+    sd_b = {k: v.to(dev) for k, v in ckpt_b["state_dict"].items()}
+    rows = lmc(model, spec, sd_a, sd_b, perm, grid, modes, train, sets, cfg, log=_log)
+    config = {"step": "interpolate", "a": str(a), "b": str(b), "permutation": permutation and str(permutation),
+              **data.record(), "alphas": grid, "modes": modes, **_eval_record(ev, cfg, sets), "tags": tags}
+    prov = provenance.collect(config=config, device=dev)
+    write_csv(out, rows, tags, prov)
+    result = {
+        "barriers": barriers(rows),
+        "epoch_a": int(ckpt_a["epoch"]),
+        "epoch_b": int(ckpt_b["epoch"]),
+        "inputs": {"a": str(a), "b": str(b), "permutation": permutation and str(permutation)},
+        "samples": cfg.samples,
+        "tags": tags,
+        "provenance": prov,
+    }
+    write_json(barriers_out, result)
+    for r in result["barriers"]:
+        _log(f"{r['mode']:8s} permuted={r['permuted']!s:5s} {r['split']:5s} loss barrier {r['loss_barrier']:.4f} "
+             f"error barrier {r['error_barrier']:.4f}")
+    return result
+
+
+def plane_through(origin: str | Path, p1: str | Path, p2: str | Path, *, p2_permutation: str | Path | None,
+                  inverse: bool, data: DataOptions, grid: int, margin: float, mode: str, ev: EvalOptions,
+                  out: str | Path, device: str = "auto", tags: dict | None = None) -> list[dict]:
+    """Evaluate the plane through origin, p1 and p2 (p2 optionally permuted, e.g. by pi^-1); write the CSV."""
+    from .. import device as devices
+    from .. import provenance
+    from ..checkpoints import check_state_dict, load_checkpoint, model_from_checkpoint, same_architecture
+    from ..errors import UserError
+    from .apply import permute_state
+    from .lmc import plane
+    from .permfile import load_permutation
+    from .results import check_dataset, write_csv
+    from .spec import permutation_spec
+
+    tags = dict(tags or {})
+    if inverse and not p2_permutation:
+        raise UserError("--inverse needs --p2-permutation")
+    files = {"origin": origin, "p1": p1, "p2": p2}
+    ckpts = {name: load_checkpoint(path) for name, path in files.items()}
+    same_architecture(ckpts["origin"], ckpts["p1"], origin, p1)
+    same_architecture(ckpts["origin"], ckpts["p2"], origin, p2)
+    check_dataset(ckpts["origin"], data.dataset, origin)
+    model = model_from_checkpoint(ckpts["origin"], origin)
+    spec = permutation_spec(model)
+    sds = {}
+    for name, ck in ckpts.items():
+        check_state_dict(ck["state_dict"], model, files[name])
+        sds[name] = ck["state_dict"]
+    if p2_permutation:
+        pobj, _ = load_permutation(p2_permutation, spec)
+        same_architecture(pobj, ckpts["p2"], p2_permutation, p2)
+        sds["p2"] = permute_state(spec, pobj["perm"], sds["p2"], inverse=inverse, source=f"checkpoint {p2}")
+    dev, cfg, train, sets = _setup(data, ev, device)
+    model = devices.prepare_model(model, dev)
+    sds = {n: {k: v.to(dev) for k, v in sd.items()} for n, sd in sds.items()}
+    rows, geom = plane(model, sds["origin"], sds["p1"], sds["p2"], grid, margin, mode, train, sets, cfg, log=_log)
+    config = {"step": "plane", "origin": str(origin), "p1": str(p1), "p2": str(p2),
+              "p2_permutation": p2_permutation and str(p2_permutation), "inverse": bool(inverse), **data.record(),
+              "grid": grid, "margin": margin, "mode": mode, **_eval_record(ev, cfg, sets), "anchors": geom.anchors(),
+              "tags": tags}
+    write_csv(out, rows, tags, provenance.collect(config=config, device=dev))
+    return rows
+
+
+__all__ = ["EvalOptions", "interpolate_checkpoints", "plane_through"]
