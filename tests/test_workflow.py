@@ -188,6 +188,7 @@ def expected_jobs(config: dict) -> dict[str, int]:
             + flags["diversity"] + flags["early_matching"]
         add("collect", tidy)
         add("summary", 1)
+        add("scorecard", 1)
         if flags["sweep"]:
             add("figure_accuracy_vs_rewind", 1)
             add("figure_accuracy_vs_rewind_top5", int(top5))
@@ -255,7 +256,7 @@ def test_default_is_small_and_complete(tmp_path):
     for kind in ("accuracy", "diversity", "early_matching", "lmc"):
         assert stats.get(f"table_{kind}") == 1, kind
     assert stats["summary"] == 1
-    assert sum(stats.values()) <= 80  # fused: 68 jobs
+    assert sum(stats.values()) <= 80  # fused: 69 jobs
 
 
 def test_one_figure_schedules_only_its_ancestors(tmp_path):
@@ -303,6 +304,27 @@ def test_commands_follow_the_contract(tmp_path):
     assert "experiment=" not in sparse  # a run may serve several experiments: collect adds the experiment
     prune = next(line for line in out.splitlines() if "sparsebasin prune" in line)
     assert "--targets 0.8,0.95 " in prune and "--seed 2 " in prune and "--chain" in prune
+
+
+@pytest.mark.parametrize("overlay", [True, False])
+def test_scorecard_and_the_paper_overlay_switch(tmp_path, overlay):
+    """The scorecard reads the experiment's tidy tables; paper_reference: false drops the figures' paper lines."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["experiments"]["mnist1d"]["paper_reference"] = overlay
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    res = snakemake(["results/mnist1d/summary.md", "results/mnist1d/figures/accuracy_vs_rewind.pdf", "-n", "-p",
+                     f"--configfile={path}"], tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    card = next(line for line in out.splitlines() if "sparsebasin scorecard " in line)
+    for table in ("runs", "ensembles", "early", "lmc_barriers"):
+        assert f"results/mnist1d/tidy/{table}.csv" in card, table
+    assert "--metrics test_acc " in card and "--out-json results/mnist1d/tables/scorecard.json" in card
+    summary = next(line for line in out.splitlines() if "sparsebasin summary " in line)
+    assert "--scorecard results/mnist1d/tables/scorecard.json" in summary
+    figure = next(line for line in out.splitlines() if "sparsebasin figure --kind accuracy_vs_rewind" in line)
+    assert ("--paper-reference" in figure) == overlay
 
 
 def test_cuda_asks_for_gpus(tmp_path):

@@ -51,7 +51,7 @@ def finished(tmp_path_factory):
 def _targets():
     exp = "results/mnist1d"
     figures = ["accuracy_vs_rewind", "accuracy_vs_sparsity", "lmc_width", "imp_barrier", "plane"]
-    tables = ["accuracy", "diversity", "early_matching", "lmc"]
+    tables = ["accuracy", "diversity", "early_matching", "lmc", "scorecard"]
     return ([f"{exp}/figures/{f}.{ext}" for f in figures for ext in ("pdf", "png")]
             + [f"{exp}/tables/{t}.{ext}" for t in tables for ext in ("csv", "md")] + [f"{exp}/summary.md"])
 
@@ -121,7 +121,7 @@ def test_changing_the_sparse_lr_reruns_only_what_depends_on_it(finished, tmp_pat
         "plane": 1, "ensemble": 3,  # lth, naive, permuted groups (dense and imp do not change)
         "collect": 4,  # runs, early, ensembles, plane (not matches, lmc, imp curves)
         "figure_accuracy_vs_rewind": 1, "figure_accuracy_vs_sparsity": 1, "figure_plane": 1,
-        "table_accuracy": 1, "table_diversity": 1, "table_early_matching": 1, "summary": 1, "all": 1,
+        "table_accuracy": 1, "table_diversity": 1, "table_early_matching": 1, "scorecard": 1, "summary": 1, "all": 1,
     }
 
 
@@ -141,16 +141,30 @@ def test_changing_the_dense_lr_reruns_everything_but_the_data(finished, tmp_path
     assert res.returncode == 0, res.stderr
     stats = job_stats(res.stdout + res.stderr)
     assert "prepare" not in stats
-    assert sum(stats.values()) == 68 - 1  # every job of the default DAG except prepare
+    assert sum(stats.values()) == 69 - 1  # every job of the default DAG except prepare
 
 
 def test_html_report_has_every_figure_and_table(finished):
     res = snakemake(["--report", "report.html"], finished)
     assert res.returncode == 0, res.stderr[-3000:]
     html = (finished / "report.html").read_text(errors="replace")
-    for name in ("accuracy_vs_rewind.png", "lmc_width.pdf", "plane.png", "diversity.md", "early_matching.csv"):
+    for name in ("accuracy_vs_rewind.png", "lmc_width.pdf", "plane.png", "diversity.md", "early_matching.csv",
+                 "scorecard.md", "summary.md"):
         assert name in html, name
+    # the scorecard and summary come first: the report lists subcategories in name order
+    categories = json.loads(re.search(r"categories = (\{.*?\});", html).group(1))
+    subs = sorted(categories["mnist1d"])
+    assert subs[0] == "1. scorecard" and {"tables/scorecard.md", "summary.md"} <= {
+        p.split("results/mnist1d/")[-1] for p in categories["mnist1d"][subs[0]]}, categories
 
+
+def test_summary_opens_with_the_scorecard_headline(finished):
+    text = (finished / "results/mnist1d/summary.md").read_text().splitlines()
+    first = next(line for line in text if line.strip() and not line.startswith("<!--"))
+    assert first.startswith("**Reproduction:** No published reference for this experiment (MNIST-1D MLP); "
+                            "permuted > naive in "), first
+    card = json.loads((finished / "results/mnist1d/tables/scorecard.json").read_text())
+    assert card["published"] == 0 and card["counts"]["no_reference"] > 0 and card["headline"] in first
 
 FIGURES = ("accuracy_vs_rewind", "accuracy_vs_sparsity", "imp_barrier", "lmc_width", "plane")
 

@@ -37,6 +37,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "figure": ("sparsebasin.steps.figure", "draw one figure from tidy tables"),
     "table": ("sparsebasin.steps.table", "write a paper table (CSV + Markdown) from tidy tables"),
     "summary": ("sparsebasin.steps.summary", "per-experiment summary.md"),
+    "scorecard": ("sparsebasin.steps.scorecard", "every cell against the paper's published number"),
     "plan": ("sparsebasin.steps.plan", "list a config's jobs and where their results live (torch-free)"),
 }
 

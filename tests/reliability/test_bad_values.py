@@ -101,6 +101,8 @@ class Templates:
             "table": ["table", "--kind", "early_matching", "--table", str(runs), "--k", "2",
                       "--out-csv", str(tmp / "t.csv"), "--out-md", str(tmp / "t.md")],
             "summary": ["summary", "--runs", str(runs), "--gap-floor", "0.1", "--out", str(tmp / "s.md")],
+            "scorecard": ["scorecard", "--runs", str(runs), "--metrics", "test_acc", "--sigma", "2",
+                          "--out-csv", str(tmp / "sc.csv"), "--out-md", str(tmp / "sc.md")],
             "plan": ["plan", "--configfile", str(REPO / "config.yaml"), "--kind", "sparse", "--where", "width=4"],
         }
 

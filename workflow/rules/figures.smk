@@ -2,9 +2,11 @@
 #   results/{experiment}/tidy/{table}.csv         tidy tables (collect)
 #   results/{experiment}/figures/{name}.{pdf,png}  one rule per figure (figure_<name>)
 #   results/{experiment}/tables/{kind}.{csv,md}    one rule per table (table_<kind>)
-#   results/{experiment}/summary.md
+#   results/{experiment}/tables/scorecard.{csv,md,json}  every cell against the paper (scorecard)
+#   results/{experiment}/summary.md                 opens with the scorecard's headline
 #   results/{experiment}/{dataset}-{model}-w{width}/manifest.txt   every result of one width
-# Captions: workflow/report/<kind>.rst (snakemake --report report.html).
+# Captions: workflow/report/<kind>.rst (snakemake --report report.html; its subcategories are
+# numbered so the scorecard and summary come first).
 
 
 rule collect:
@@ -39,13 +41,13 @@ for _name, (_kind, _metric, _sec, _table) in reports.FIGURES.items():
                 f"results/{{experiment}}/figures/{_name}.pdf",
                 caption=f"../report/{_kind}.rst",
                 category="{experiment}",
-                subcategory="figures",
+                subcategory="2. figures",
             ),
             png=report(
                 f"results/{{experiment}}/figures/{_name}.png",
                 caption=f"../report/{_kind}.rst",
                 category="{experiment}",
-                subcategory="figures",
+                subcategory="2. figures",
             ),
         params:
             kind=_kind,
@@ -77,13 +79,13 @@ for _kind, (_table, _sec) in reports.TABLES.items():
                 f"results/{{experiment}}/tables/{_kind}.csv",
                 caption=f"../report/{_kind}.rst",
                 category="{experiment}",
-                subcategory="tables",
+                subcategory="3. tables",
             ),
             md=report(
                 f"results/{{experiment}}/tables/{_kind}.md",
                 caption=f"../report/{_kind}.rst",
                 category="{experiment}",
-                subcategory="tables",
+                subcategory="3. tables",
             ),
         params:
             kind=_kind,
@@ -103,13 +105,53 @@ for _kind, (_table, _sec) in reports.TABLES.items():
             " --out-csv {output.csv:q} --out-md {output.md:q} > {log:q} 2>&1"
 
 
+rule scorecard:
+    input:
+        unpack(lambda wc: reports.scorecard_inputs(PLAN, wc.experiment)),
+    output:
+        csv=report(
+            "results/{experiment}/tables/scorecard.csv",
+            caption="../report/scorecard.rst",
+            category="{experiment}",
+            subcategory="1. scorecard",
+        ),
+        md=report(
+            "results/{experiment}/tables/scorecard.md",
+            caption="../report/scorecard.rst",
+            category="{experiment}",
+            subcategory="1. scorecard",
+        ),
+        json="results/{experiment}/tables/scorecard.json",
+    params:
+        args=lambda wc, input: reports.file_args(dict(input.items())),
+        extra=lambda wc: reports.scorecard_extra(PLAN, wc.experiment),
+    log:
+        "results/{experiment}/logs/scorecard.log",
+    benchmark:
+        "results/{experiment}/benchmarks/scorecard.tsv"
+    threads: 1
+    resources:
+        mem_mb=light_mem,
+        runtime=light_runtime,
+    conda:
+        CONDA_ENV
+    shell:
+        "python -m sparsebasin scorecard {params.args}{params.extra} --out-csv {output.csv:q}"
+        " --out-md {output.md:q} --out-json {output.json:q} > {log:q} 2>&1"
+
+
 rule summary:
     input:
         unpack(lambda wc: reports.summary_inputs(PLAN, wc.experiment)),
     output:
-        "results/{experiment}/summary.md",
+        report(
+            "results/{experiment}/summary.md",
+            caption="../report/summary.rst",
+            category="{experiment}",
+            subcategory="1. scorecard",
+        ),
     params:
-        args=lambda wc, input: reports.summary_args(dict(input.items())),
+        args=lambda wc, input: reports.file_args(dict(input.items())),
     log:
         "results/{experiment}/logs/summary.log",
     benchmark:

@@ -6,9 +6,10 @@ pyplot state, no display needed) and never reads files; save it with
 (ddof=1) when a point has two or more seeds. Legends sit below the panels so
 they never cover data.
 
-- ``accuracy_vs_rewind(runs, metric)``: Figs 5-8, 11. Rows per setting
+- ``accuracy_vs_rewind(runs, metric, reference)``: Figs 5-8, 11. Rows per setting
   (dataset, model, width), one panel per sparsity; LTH/naive/permuted vs k,
-  dense dashed, IMP dotted.
+  dense dashed, IMP dotted; with ``reference`` the paper's values as thin grey
+  dashed lines with hollow markers ("paper"), drawn under ours.
 - ``accuracy_vs_sparsity(runs, ks, metric)``: Figs 9-10. One panel per k.
 - ``lmc_width(curves, metric, split)``: Fig 3. One panel per (matching, mode)
   with one curve per width, plus a barrier-vs-width panel.
@@ -29,9 +30,8 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import UserError
 from . import barriers, names, style, tidy
-from .tables import aggregate, branch_order, settings
+from .tables import ACCURACY_METRICS, aggregate, branch_order, settings
 
-ACCURACY_METRICS = ("test_acc", "test_top5")
 CURVE_METRICS = ("loss", "error")
 K_LABEL = "Rewind point k (epochs)"
 SPARSITY_LABEL = "Sparsity (%)"
@@ -150,9 +150,27 @@ def _reference_lines(ax, part: pd.DataFrame, metric: str, sparsity: float | None
             ax.axhline(imp.mean() * 100, label=names.branch("imp"), **{k: v for k, v in style.branch("imp").items() if k != "marker"})
 
 
+def _paper_lines(ax, reference: pd.DataFrame | None, setting: dict, metric: str, x: str, where: dict,
+                 scale: float = 1.0) -> None:
+    """The paper's value of each branch in this panel (``where``: the panel's fixed sparsity or k), if any."""
+    if reference is None or reference.empty:
+        return
+    ref = reference[reference["metric"] == metric]
+    for col, value in {**{k: setting.get(k) for k in ("dataset", "model")}, **where}.items():
+        if value is None:
+            continue
+        ref = ref[np.isclose(ref[col], float(value))] if col != "dataset" and col != "model" else ref[ref[col] == value]
+    if "width" in setting and setting["width"] is not None:
+        ref = ref[np.isclose(ref["width"], float(setting["width"]))]
+    for b in branch_order(ref["branch"]):
+        part = ref[ref["branch"] == b].sort_values(x)
+        ax.plot(part[x].to_numpy(dtype=float) * scale, part["mean"], label=style.PAPER_LABEL, **style.paper(b))
+
+
 @_styled
-def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc") -> Figure:
-    """Accuracy vs rewind point k: rows per setting, one panel per sparsity."""
+def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc", reference: pd.DataFrame | None = None) -> Figure:
+    """Accuracy vs rewind point k: rows per setting, one panel per sparsity; ``reference``: the paper's
+    values (``sparsebasin.reference.load("accuracy")``) drawn grey under ours."""
     runs = tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-rewind figure")
     tidy.check_single_matching(runs)
     _check_metric(metric, ACCURACY_METRICS, runs)
@@ -175,6 +193,7 @@ def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc") -> Figure:
                 agg = aggregate(cell[cell["branch"] == b], ["k"], metric, scale=100.0)
                 _plot_mean_std(ax, agg, "k", names.branch(b), style.branch(b))
             _reference_lines(ax, part, metric, s)
+            _paper_lines(ax, reference, setting, metric, "k", {"sparsity": s})
             ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
             ax.set_title(" · ".join(x for x in (_setting_label(setting), f"S = {names.sparsity(s)}") if x))
     _hide_unused(axes, used)
@@ -184,8 +203,9 @@ def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc") -> Figure:
 
 
 @_styled
-def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 100), metric: str = "test_acc") -> Figure:
-    """Accuracy vs sparsity: rows per setting, one panel per rewind point k in ``ks``."""
+def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 100), metric: str = "test_acc",
+                         reference: pd.DataFrame | None = None) -> Figure:
+    """Accuracy vs sparsity: rows per setting, one panel per rewind point k in ``ks`` (``reference`` as above)."""
     runs = tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-sparsity figure")
     tidy.check_single_matching(runs)
     _check_metric(metric, ACCURACY_METRICS, runs)
@@ -213,6 +233,7 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 10
                 agg = aggregate(imp, ["sparsity"], metric, scale=100.0)
                 _plot_mean_std(ax, agg, "sparsity", names.branch("imp"), style.branch("imp"), scale=100.0)
             _reference_lines(ax, part, metric, None)
+            _paper_lines(ax, reference, setting, metric, "sparsity", {"k": k}, scale=100.0)
             ax.set_xticks(sorted(cell["sparsity"].unique() * 100))
             ax.set_title(" · ".join(x for x in (_setting_label(setting), f"k = {k:g}") if x))
     _hide_unused(axes, used)

@@ -23,6 +23,10 @@ BRANCH_STYLE = {
     "dense": {"color": "#000000", "marker": "", "linestyle": "--"},
 }
 
+# The paper's published values (sparsebasin.reference): thin, grey, dashed, hollow markers, under our lines.
+PAPER_STYLE = {"color": "#9E9E9E", "linestyle": "--", "linewidth": 0.9, "markerfacecolor": "none", "zorder": 1.5}
+PAPER_LABEL = "paper"
+
 MODE_STYLE = {
     "plain": {"color": "#555555", "marker": "o", "linestyle": "-"},
     "bn_reset": {"color": "#E69F00", "marker": "s", "linestyle": "--"},
@@ -66,6 +70,11 @@ def context():
 
 def branch(name: str) -> dict:
     return dict(BRANCH_STYLE.get(str(name), {"color": "#777777", "marker": "x", "linestyle": "-"}))
+
+
+def paper(branch_name: str) -> dict:
+    """The paper's line of a branch: its marker shape (hollow) in the shared grey style."""
+    return {**PAPER_STYLE, "marker": branch(branch_name)["marker"] or "o"}
 
 
 def mode(name: str) -> dict:

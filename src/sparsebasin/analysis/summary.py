@@ -145,8 +145,8 @@ def _restrict(frame: pd.DataFrame, setting: dict) -> pd.DataFrame:
 
 
 def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, barriers_table: pd.DataFrame | None = None,
-                     metric: str = "test_acc", gap_floor_pp: float = 0.1) -> str:
-    """The whole ``summary.md`` text (without provenance).
+                     metric: str = "test_acc", gap_floor_pp: float = 0.1, headline: str | None = None) -> str:
+    """The whole ``summary.md`` text (without provenance); ``headline`` (the scorecard's verdict) opens it.
 
     Experiments without a naive/permuted sweep (e.g. LMC or diversity only)
     still get the per-width table: dense accuracy, matched correlation and
@@ -166,7 +166,8 @@ def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, ba
     if "experiment" in runs.columns:
         exps = sorted(map(str, pd.Series(runs["experiment"]).dropna().unique()))
         experiment = ", ".join(exps) if exps else None
-    out = [f"# Summary{': ' + experiment if experiment else ''}", ""]
+    out = [f"**Reproduction:** {headline}", ""] if headline else []
+    out += [f"# Summary{': ' + experiment if experiment else ''}", ""]
     if sweep:
         wins = int((averaged["diff_mean"] > 0).sum())
         gaps = averaged["gap_closed"].dropna()

@@ -47,8 +47,12 @@ def table_kinds(plan: Plan, exp: str) -> list[str]:
     return [kind for kind, (_, study) in TABLES.items() if plan.has_study(exp, study)]
 
 
+SCORECARD = ("csv", "md", "json")  # tables/scorecard.{csv,md,json}
+
+
 def experiment_targets(plan: Plan, exp: str) -> list[str]:
     out = [paths.experiment_file(exp, "summary.md")]
+    out += [paths.experiment_file(exp, "tables", f"scorecard.{ext}") for ext in SCORECARD]
     for name in figure_names(plan, exp):
         out += [paths.experiment_file(exp, "figures", f"{name}.{ext}") for ext in ("pdf", "png")]
     for kind in table_kinds(plan, exp):
@@ -58,6 +62,8 @@ def experiment_targets(plan: Plan, exp: str) -> list[str]:
 
 def figure_extra(plan: Plan, exp: str, kind: str, metric: str | None) -> str:
     a = f" --metric {metric}" if metric else ""
+    if kind.startswith("accuracy_vs_") and plan.config["experiments"][exp]["paper_reference"]:
+        a += " --paper-reference"
     if kind == "accuracy_vs_sparsity":
         ks = plan.config["experiments"][exp].get("sparsity_figure_ks") or plan.sweep_union(exp, "rewind")
         a += f" --ks {','.join(map(str, ks))}"
@@ -73,8 +79,23 @@ def table_extra(plan: Plan, exp: str, kind: str) -> str:
     return ""
 
 
-def summary_inputs(plan: Plan, exp: str) -> dict[str, str]:
+def scorecard_inputs(plan: Plan, exp: str) -> dict[str, str]:
+    """The tidy tables the scorecard compares: runs always, Table 1 and 15 and the barriers when run."""
     d = {"runs": paths.experiment_file(exp, "tidy", "runs.csv")}
+    for option, table, study in (("diversity", "ensembles", "diversity"), ("early", "early", "early_matching"),
+                                 ("barriers", "lmc_barriers", "lmc")):
+        if plan.has_study(exp, study):
+            d[option] = paths.experiment_file(exp, "tidy", f"{table}.csv")
+    return d
+
+
+def scorecard_extra(plan: Plan, exp: str) -> str:
+    return f" --metrics {','.join(plan.config['experiments'][exp]['metrics'])}"
+
+
+def summary_inputs(plan: Plan, exp: str) -> dict[str, str]:
+    d = {"runs": paths.experiment_file(exp, "tidy", "runs.csv"),
+         "scorecard": paths.experiment_file(exp, "tables", "scorecard.json")}
     if plan.tidy[exp]["matches"]:
         d["matches"] = paths.experiment_file(exp, "tidy", "matches.csv")
     if plan.has_study(exp, "lmc"):
@@ -82,7 +103,8 @@ def summary_inputs(plan: Plan, exp: str) -> dict[str, str]:
     return d
 
 
-def summary_args(inputs: dict[str, str]) -> str:
+def file_args(inputs: dict[str, str]) -> str:
+    """Named input files as step options: {"runs": path} -> --runs path."""
     return " ".join(f"--{key} {q(path)}" for key, path in inputs.items())
 
 

@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="lmc_width/imp_barrier/plane: data split to plot (default test; '' = no filter)")
     p.add_argument("--ks", type=EPOCH_LIST, default=[10, 25, 50, 100],
                    help="accuracy_vs_sparsity: rewind points, one panel each")
+    p.add_argument("--paper-reference", action="store_true",
+                   help="accuracy figures: draw the paper's published values (grey, dashed, 'paper') under ours")
     p.add_argument("--out", required=True, metavar="PDF")
     p.add_argument("--png", default=None, metavar="PNG")
 
@@ -62,7 +64,15 @@ def run(args: argparse.Namespace) -> None:
         kwargs["ks"] = ks
     if args.kind in SPLIT_KINDS:
         kwargs["split"] = args.split or None
-    fig = plots.KINDS[args.kind](table, **kwargs)
+    if args.paper_reference and args.kind not in ACCURACY_KINDS:
+        raise UserError(f"--paper-reference is for {', '.join(ACCURACY_KINDS)}; drop it for --kind {args.kind}")
+    extra = {}
+    if args.paper_reference:
+        from .. import reference
+
+        extra["reference"] = reference.load("accuracy")
+        kwargs["paper_reference"] = reference.SOURCE
+    fig = plots.KINDS[args.kind](table, **{k: v for k, v in kwargs.items() if k != "paper_reference"}, **extra)
     config = {"step": "figure", "kind": args.kind, "table": args.table, "table2": args.table2, **kwargs}
     outputs.save_figure(fig, args.out, args.png, provenance.collect(config=config))
 

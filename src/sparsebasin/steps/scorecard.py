@@ -1,0 +1,63 @@
+"""``sparsebasin scorecard``: every cell of an experiment against the paper's published number.
+
+Reads the tidy tables ``collect`` writes (accuracies as fractions, one row per
+seed) and writes one row per cell: our mean, std and n, the paper's, the
+difference and a verdict (``sparsebasin.analysis.scorecard``), then the
+published cells not run; the Markdown adds the paper's claims checked on our
+numbers. ``--out-json`` holds the one-line headline (summary.md opens with it),
+the verdict counts and the claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import Number, StepPaths
+
+SIGMA = Number(float, "a number > 0", 0.0, above=True)
+
+
+def _metrics(text: str) -> list[str]:
+    from ..analysis.tables import ACCURACY_METRICS
+
+    out = [m.strip() for m in text.split(",") if m.strip()]
+    if not out or any(m not in ACCURACY_METRICS for m in out):
+        raise argparse.ArgumentTypeError(f"must be a comma-separated subset of {','.join(ACCURACY_METRICS)}, got {text!r}")
+    return list(dict.fromkeys(out))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", required=True, metavar="CSV", help="runs table (collect over result.json)")
+    p.add_argument("--diversity", default=None, metavar="CSV", help="ensembles table (Table 1)")
+    p.add_argument("--early", default=None, metavar="CSV", help="early-matching runs table (Table 15)")
+    p.add_argument("--barriers", default=None, metavar="CSV", help="LMC barriers (the barrier-vs-width claim)")
+    p.add_argument("--metrics", type=_metrics, default=["test_acc"], help="accuracies compared (default test_acc)")
+    p.add_argument("--sigma", type=SIGMA, default=2.0, help="'within' means within this many standard errors (default 2)")
+    p.add_argument("--out-csv", required=True, metavar="CSV")
+    p.add_argument("--out-md", required=True, metavar="MD")
+    p.add_argument("--out-json", default=None, metavar="JSON", help="headline, verdict counts and claims")
+
+
+def run(args: argparse.Namespace) -> None:
+    from .. import provenance, reference
+    from ..analysis import outputs, tidy
+    from ..analysis.scorecard import scorecard, to_markdown
+    from ..io import write_json
+
+    read = lambda path: tidy.read_table(path) if path else None  # noqa: E731
+    card = scorecard(read(args.runs), read(args.diversity), read(args.early), read(args.barriers), sigma=args.sigma,
+                     metrics=args.metrics)
+    config = {"step": "scorecard", "runs": args.runs, "diversity": args.diversity, "early": args.early,
+              "barriers": args.barriers, "metrics": args.metrics, "sigma": args.sigma, "reference": reference.SOURCE}
+    prov = provenance.collect(config=config)
+    outputs.write_csv(args.out_csv, card.cells, prov)
+    outputs.write_markdown(args.out_md, to_markdown(card), prov)
+    if args.out_json:
+        write_json(args.out_json, card.as_dict() | {"provenance": prov})
+    print(card.headline())
+
+
+def paths(args: argparse.Namespace) -> StepPaths:
+    return StepPaths(inputs=[("--runs", args.runs), ("--diversity", args.diversity), ("--early", args.early),
+                             ("--barriers", args.barriers)],
+                     outputs=[("--out-csv", args.out_csv), ("--out-md", args.out_md), ("--out-json", args.out_json)])
