@@ -11,6 +11,12 @@ The serial sum of job times and the run's wall time (measured, or the first
 to last timestamp of the newest ``.snakemake/log``) are printed together:
 their ratio is the parallelism the scheduler achieved.
 
+Start-up share: what each job pays before its step does any work, measured
+here as the median wall time of a fresh ``python -c`` importing what the
+job's step loads (torch and the training/symmetry library for the training
+and evaluation steps; the step module alone for the torch-free analysis
+steps), times the number of jobs, over the serial sum of job times.
+
     .venv/bin/python benchmarks/bench_default.py --launch --cores 2     # run it, then report
     .venv/bin/python benchmarks/bench_default.py --workdir /path/to/run # report on an existing run
 """
@@ -51,6 +57,30 @@ def rule_of_benchmarks(workdir: Path, snakemake: str, configfile: str | None) ->
         if m and rule:
             mapping[m.group(1)] = rule
     return mapping
+
+
+# what a job of each step imports before it works (steps.<name> for the torch-free analysis steps)
+TORCH_IMPORTS = "import torch, sparsebasin.training, sparsebasin.symmetry.align, sparsebasin.symmetry.landscape"
+LIGHT_STEPS = ("collect", "table", "figure", "summary", "scorecard")
+
+
+def step_of(rule: str) -> str:
+    """The sparsebasin step a rule runs (rule names are the step, a kind or kind_suffix)."""
+    for step in LIGHT_STEPS:
+        if rule == step or rule.startswith(step + "_"):
+            return step
+    return "torch"
+
+
+def startup_seconds(step: str, repeats: int = 3) -> float:
+    """Median wall time of a fresh interpreter importing what a job of ``step`` loads."""
+    code = TORCH_IMPORTS if step == "torch" else f"import sparsebasin.cli, sparsebasin.steps.{step}"
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
 
 
 def read_tsv(path: Path) -> list[dict]:
@@ -123,16 +153,24 @@ def main() -> None:
         rules[rule] = {"jobs": r["jobs"], "total_seconds": sum(s), "mean_seconds": sum(s) / len(s), "max_seconds": max(s),
                        "cpu_seconds": r["cpu_seconds"], "max_rss_mb": r["max_rss_mb"]}
     serial = sum(v["total_seconds"] for v in rules.values())
-    print(f"{'rule':28s} {'jobs':>5s} {'total s':>9s} {'mean s':>8s} {'max s':>8s} {'cpu s':>9s} {'rss MB':>8s}")
+    startup = {step: startup_seconds(step) for step in sorted({step_of(r) for r in rules})}
     for rule, v in rules.items():
-        print(f"{rule:28s} {v['jobs']:>5d} {v['total_seconds']:>9.1f} {v['mean_seconds']:>8.2f} {v['max_seconds']:>8.1f} "
-              f"{v['cpu_seconds']:>9.1f} {v['max_rss_mb']:>8.0f}")
+        v["startup_seconds"] = startup[step_of(rule)] * v["jobs"]
+    startup_total = sum(v["startup_seconds"] for v in rules.values())
+    print(f"{'rule':28s} {'jobs':>5s} {'total s':>9s} {'mean s':>8s} {'max s':>8s} {'cpu s':>9s} {'rss MB':>8s} "
+          f"{'start-up s':>10s}")
+    for rule, v in rules.items():
+        print(f"{rule[:28]:28s} {v['jobs']:>5d} {v['total_seconds']:>9.1f} {v['mean_seconds']:>8.2f} "
+              f"{v['max_seconds']:>8.1f} {v['cpu_seconds']:>9.1f} {v['max_rss_mb']:>8.0f} {v['startup_seconds']:>10.1f}")
     jobs = sum(v["jobs"] for v in rules.values())
     print(f"{jobs} jobs with benchmark files; serial sum {serial:.1f} s"
           + (f"; wall time {wall:.1f} s ({serial / wall:.2f} jobs in parallel on average)" if wall else "")
           + (f"; {len(missing)} benchmark files missing (jobs not run)" if missing else ""))
+    print(f"start-up (imports per job: {', '.join(f'{k} {v:.2f} s' for k, v in startup.items())}): "
+          f"{startup_total:.1f} s, {100 * startup_total / serial:.0f}% of job time; load average {load_average():.1f}")
     write_results(args.out, {"workdir": str(workdir), "launched": args.launch, "cores": args.cores,
                              "wall_seconds": wall, "serial_seconds": serial, "jobs": jobs, "rules": rules,
+                             "startup_seconds_per_job": startup, "startup_seconds": startup_total,
                              "missing_benchmarks": missing})
 
 

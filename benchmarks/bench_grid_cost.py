@@ -21,8 +21,9 @@ For every config (default: ``config/*.yaml`` and the built-in ``config.yaml``):
    ratio is published / ours.
 3. **GPU-hours**: images = epochs x training-set size; images/s per (model,
    width) from ``benchmarks/results/throughput.json`` when it was measured on
-   CUDA (ResNet20 widths it covers), else the model ``min(cap, TFLOPS_eff /
-   (3 x forward FLOPs per image))`` with forward FLOPs counted by
+   CUDA (by ``gpu_check.py``: ResNet20 x1/x4/x16 and VGG11; or by
+   ``bench_throughput.py``), else the model ``min(cap, TFLOPS_eff / (3 x
+   forward FLOPs per image))`` with forward FLOPs counted by
    ``torch.utils.flop_counter`` on each architecture. Assumptions (flags):
    ``--gpu-tflops 60`` effective bf16 TFLOPS of an A100 on convnets (about a
    fifth of its 312 peak) and ``--gpu-max-images-per-s 30000`` (a small
@@ -178,8 +179,8 @@ def forward_flops(dataset: str, model: str, width: int, model_args: dict | None 
 
 def rate_model(args, measured: dict):
     def rate(dataset: str, model: str, width: int, model_args=None) -> tuple[float, str]:
-        if model == "resnet20" and str(width) in measured:
-            return measured[str(width)], "measured (throughput.json, CUDA)"
+        if (model, str(width)) in measured:
+            return measured[(model, str(width))], "measured (throughput.json, CUDA)"
         f = forward_flops(dataset, model, width, model_args)
         r = min(args.gpu_max_images_per_s, args.gpu_tflops * 1e12 / (3 * f))
         return r, f"model: min({args.gpu_max_images_per_s:.0f}, {args.gpu_tflops:g} TFLOPS / (3 x {f / 1e9:.3g} GFLOP))"
@@ -192,7 +193,12 @@ def measured_rates(path: Path) -> dict:
     obj = json.loads(path.read_text())
     if not str(obj.get("device", "")).startswith("cuda"):
         return {}
-    return {w: sorted(e["ours_images_per_s"])[len(e["ours_images_per_s"]) // 2] for w, e in obj["widths"].items()}
+    def median(entry: dict) -> float:
+        return sorted(entry["ours_images_per_s"])[len(entry["ours_images_per_s"]) // 2]
+
+    # gpu_check.py writes every model under "models"; bench_throughput.py ResNet20 widths under "widths"
+    models = obj.get("models") or {"resnet20": obj.get("widths", {})}
+    return {(model, w): median(e) for model, widths in models.items() for w, e in widths.items()}
 
 
 # ----------------------------------------------------------------- main --

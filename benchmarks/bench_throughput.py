@@ -67,9 +67,9 @@ class CIFARStyle(torch.utils.data.Dataset):
         return self.transform(img), self.targets[i]
 
 
-def baseline_epoch(model_state, mask, width, data_hwc, targets, info, args, device) -> tuple[float, int]:
-    """One conventional epoch; returns (seconds, images)."""
-    model = build_model({"name": "resnet20", "width": width}, 10, 3)
+def baseline_epoch(model_state, mask, model_cfg, data_hwc, targets, info, args, device) -> tuple[float, int]:
+    """One conventional epoch; returns (seconds, images). ``args``: batch_size, workers."""
+    model = build_model(model_cfg, info.num_classes, info.in_channels)
     model.load_state_dict(model_state)
     model.to(device)
     modules = dict(model.named_modules())
@@ -159,7 +159,7 @@ def main() -> None:
                     ours_rate.append(float(next(csv.DictReader(fh))["images_per_s"]))
 
             def baseline():
-                secs, seen = baseline_epoch(state, mask, w, data_hwc, targets, info, args, device)
+                secs, seen = baseline_epoch(state, mask, model_cfg, data_hwc, targets, info, args, device)
                 base_rate.append(seen / secs)
 
             times = alternate({"ours": ours, "baseline": baseline}, args.rounds, label=f"w={w} ")

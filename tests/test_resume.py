@@ -177,3 +177,14 @@ def test_corrupt_resume_file_is_ignored(tmp_path, capsys):
     _fit(tmp_path / "run")
     assert "ignoring unreadable resume file" in capsys.readouterr().err
     assert not (tmp_path / "run" / ".resume.pt").exists()
+
+
+def test_a_state_saved_with_more_gpus_than_visible_restores():
+    """A run saved on 8 GPUs and requeued onto 1 (or a CPU) resumes: no CUDA RNG state is kept or restored."""
+    state = resume.rng_state()
+    assert "cuda" not in state and "cuda_all" not in state
+    expected = torch.rand(3)
+    resume.set_rng_state(state)
+    old_layout = {**state, "cuda": [torch.zeros(16, dtype=torch.uint8), torch.ones(16, dtype=torch.uint8)]}
+    resume.set_rng_state(old_layout)  # torch.cuda.set_rng_state_all would raise IndexError here
+    assert torch.equal(torch.rand(3), expected)

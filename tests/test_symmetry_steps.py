@@ -162,3 +162,35 @@ def test_plane_writes_grid_and_anchors(setup):
     assert len(rows) == 9 + 3 and [r["point"] for r in rows[-3:]] == ["origin", "p1", "p2"]
     assert rows[-3]["u"] == "0.0" and rows[-3]["v"] == "0.0"
     assert all(r["split"] == "test" for r in rows)
+
+
+def test_sparse_and_fused_permute_the_mask_in_memory_exactly_as_the_permute_step(setup, capsys):
+    """The workflow's permuted runs pass m_A and pi (no mask file of their own): same run as with pi(m_A)."""
+    tmp, paths = setup
+    perm_path, _ = match(tmp, paths)
+    assert run(["permute", "--permutation", perm_path, "--input", tmp / "mask.pt", "--out", tmp / "pmask.pt"]) == 0
+    common = ["--init", paths[2], "--branch", "permuted", *data_args(tmp), "--preset", "mnist1d_sparse",
+              "--epochs", 1, "--batch-size", 100, "--progress", "log"]
+    assert run(["sparse", *common, "--mask", tmp / "pmask.pt", "--out-dir", tmp / "file"]) == 0
+    assert run(["sparse", *common, "--mask", tmp / "mask.pt", "--mask-permutation", perm_path,
+                "--out-dir", tmp / "memory"]) == 0
+    fused = ["fused", *data_args(tmp), "--preset", "mnist1d_sparse", "--epochs", 1, "--batch-size", 100,
+             "--progress", "log", "--run", f"out_dir={tmp / 'fused'},init={paths[2]},mask={tmp / 'mask.pt'},"
+             f"mask_permutation={perm_path},branch=permuted"]
+    assert run(fused) == 0
+    ref = load_checkpoint(tmp / "file" / "final.pt")["state_dict"]
+    for other in ("memory", "fused"):
+        got = load_checkpoint(tmp / other / "final.pt")["state_dict"]
+        assert all(torch.equal(ref[k], got[k]) for k in ref), other
+    rec = json.loads((tmp / "memory" / "result.json").read_text())
+    assert rec["provenance"]["config"]["mask_permutation"] == str(perm_path)
+    assert rec["density"] == json.loads((tmp / "file" / "result.json").read_text())["density"]
+    # a permutation of another architecture is refused in one line, before training
+    other = tmp / "wide_mask.pt"
+    wide = build_model({**CFG, "width": 2}, 10, 1, input_size=40)
+    save_mask(other, {k: torch.ones_like(p, dtype=torch.bool) for k, p in wide.named_parameters()
+                      if k in prunable_keys(wide)}, {**CFG, "width": 2}, data_meta(dataset_info("mnist1d")))
+    capsys.readouterr()
+    assert run(["sparse", *common, "--mask", other, "--mask-permutation", perm_path, "--out-dir", tmp / "bad"]) == 2
+    err = capsys.readouterr().err
+    assert "describe different models" in err and err.count("\n") == 1 and not (tmp / "bad" / "final.pt").exists()

@@ -132,22 +132,18 @@ def expected_jobs(config: dict) -> dict[str, int]:
             runs = set()
             for w, s in cover(sweep):
                 for S in sweep["sparsities"]:
-                    job("permute", sparse_id, w, s, _fmt(S))
                     for k in sweep["rewind"]:
                         runs.update((w, s, _fmt(S), k, b, None) for b in BRANCHES)
             for w, s in cover(plane):
-                job("permute", sparse_id, w, s, _fmt(plane["sparsity"]))
                 runs.update((w, s, _fmt(plane["sparsity"]), plane["k"], b, None) for b in ("lth", "permuted"))
             if div:
                 members = div["seeds"] if "seeds" in div else seeds
                 anchor = members[0]
                 for w in div.get("widths", widths):
                     matched.add((w, anchor))
-                    job("permute", sparse_id, w, anchor, _fmt(div["sparsity"]))
                     runs.update((w, anchor, _fmt(div["sparsity"]), div["k"], b, None) for b in BRANCHES)
                     for j in members[1:]:
                         job("match", match_id, w, anchor, ("cross", j))
-                        job("permute", sparse_id, w, anchor, _fmt(div["sparsity"]), ("cross", j))
                         runs.update((w, anchor, _fmt(div["sparsity"]), div["k"], b, ("cross", j))
                                     for b in ("naive", "permuted"))
                         runs.add((w, anchor, _fmt(div["sparsity"]), div["k"], "lth", ("dataorder", j)))
@@ -160,11 +156,9 @@ def expected_jobs(config: dict) -> dict[str, int]:
                     for S in early["sparsities"]:
                         runs.update((w, s, _fmt(S), early["k"], b, None) for b in ("lth", "naive"))
                         for x in early_epochs:
-                            job("permute", sparse_id, w, s, _fmt(S), ("early", x))
                             runs.add((w, s, _fmt(S), early["k"], "permuted", ("early", x)))
                         if T in early["epochs"]:
                             matched.add((w, s))
-                            job("permute", sparse_id, w, s, _fmt(S))
                             runs.add((w, s, _fmt(S), early["k"], "permuted", None))
             for w, s in matched:
                 job("match", match_id, w, s)
@@ -211,7 +205,7 @@ def expected_jobs(config: dict) -> dict[str, int]:
         add("dense", len(jobs.get("dense", set())))
         add("sparse", len(jobs.get("sparse", set())))
     add("prune", len(prune_targets))
-    for kind in ("match", "permute", "lmc", "plane"):
+    for kind in ("match", "lmc", "plane"):
         add(kind, len(jobs.get(kind, set())))
     add("prepare", len(datasets))
     add("download", len(datasets & set(DOWNLOADABLE)))
@@ -256,7 +250,7 @@ def test_default_is_small_and_complete(tmp_path):
     for kind in ("accuracy", "diversity", "early_matching", "lmc"):
         assert stats.get(f"table_{kind}") == 1, kind
     assert stats["summary"] == 1
-    assert sum(stats.values()) <= 80  # fused: 69 jobs
+    assert sum(stats.values()) <= 80  # fused: 57 jobs
 
 
 def test_one_figure_schedules_only_its_ancestors(tmp_path):
@@ -272,7 +266,7 @@ def test_one_figure_schedules_only_its_ancestors(tmp_path):
 def test_one_sparse_run_schedules_only_its_ancestors(tmp_path):
     run = find("sparse", width=4, seed=1, sparsity=0.95, k=4, branch="permuted", match_epoch=20)
     stats = dry_run(tmp_path, f"{run}/result.json", "--config", "fused=False")
-    assert stats == {"prepare": 1, "dense": 2, "match": 1, "prune_0": 1, "permute": 1, "sparse": 1}
+    assert stats == {"prepare": 1, "dense": 2, "match": 1, "prune_0": 1, "sparse": 1}
 
 
 def test_one_width_manifest(tmp_path):

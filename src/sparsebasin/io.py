@@ -16,6 +16,7 @@ directory could otherwise plant a pickle that runs as the next job's user.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import pickle
@@ -24,11 +25,12 @@ import tempfile
 import warnings
 from io import BytesIO as _BytesIO
 from pathlib import Path
-from typing import Any, Iterator
-
-import torch
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import UnsafeFile, UserError
+
+if TYPE_CHECKING:  # torch is imported where tensors are read or written: the analysis steps never load it
+    import torch
 
 FORMATS = {
     "checkpoint": "sparsebasin.checkpoint/1",
@@ -111,14 +113,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
+    if hasattr(obj, "tolist") and getattr(obj, "ndim", 0) > 0:  # tensors and arrays, without importing torch
+        return obj.tolist()
     if hasattr(obj, "item"):
         return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
@@ -152,6 +152,8 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
     ensure_parent_writable(path)
     try:
         # An open file, not a path: torch's zip writer would turn ENOSPC into an opaque "unexpected pos".
+        import torch
+
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             torch.save(obj, fh)
     except OSError as exc:
@@ -160,7 +162,11 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
         raise UserError(f"could not write {path}: {exc}; free space, then rerun (the previous file is intact)") from exc
 
 
-_PLAIN_LEAVES = (type(None), bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.Size)
+@functools.lru_cache(maxsize=1)
+def _plain_leaves() -> tuple:
+    import torch
+
+    return (type(None), bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.Size)
 
 
 def plain(obj: Any, where: str = "payload") -> Any:
@@ -170,7 +176,7 @@ def plain(obj: Any, where: str = "payload") -> Any:
     Python numbers, numpy arrays tensors; anything else is a programming error
     here, at save time, rather than an unreadable file later.
     """
-    if isinstance(obj, _PLAIN_LEAVES):
+    if isinstance(obj, _plain_leaves()):
         if isinstance(obj, str) and type(obj) is not str:
             return str(obj)
         return obj
@@ -184,6 +190,8 @@ def plain(obj: Any, where: str = "payload") -> Any:
     import numpy as np
 
     if isinstance(obj, np.ndarray):
+        import torch
+
         return torch.from_numpy(obj.copy())
     if isinstance(obj, np.generic):
         return obj.item()
@@ -208,6 +216,8 @@ def safe_torch_load(source, path: str | os.PathLike, what: str, map_location: st
 
     ``source`` is a path or a binary file object; ``path`` names the file in messages.
     """
+    import torch
+
     try:
         with torch.serialization.safe_globals(_safe_globals()), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # foreign pickles: refused below

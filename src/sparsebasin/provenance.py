@@ -10,10 +10,35 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    import torch
+
+
+@functools.lru_cache(maxsize=1)
+def torch_version() -> str | None:
+    """torch's version, read from its installed metadata unless torch is loaded already.
+
+    Analysis steps record it too but never import torch (2 s and 500 MB a job).
+    """
+    loaded = sys.modules.get("torch")
+    if loaded is not None:
+        return str(loaded.__version__)
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("torch")  # locates the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    try:  # torch/version.py carries the build's full version, "+cu130" included (its metadata does not)
+        text = (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    return found.group(1) if found else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -43,7 +68,7 @@ def collect(config: dict | None = None, seeds: dict | None = None, device: str |
         "seeds": seeds or {},
         "sparsebasin_version": __version__,
         "git_commit": git_commit(),
-        "torch_version": str(torch.__version__),
+        "torch_version": torch_version(),
         "python_version": platform.python_version(),
         "device": str(device) if device is not None else None,
         "hostname": socket.gethostname(),

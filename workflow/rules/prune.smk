@@ -7,7 +7,8 @@
 # kill resumes from the finished rounds (as in dense.smk); jobs that read a round
 # depend on a target file of the chain.
 #
-# Then the permuted masks pi(m_A): one permute rule for the standard, early and cross masks.
+# The permuted masks pi(m_A) have no job of their own: the sparse (or fused)
+# job of a permuted run applies match's perm.pt to this mask.pt in memory.
 
 for _i, (_targets, _dirs) in enumerate(PLAN.prune_target_sets().items()):
 
@@ -38,26 +39,3 @@ for _i, (_targets, _dirs) in enumerate(PLAN.prune_target_sets().items()):
         shell:
             "{params.gpu}python -m sparsebasin prune {params.args} --threads {threads}"
             " --out-dir {params.out_dir:q} > {log:q} 2>&1"
-
-
-rule permute:
-    input:
-        inputs("permute"),
-    output:
-        "results/{job}/mask_permuted.pt",
-    wildcard_constraints:
-        job=paths.PATTERNS["permute"],
-    params:
-        args=args("permute"),
-    log:
-        "results/logs/{job}/permute.log",
-    benchmark:
-        "results/benchmarks/{job}/permute.tsv"
-    threads: 1
-    resources:
-        mem_mb=light_mem,
-        runtime=light_runtime,
-    conda:
-        CONDA_ENV
-    shell:
-        "python -m sparsebasin permute {params.args} --out {output:q} > {log:q} 2>&1"

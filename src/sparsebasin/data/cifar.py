@@ -113,3 +113,32 @@ def load(name: str, root: str | Path, split: str) -> ArrayDataset:
     if meta_path.exists():
         classes = _read_pickle(name, meta_path, root).get(names_key)
     return ArrayDataset(info, x, y, split, {"source": str(base), "classes": classes})
+
+
+def write_synthetic(name: str, root: str | Path, n_train: int, n_test: int, seed: int = 0,
+                    signal: float = 60.0) -> Path:
+    """A CIFAR-shaped dataset in the real on-disk layout (``_LAYOUT``), learnable: class c's images are a
+    fixed random pattern of class c plus noise, so a few epochs beat chance by far.
+
+    For checks on machines without the data (benchmarks/gpu_check.py) and tests; nothing reads it as CIFAR.
+    """
+    folder, train_files, test_files, meta, label_key, names_key = _LAYOUT[name]
+    classes = dataset_info(name).num_classes
+    rng = np.random.default_rng(seed)
+    patterns = rng.normal(0.0, 1.0, (classes, 3072))
+    out = Path(root) / folder
+    out.mkdir(parents=True, exist_ok=True)
+
+    def batch(n: int) -> dict:
+        y = rng.integers(0, classes, n)
+        x = np.clip(128 + signal * patterns[y] + rng.normal(0.0, 40.0, (n, 3072)), 0, 255).astype(np.uint8)
+        return {b"data": x, label_key.encode(): [int(v) for v in y]}
+
+    for files, n in ((train_files, n_train), (test_files, n_test)):
+        sizes = [n // len(files) + (i < n % len(files)) for i in range(len(files))]
+        for f, size in zip(files, sizes):
+            with open(out / f, "wb") as fh:
+                pickle.dump(batch(size), fh)
+    with open(out / meta, "wb") as fh:
+        pickle.dump({names_key.encode(): [f"class{i}".encode() for i in range(classes)]}, fh)
+    return Path(root)

@@ -11,8 +11,9 @@ resolved settings, ``keys.key``):
         dense/{A,B}/                                  final.pt, result.json, ckpt/epoch{k}.pt, ...
         prune-{prune}/S{S}/, rounds/                  IMP of A (every target any experiment needs)
         match-{match}/[early/e{e}/ | cross/B{j}/]     perm.pt, perm.json
-        masks-{prune}{match}/[early/e{e}/ | cross/B{j}/]S{S}/mask_permuted.pt
         sparse-{sparse}/[early/e{e}/ | cross/B{j}/ | dataorder/d{j}/]S{S}/k{k}/{lth,naive,permuted}/
+                                                      (permuted: pi(m_A) made in the run's job from
+                                                      prune's mask.pt and match's perm.pt)
         lmc-{lmc}/                                    curve.csv, barriers.json
         impb-{impb}/round{r}.{csv,json}               Fig 4a
         plane-{plane}/S{S}/k{k}/plane.csv             Fig 4b
@@ -42,7 +43,6 @@ PATTERNS = {
     "dense": rf"{_SEED_DIR}/dense/[AB]",
     "prune": rf"{_SEED_DIR}/prune-{_KEY}",
     "match": rf"{_SEED_DIR}/match-{_KEY}(/early/e\d+|/cross/B\d+)?",
-    "permute": rf"{_SEED_DIR}/masks-[0-9a-f]{{16}}(/early/e\d+|/cross/B\d+)?/S0\.\d+",
     "sparse": rf"{_SEED_DIR}/sparse-{_KEY}(/early/e\d+|/cross/B\d+|/dataorder/d\d+)?/S0\.\d+/k\d+/(lth|naive|permuted)",
     "lmc": rf"{_SEED_DIR}/lmc-{_KEY}",
     "imp_barrier": rf"{_SEED_DIR}/impb-{_KEY}",

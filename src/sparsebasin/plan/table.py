@@ -1,7 +1,7 @@
 """The run table: every job the config asks for, once, with its inputs, outputs, arguments, tags and cost.
 
 ``Plan(config)`` walks the cells' studies and adds one row per job: dense
-models, IMP chains, matchings, permuted masks, sparse runs, interpolations,
+models, IMP chains, matchings, sparse runs, interpolations,
 planes and ensembles. A row's directory comes from what determines its
 result (``plan.paths``, ``plan.keys``), so when two experiments ask for the
 same run they get the same row: it is trained once, its users merged (a dense
@@ -119,7 +119,7 @@ class Plan:
         self.data_dir = config["data_dir"]
         self.precision = config["precision"]
         self.jobs: dict[str, dict[str, Job]] = {k: {} for k in (
-            "dense", "prune", "match", "permute", "sparse", "lmc", "imp_barrier", "plane", "ensemble")}
+            "dense", "prune", "match", "sparse", "lmc", "imp_barrier", "plane", "ensemble")}
         self.tidy: dict[str, dict[str, list[str]]] = {exp: {t: [] for t in TIDY} for exp in config["experiments"]}
         self.width_files: dict[tuple, list[str]] = {}
         self._key_cache: dict = {}
@@ -238,17 +238,6 @@ class Plan:
         job.outputs = [f"{d}/perm.pt", f"{d}/perm.json"]
         return job
 
-    def permuted_mask(self, cell: Cell, width: int, seed: int, sparsity: float, use: tuple,
-                      variant: str | None = None, other: int | None = None) -> str:
-        k = self._keys(cell, width)
-        match = self.match(cell, width, seed, use, variant, other)
-        d = (f"{self._seed_dir(cell, width, seed)}/masks-{k['prune']}{k['match']}/{paths.variant(variant, other)}"
-             f"S{fmt_sparsity(sparsity)}")
-        job = self._row("permute", d, cell, width, use)
-        job.inputs = [self.mask(cell, width, seed, sparsity, use), match.outputs[0]]
-        job.outputs = [f"{d}/mask_permuted.pt"]
-        return job.outputs[0]
-
     def sparse(self, cell: Cell, width: int, seed: int, sparsity: float, k: int, branch: str, use: tuple,
                variant: str | None = None, other: int | None = None) -> Job:
         """A sparse run: the standard branches of seed ``seed``; ``cross`` (naive/permuted on B_other with
@@ -260,12 +249,11 @@ class Plan:
              f"S{S}/k{k}/{branch}")
         init_seed = other if variant == "cross" else seed
         init, init_dep = self.checkpoint(cell, width, init_seed, REWIND_NET[branch], k, use)
-        if not PERMUTED_MASK[branch]:
-            mask = self.mask(cell, width, seed, sparsity, use)
-        elif variant in ("cross", "early"):
-            mask = self.permuted_mask(cell, width, seed, sparsity, use, variant, other)
-        else:
-            mask = self.permuted_mask(cell, width, seed, sparsity, use)
+        mask = self.mask(cell, width, seed, sparsity, use)
+        perm = None  # pi(m_A) is made in the run's own job, from m_A and the matching's pi
+        if PERMUTED_MASK[branch]:
+            perm = self.match(cell, width, seed, use, *((variant, other) if variant in ("cross", "early") else ())
+                              ).outputs[0]
         if variant in ("cross", "dataorder"):
             tags = self._tags(cell, width, seed=seed, sparsity=S, k=k, branch=branch, member=other)
             data_seed = sparse_seed(other)
@@ -273,9 +261,9 @@ class Plan:
             epoch = other if variant == "early" else (cell.T if branch == "permuted" else None)
             tags = self._tags(cell, width, seed=seed, sparsity=S, k=k, branch=branch, match_epoch=epoch)
             data_seed = sparse_seed(seed)
-        job = self._row("sparse", d, cell, width, use, init=init, mask=mask, branch=branch, k=int(k),
+        job = self._row("sparse", d, cell, width, use, init=init, mask=mask, perm=perm, branch=branch, k=int(k),
                         data_seed=data_seed, tags=tags)
-        job.inputs = [self.data_stamp(cell.dataset), init_dep, mask]
+        job.inputs = [self.data_stamp(cell.dataset), init_dep, mask] + ([perm] if perm else [])
         job.outputs = [f"{d}/{f}" for f in RUN_FILES]
         job.epochs = cell.T - int(k)
         return job
@@ -541,10 +529,9 @@ class Plan:
             if "batches" in m:
                 a += f" --batches {m['batches']}"
             return f"{a} {self.run_args(progress=False)} {tag_args(s['tags'])}"
-        if job.kind == "permute":
-            return f"--permutation {q(job.inputs[1])} --input {q(job.inputs[0])}"
         if job.kind == "sparse":
-            return " ".join([f"--init {q(s['init'])} --mask {q(s['mask'])} --branch {s['branch']}",
+            perm = f" --mask-permutation {q(s['perm'])}" if s["perm"] else ""
+            return " ".join([f"--init {q(s['init'])} --mask {q(s['mask'])}{perm} --branch {s['branch']}",
                              self.data_args(cell), self.optim_args(cell.sparse, cell.T - s["k"]), self.run_args(),
                              f"--seed {s['data_seed']}", tag_args(s["tags"])])
         if job.kind in ("lmc", "imp_barrier"):
@@ -564,7 +551,7 @@ class Plan:
         return int(job.cell.raw.get("threads", self.config["threads"]))
 
     def runtime(self, job: Job, attempt: int, epochs: float | None = None) -> int:
-        if job.kind in ("permute", "ensemble"):
+        if job.kind == "ensemble":
             return resources.light_runtime(attempt)
         if job.kind == "prune":
             epochs = len(imp_schedule(sorted(job.spec["targets"]), job.cell.raw["prune"]["rate"])) * \
@@ -576,7 +563,7 @@ class Plan:
         return resources.fused_epochs(jobs[0].epochs, len(jobs))
 
     def mem_mb(self, job: Job, attempt: int) -> int:
-        if job.kind in ("permute", "ensemble"):
+        if job.kind == "ensemble":
             return resources.light_mem(attempt)
         return resources.train_mem(job.model, job.dataset, job.width, attempt)
 
@@ -611,8 +598,8 @@ class Plan:
             seed = dense_seed(s["seed"], s["net"])
             parts += [f"seed={seed}", f"data_seed={seed}"]
         else:
-            parts += [f"init={s['init']}", f"mask={s['mask']}", f"branch={s['branch']}", f"seed={s['data_seed']}",
-                      f"data_seed={s['data_seed']}"]
+            parts += [f"init={s['init']}", f"mask={s['mask']}"] + ([f"mask_permutation={s['perm']}"] if s["perm"] else [])
+            parts += [f"branch={s['branch']}", f"seed={s['data_seed']}", f"data_seed={s['data_seed']}"]
         parts += [f"tag.{k}={v}" for k, v in s["tags"].items()]
         text = ",".join(parts)
         if any("," in p.split("=", 1)[1] for p in parts):

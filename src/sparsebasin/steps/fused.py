@@ -65,6 +65,7 @@ def paths(args: argparse.Namespace) -> StepPaths:
     specs = run_specs(args)
     inputs = [("--runs", args.runs)]
     for s in specs:
-        inputs += [(f"init of run {s.out_dir}", s.init), (f"mask of run {s.out_dir}", s.mask)]
+        inputs += [(f"init of run {s.out_dir}", s.init), (f"mask of run {s.out_dir}", s.mask),
+                   (f"mask permutation of run {s.out_dir}", s.mask_permutation)]
     return StepPaths(inputs=inputs, outputs=[("--scratch", args.scratch)],
                      out_dirs=[("run out_dir", s.out_dir) for s in specs])

@@ -16,15 +16,14 @@ import sys
 
 from .common import StepPaths
 
-TARGET = {"dense": "result.json", "sparse": "result.json", "match": "perm.json", "permute": "mask_permuted.pt",
-          "lmc": "barriers.json", "plane": "plane.csv"}
+TARGET = {"dense": "result.json", "sparse": "result.json", "match": "perm.json", "lmc": "barriers.json", "plane": "plane.csv"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configfile", action="append", default=[], metavar="YAML",
                    help="workflow config(s), merged in order as Snakemake does (default: config.yaml)")
     p.add_argument("--experiment", default=None, help="only the jobs this experiment uses")
-    p.add_argument("--kind", default=None, help="dense, prune, match, permute, sparse, lmc, imp_barrier, plane, ensemble")
+    p.add_argument("--kind", default=None, help="dense, prune, match, sparse, lmc, imp_barrier, plane, ensemble")
     p.add_argument("--where", action="append", default=[], metavar="TAG=VALUE",
                    help="only jobs with this tag value (repeatable), e.g. branch=permuted, sparsity=0.95")
     p.add_argument("--targets", action="store_true", help="print the file to ask Snakemake for, one per line")

@@ -13,7 +13,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("branch")
     g.add_argument("--init", required=True, metavar="CKPT",
                    help="rewind checkpoint at epoch k: A's for lth, B's for naive and permuted")
-    g.add_argument("--mask", required=True, metavar="MASK", help="m_A for lth and naive, pi(m_A) for permuted")
+    g.add_argument("--mask", required=True, metavar="MASK",
+                   help="m_A for lth and naive; for permuted pi(m_A), or m_A with --mask-permutation")
+    g.add_argument("--mask-permutation", metavar="PERM", default=None,
+                   help="apply this permutation (match's perm.pt) to --mask in memory: pi(m_A) without a file of its own")
     g.add_argument("--branch", required=True, choices=BRANCHES, help="recorded as tag branch=...")
     add_data_args(p)
     add_optim_args(p, preset_default="sparse")
@@ -31,8 +34,9 @@ def run(args: argparse.Namespace) -> None:
     run = run_options(args)
     run_sparse(init=args.init, mask=args.mask, branch=args.branch, cfg=resolve_config(args.preset, **optim_overrides(args)),
                data=data_options(args), out_dir=args.out_dir, seed=args.seed, data_seed=args.data_seed,
-               save_epochs=args.save_epochs, run=run)
+               save_epochs=args.save_epochs, mask_permutation=args.mask_permutation, run=run)
 
 
 def paths(args: argparse.Namespace) -> StepPaths:
-    return StepPaths(inputs=[("--init", args.init), ("--mask", args.mask)], out_dirs=[("--out-dir", args.out_dir)])
+    return StepPaths(inputs=[("--init", args.init), ("--mask", args.mask), ("--mask-permutation", args.mask_permutation)],
+                     out_dirs=[("--out-dir", args.out_dir)])

@@ -55,21 +55,26 @@ def load_permutation(path: str | os.PathLike, spec: PermutationSpec | None = Non
     return obj, spec
 
 
-def permute_file(permutation: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike,
-                 inverse: bool = False) -> str:
-    """Write ``source`` (a mask or checkpoint) permuted by ``permutation`` (or its inverse) to ``out``.
+def permute_artifact(permutation: str | os.PathLike, source: str | os.PathLike, obj: dict | None = None,
+                     inverse: bool = False) -> tuple[str, dict]:
+    """``source`` (a mask or checkpoint, or its loaded artifact ``obj``) permuted by ``permutation``, in memory.
 
     The input's architecture must be the permutation's; every other field of
-    the file (epoch, sparsity report, ...) is kept, and the provenance records
-    the input's own. Returns the artifact kind.
+    the artifact (epoch, sparsity report, ...) is kept and the provenance
+    records the input's own. Returns (kind, permuted artifact). The workflow
+    permutes m_A this way inside the job that trains with pi(m_A): a
+    permutation costs milliseconds, a job of its own seconds of start-up.
     """
     from .. import provenance
     from ..checkpoints import check_mask, check_state_dict, same_architecture
-    from ..io import load_any_artifact
+    from ..io import artifact_kind, load_any_artifact
     from .apply import permute_state
 
     pobj, _ = load_permutation(permutation)
-    kind, obj = load_any_artifact(source, ("mask", "checkpoint"))
+    if obj is None:
+        kind, obj = load_any_artifact(source, ("mask", "checkpoint"))
+    else:
+        kind = artifact_kind(obj)
     for key in ("model", "data", "mask" if kind == "mask" else "state_dict"):
         if key not in obj:
             raise UserError(f"{kind} {source} has no {key!r}; it was not written by sparsebasin")
@@ -79,12 +84,20 @@ def permute_file(permutation: str | os.PathLike, source: str | os.PathLike, out:
     field = "mask" if kind == "mask" else "state_dict"
     (check_mask if kind == "mask" else check_state_dict)(obj[field], model, source)
     payload[field] = permute_state(spec, pobj["perm"], obj[field], inverse=inverse, source=f"{kind} {source}")
-    prov = provenance.collect(config={
+    payload["provenance"] = provenance.collect(config={
         "step": "permute", "permutation": str(permutation), "input": str(source), "inverse": bool(inverse),
         "input_provenance": obj.get("provenance", {}), "permutation_meta": pobj.get("meta", {}),
     })
+    return kind, payload
+
+
+def permute_file(permutation: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike,
+                 inverse: bool = False) -> str:
+    """Write ``source`` permuted by ``permutation`` (or its inverse) to ``out``; returns the artifact kind."""
+    kind, payload = permute_artifact(permutation, source, inverse=inverse)
+    prov = payload.pop("provenance")
     save_artifact(out, kind, payload, prov)
     return kind
 
 
-__all__ = ["save_permutation", "load_permutation", "permute_file"]
+__all__ = ["save_permutation", "load_permutation", "permute_artifact", "permute_file"]

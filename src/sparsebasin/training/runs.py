@@ -47,15 +47,26 @@ def check_matches(obj: dict, what: str, path: str | Path, model_cfg: dict, data_
 
 
 def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = None, init: str | Path | None = None,
-                   seed: int = 0, mask: str | Path | None = None, branch: str | None = None,
-                   data_seed: int | None = None, tags: Mapping | None = None, run_name: str | None = None,
-                   provenance: Mapping | None = None) -> tuple[Member, dict]:
-    """Load one run's init (or build it from ``seed``) and mask, once; returns (member, its model cfg)."""
+                   seed: int = 0, mask: str | Path | None = None, mask_permutation: str | Path | None = None,
+                   branch: str | None = None, data_seed: int | None = None, tags: Mapping | None = None,
+                   run_name: str | None = None, provenance: Mapping | None = None) -> tuple[Member, dict]:
+    """Load one run's init (or build it from ``seed``) and mask, once; returns (member, its model cfg).
+
+    With ``mask_permutation`` the run trains with that permutation applied to
+    ``mask`` (pi(m_A) from m_A and pi), exactly the mask ``sparsebasin
+    permute`` would have written.
+    """
     tags = dict(tags or {})
     if branch is not None and branch not in BRANCHES:
         raise UserError(f"--branch {branch!r} is not one of {', '.join(BRANCHES)}")
+    if mask_permutation is not None and mask is None:
+        raise UserError(f"run {out_dir}: a mask permutation ({mask_permutation}) needs the mask it permutes")
     ckpt = checkpoints.load_checkpoint(init) if init is not None else None
     mask_obj = checkpoints.load_mask(mask) if mask is not None else None
+    if mask_permutation is not None:
+        from ..symmetry.permfile import permute_artifact
+
+        mask_obj = permute_artifact(mask_permutation, mask, mask_obj)[1]
     if branch is not None:
         if ckpt is None or mask_obj is None:
             raise UserError(f"a {branch} run needs both an init (rewind checkpoint) and a mask")
@@ -96,6 +107,7 @@ def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = 
             "init_checkpoint": str(init) if init is not None else None,
             "init_checkpoint_epoch": init_epoch,
             "mask": str(mask) if mask is not None else None,
+            **({"mask_permutation": str(mask_permutation)} if mask_permutation is not None else {}),
         },
         init_seed=init_seed,
     )
@@ -109,8 +121,8 @@ def _data(data: DataOptions):
 
 def train_run(*, model_cfg: dict | None, data: DataOptions, cfg: TrainConfig, seed: int, data_seed: int,
               out_dir: str | Path, save_epochs=(), init_checkpoint: str | Path | None = None,
-              mask_path: str | Path | None = None, branch: str | None = None, run_name: str | None = None,
-              run: RunOptions = RunOptions()) -> dict:
+              mask_path: str | Path | None = None, mask_permutation: str | Path | None = None,
+              branch: str | None = None, run_name: str | None = None, run: RunOptions = RunOptions()) -> dict:
     """Train one model end to end and write ``out_dir``; returns the result dict.
 
     The model is built with ``torch.manual_seed(seed)`` or, with
@@ -121,7 +133,8 @@ def train_run(*, model_cfg: dict | None, data: DataOptions, cfg: TrainConfig, se
     cfg = cfg.validate()
     train_ds, test_ds, meta = _data(data)
     member, run_cfg = resolve_member(out_dir=out_dir, meta=meta, model_cfg=model_cfg, init=init_checkpoint,
-                                     seed=seed, mask=mask_path, branch=branch, data_seed=data_seed, tags=run.tags,
+                                     seed=seed, mask=mask_path, mask_permutation=mask_permutation, branch=branch,
+                                     data_seed=data_seed, tags=run.tags,
                                      run_name=run_name, provenance=data.record())
     return fit(member.model, train_ds, test_ds, cfg, out_dir=member.out_dir, mask=member.mask,
                data_seed=member.data_seed, save_epochs=save_epochs, model_cfg=run_cfg, data_meta=meta,
@@ -131,7 +144,7 @@ def train_run(*, model_cfg: dict | None, data: DataOptions, cfg: TrainConfig, se
 
 def run_sparse(*, init: str | Path, mask: str | Path, branch: str, cfg: TrainConfig, data: DataOptions,
                out_dir: str | Path, seed: int = 0, data_seed: int | None = None, save_epochs=(),
-               run: RunOptions = RunOptions()) -> dict:
+               mask_permutation: str | Path | None = None, run: RunOptions = RunOptions()) -> dict:
     """Train one sparse branch into ``out_dir`` (the trainer's run directory); returns result.json's dict.
 
     ``data_seed`` (default ``seed``) alone sets the data order: the LTH
@@ -139,12 +152,13 @@ def run_sparse(*, init: str | Path, mask: str | Path, branch: str, cfg: TrainCon
     """
     return train_run(model_cfg=None, data=data, cfg=cfg, seed=int(seed),
                      data_seed=int(seed if data_seed is None else data_seed), out_dir=out_dir,
-                     save_epochs=save_epochs, init_checkpoint=init, mask_path=mask, branch=branch, run=run)
+                     save_epochs=save_epochs, init_checkpoint=init, mask_path=mask, mask_permutation=mask_permutation,
+                     branch=branch, run=run)
 
 
 # ------------------------------------------------------------ run specs --
 
-RUN_KEYS = ("out_dir", "init", "seed", "mask", "branch", "data_seed", "name", "tags")
+RUN_KEYS = ("out_dir", "init", "seed", "mask", "mask_permutation", "branch", "data_seed", "name", "tags")
 
 
 @dataclass
@@ -152,7 +166,8 @@ class RunSpec:
     """One run of a ``fused`` job: where it writes and what it starts from.
 
     ``init``: a checkpoint to start from (else a seeded init with ``seed``);
-    ``mask``: a mask file or None (dense); ``branch``: lth/naive/permuted
+    ``mask``: a mask file or None (dense), ``mask_permutation`` a permutation
+    applied to it in memory (pi(m_A)); ``branch``: lth/naive/permuted
     makes the run exactly what the ``sparse`` step would run (its checks,
     tags and run name); ``data_seed`` defaults to ``seed``.
     """
@@ -161,6 +176,7 @@ class RunSpec:
     init: str | None = None
     seed: int | None = None
     mask: str | None = None
+    mask_permutation: str | None = None
     branch: str | None = None
     data_seed: int | None = None
     name: str | None = None
@@ -176,7 +192,7 @@ class RunSpec:
         if not d.get("out_dir"):
             raise UserError(f"{where}: every run needs an out_dir")
         spec = cls(out_dir=str(d["out_dir"]))
-        for key in ("init", "mask", "branch", "name"):
+        for key in ("init", "mask", "mask_permutation", "branch", "name"):
             if d.get(key) is not None:
                 setattr(spec, key, str(d[key]))
         for key in ("seed", "data_seed"):
@@ -202,7 +218,7 @@ class RunSpec:
 
 
 def parse_run_arg(text: str, where: str = "--run") -> RunSpec:
-    """``out_dir=DIR,init=CKPT,mask=MASK,branch=lth,seed=0,data_seed=0,name=N,tag.K=V`` -> RunSpec."""
+    """``out_dir=DIR,init=CKPT,mask=MASK,mask_permutation=PERM,branch=lth,seed=0,data_seed=0,name=N,tag.K=V``."""
     d: dict[str, Any] = {}
     tags: dict[str, str] = {}
     for part in text.split(","):
@@ -251,7 +267,8 @@ def fused_run(*, runs: Sequence[RunSpec], model_cfg: dict | None, data: DataOpti
         data_seed = spec.data_seed if spec.data_seed is not None else (
             seed if spec.seed is not None or default_data_seed is None else default_data_seed)
         member, run_cfg = resolve_member(out_dir=spec.out_dir, meta=meta, model_cfg=group_cfg, init=spec.init,
-                                         seed=seed, mask=spec.mask, branch=spec.branch, data_seed=data_seed,
+                                         seed=seed, mask=spec.mask, mask_permutation=spec.mask_permutation,
+                                         branch=spec.branch, data_seed=data_seed,
                                          tags={**run.tags, **spec.tags}, run_name=spec.name,
                                          provenance=data.record())
         if group_cfg is None:
