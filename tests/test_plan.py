@@ -195,3 +195,31 @@ def test_a_new_architecture_is_one_module_and_runs_end_to_end(tmp_path, monkeypa
     match = json.loads((tmp_path / find("match", config) / "perm.json").read_text())
     assert set(match["group_size"]) == {"first", "second"}
     assert (tmp_path / "results" / "toy" / "figures" / "lmc_width.png").stat().st_size > 0
+
+
+def test_a_memory_budget_splits_fused_groups_and_leaves_the_rest_to_the_plain_rules():
+    """fused_memory_mb caps a fused job's runs (near-equal parts); fused_widths and groups of one run stay plain."""
+    from sparsebasin.plan import resources
+
+    config = yaml.safe_load((REPO / "config" / "cifar10_resnet20.yaml").read_text())
+    plan = plan_of(config)
+    by_group: dict = {}
+    for fj in plan.fused_jobs():
+        j = fj.jobs[0]
+        by_group.setdefault((j.kind, j.width, j.spec.get("k")), []).append(len(fj.jobs))
+        assert {x.width for x in fj.jobs} == {j.width} and j.width in (1, 4)  # x8/x16: fused_widths []
+        per_run = resources.run_device_mem_mb("resnet20", j.width, 128)
+        assert len(fj.jobs) * per_run + resources.FUSED_OVERHEAD_MB <= config["fused_memory_mb"]
+    parts = by_group[("sparse", 4, 0)]
+    assert len(parts) > 1 and max(parts) - min(parts) <= 1  # near-equal parts of one group
+    assert by_group[("dense", 1, None)] == [6]  # A and B of 3 seeds fit one job at width 1
+    fused = {j.path for fj in plan.fused_jobs() for j in fj.jobs}
+    plain = [j for j in plan.jobs["sparse"].values() if j.path not in fused]
+    assert plain and {j.width for j in plain} == {8, 16} and plan.unfused("sparse")
+    # no budget: one job per group, as before
+    whole = plan_of(config, fused_memory_mb=0)
+    assert [len(fj.jobs) for fj in whole.fused_jobs() if fj.jobs[0].width == 4 and fj.jobs[0].spec.get("k") == 0
+            and fj.jobs[0].kind == "sparse"] == [sum(parts)]
+    # ImageNet's ResNet50 is not fusable: fused: true leaves every run to the plain rules
+    imagenet = plan_of(REPO / "config" / "imagenet_resnet50.yaml", fused=True)
+    assert imagenet.fused_jobs() == [] and imagenet.unfused("dense") and imagenet.unfused("sparse")

@@ -50,6 +50,8 @@ def test_anchors_and_aliases_are_not_duplicates(tmp_path):
     (lambda c: c["experiments"]["mnist1d"]["cells"][0]["sweep"].update(sparsities=[0.8, 0.9999999]),
      r"sparsities\[1\] = 0.9999999: its directory label would be S1"),
     (lambda c: c["experiments"]["mnist1d"]["cells"][0]["prune"].update(rate=0.005), r"prune.rate = 0.005: .* IMP rounds"),
+    (lambda c: c["experiments"]["mnist1d"]["cells"][0].update(fused_widths=[1, 8]),
+     r"fused_widths = \[1, 8\]: width 8 is not one of the cell's widths \[1, 2, 4\]"),
 ])
 def test_refused(edit, match):
     cfg = copy.deepcopy(DEFAULT)

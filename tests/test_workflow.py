@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 from snakemake_output import job_stats
+
+from sparsebasin import registry
+from sparsebasin.plan import resources
 from workflow_plan import families, find, plan_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +85,7 @@ def expected_jobs(config: dict) -> dict[str, int]:
         jobs.setdefault(kind, set()).add(identity)
 
     prune_targets: dict[tuple, set] = {}
+    fusing: dict[tuple, tuple] = {}  # (dense or sparse identity, width) -> (model, batch size, fused here?)
     datasets = set()
     for exp, e in config["experiments"].items():
         flags = {"sweep": False, "lmc": False, "imp_barrier": False, "plane": False, "diversity": False,
@@ -164,9 +168,12 @@ def expected_jobs(config: dict) -> dict[str, int]:
                 job("match", match_id, w, s)
             if matched and (sweep or lmc or plane or div or (early and T in early["epochs"])):
                 flags["matches"] = True
+            for w in widths:
+                here = w in c.get("fused_widths", widths)
+                fusing[(base, w)] = (c["model"], c["dense"].get("batch_size", 128), here)
+                fusing[(sparse_id, w)] = (c["model"], {**c["dense"], **c["sparse"]}.get("batch_size", 128), here)
             for run in runs:
                 job("sparse", sparse_id, *run)
-                job("sparse_group", sparse_id, run[0], run[3])
             for w, s in cover(lmc):
                 job("lmc", match_id, w, s, _settings(lmc, "alphas", "modes"))
             for w, s in cover(plane):
@@ -198,12 +205,21 @@ def expected_jobs(config: dict) -> dict[str, int]:
     # (the union of every experiment's targets for it)
     for prune_key, w, s, target, _, rate in jobs.get("imp_requests", set()):
         add("imp_barrier", len(_imp_lineage(sorted(prune_targets[(prune_key, w, s)]), rate, target)))
-    if fused:
-        add("dense_fused", len({(b, w) for b, w, s, net in jobs.get("dense", set())}))
-        add("sparse_fused", len(jobs.get("sparse_group", set())))
-    else:
-        add("dense", len(jobs.get("dense", set())))
-        add("sparse", len(jobs.get("sparse", set())))
+    groups: dict[tuple, int] = {}  # (kind, identity, width[, k]) -> runs
+    for b, w, s, net in jobs.get("dense", set()):
+        groups[("dense", b, w)] = groups.get(("dense", b, w), 0) + 1
+    for sid, w, s, S, k, branch, variant in jobs.get("sparse", set()):
+        groups[("sparse", sid, w, k)] = groups.get(("sparse", sid, w, k), 0) + 1
+    for (kind, ident, w, *_), n in groups.items():
+        model, batch, here = fusing[(ident, w)]
+        parts = []
+        if fused and here and registry.architecture(model)["fused"]:
+            # near-equal parts within fused_memory_mb; a part of one run is a plain job
+            size = resources.fused_group_size(model, w, batch, config.get("fused_memory_mb", 0)) or n
+            k = -(-n // size)
+            parts = [p for p in ((i + 1) * n // k - i * n // k for i in range(k)) if p >= 2]
+        add(f"{kind}_fused", len(parts))
+        add(kind, n - sum(parts))
     add("prune", len(prune_targets))
     for kind in ("match", "lmc", "plane"):
         add(kind, len(jobs.get(kind, set())))

@@ -23,7 +23,10 @@ prunable set leaves dense), ``fused`` (channel-stacked fused training works),
 ``match.stream_points`` its ``permutation_spec`` knows; default
 ``["stage_output"]``), ``cost`` (``epoch_minutes`` at width
 1 on one GPU for a CIFAR-sized epoch, ``cpu_slowdown``, ``width_exponent``,
-``gflops_per_image`` at width 1). Dataset card keys: ``name``, ``label``,
+``gflops_per_image``; ``act_mb_per_image``, the activations a training step
+keeps for backward per image in fp32, and ``params_m``, millions of
+parameters, both at width 1 and measured once, for the fused jobs' memory
+budget). Dataset card keys: ``name``, ``label``,
 ``num_classes``, ``in_channels``, ``input_shape``, ``mean``, ``std``,
 ``augment``, ``flip``, ``download`` (torchvision class and split arguments,
 or None), ``scale`` (epoch cost relative to CIFAR), ``host_mem_mb``.

@@ -7,9 +7,10 @@
 # checkpoints that a run resumed from its .resume.pt cannot write again. Jobs that
 # read a checkpoint depend on final.pt and get the checkpoint path as a parameter.
 #
-# With fused: true, fused.smk trains them instead: one job per dense setting and width.
+# With fused: true, fused.smk trains them instead: one job per dense setting and width (or
+# per part of it that fits fused_memory_mb); the runs no fused job takes stay here.
 
-if not FUSED:
+if not FUSED or PLAN.unfused("dense"):
 
     rule dense:
         input:

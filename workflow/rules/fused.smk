@@ -1,12 +1,19 @@
 # Fused training (fused: true): the dense and sparse rows of the run table grouped
 # so one process trains a group as one stacked model (sparsebasin.training.fused):
 # every dense run of one dense setting and width, every sparse run of one sparse
-# setting, width and rewind point k. Each group is one rule (Snakemake outputs
-# cannot depend on wildcards); its outputs are exactly its rows' outputs.
+# setting, width and rewind point k, split into parts when fused_memory_mb (the
+# device memory a job may use) fits fewer runs. Each part is one rule (Snakemake
+# outputs cannot depend on wildcards); its outputs are exactly its rows' outputs.
+# Rows no fused job takes (fused_widths, unfusable models, a group of one) go
+# to the plain dense/sparse rule; ruleorder gives the fused rule its own rows.
 
 if FUSED:
 
+    _plain = {kind: PLAN.unfused(kind) for kind in ("dense", "sparse")}
+
     for _fj in PLAN.fused_jobs():
+        if _plain[_fj.jobs[0].kind]:
+            workflow.ruleorder(_fj.name, _fj.jobs[0].kind)
 
         rule:
             name:

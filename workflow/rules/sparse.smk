@@ -6,9 +6,10 @@
 # which. The rewind checkpoint is a parameter; the job depends on the dense run's final.pt.
 #
 # With fused: true, fused.smk trains them instead: one job per sparse setting, width and k for
-# every sparse run there (sweep, plane, diversity members, early matching).
+# every sparse run there (sweep, plane, diversity members, early matching), or per part of it
+# that fits fused_memory_mb; the runs no fused job takes (fused_widths, unfusable models) stay here.
 
-if not FUSED:
+if not FUSED or PLAN.unfused("sparse"):
 
     rule sparse:
         input:

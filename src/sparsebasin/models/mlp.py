@@ -17,7 +17,8 @@ ARCH = {
     "fused": True,
     "fused_engine_cpu": "mlp",
     "cost": {"epoch_minutes": 0.01, "cpu_slowdown": 1.0, "width_exponent": 1.0,
-             "width_ref": 1.0, "mem_mb_per_width2": 0, "gflops_per_image": 0.0001},
+             "width_ref": 1.0, "mem_mb_per_width2": 0, "gflops_per_image": 0.0001,
+             "act_mb_per_image": 0.001, "params_m": 0.023},
 }
 
 

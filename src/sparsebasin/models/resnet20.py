@@ -23,7 +23,8 @@ ARCH = {
     "fused_engine_cpu": "grouped",
     "stream_points": ["stage_output", "authors_code"],
     "cost": {"epoch_minutes": 0.15, "cpu_slowdown": 30.0, "width_exponent": 1.5,
-             "width_ref": 2.0, "mem_mb_per_width2": 200, "gflops_per_image": 0.041},
+             "width_ref": 2.0, "mem_mb_per_width2": 200, "gflops_per_image": 0.041,
+             "act_mb_per_image": 1.5, "params_m": 0.293},
 }
 
 

@@ -16,7 +16,8 @@ ARCH = {
     "fused": False,
     "fused_engine_cpu": "grouped",
     "cost": {"epoch_minutes": 20.0, "cpu_slowdown": 30.0, "width_exponent": 1.5,
-             "width_ref": 2.0, "mem_mb_per_width2": 200, "gflops_per_image": 4.1},
+             "width_ref": 2.0, "mem_mb_per_width2": 200, "gflops_per_image": 4.1,
+             "act_mb_per_image": 82.1, "params_m": 25.6},
 }
 
 

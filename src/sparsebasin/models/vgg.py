@@ -17,7 +17,8 @@ ARCH = {
     "fused": True,
     "fused_engine_cpu": "grouped",
     "cost": {"epoch_minutes": 0.15, "cpu_slowdown": 30.0, "width_exponent": 1.5,
-             "width_ref": 2.0, "mem_mb_per_width2": 200, "gflops_per_image": 0.153},
+             "width_ref": 2.0, "mem_mb_per_width2": 200, "gflops_per_image": 0.153,
+             "act_mb_per_image": 0.95, "params_m": 9.23},
 }
 
 # conv widths (before the width multiplier) and "M" for 2x2 max-pool:

@@ -211,6 +211,10 @@ def check_names(config: dict) -> None:
             if card["widths"] is not None and any(w not in card["widths"] for w in cell["widths"]):
                 raise ConfigError(f"{where}.widths = {cell['widths']}: {card['name']} supports width "
                                   f"{', '.join(map(str, card['widths']))} only; set widths: {list(card['widths'])}")
+            stray = [w for w in cell.get("fused_widths", []) if w not in cell["widths"]]
+            if stray:
+                raise ConfigError(f"{where}.fused_widths = {cell['fused_widths']}: width {stray[0]} is not one of "
+                                  f"the cell's widths {cell['widths']}; list fused widths among them")
             points = cell.get("match", {}).get("stream_points", "stage_output")
             if points not in card["stream_points"]:
                 raise ConfigError(f"{where}.match.stream_points = {points!r}: {card['name']} defines "

@@ -44,6 +44,34 @@ def light_runtime(attempt: int) -> int:
     return 10 * attempt
 
 
+# What a fused job's process holds besides its runs: the CUDA context, cuDNN workspaces, the data.
+FUSED_OVERHEAD_MB = 1500
+
+
+def run_device_mem_mb(model: str, width: int, batch_size: int, scale: float = 1.0) -> float | None:
+    """Device memory of one run in a fused group: activations kept for backward (linear in width) and
+    weights, gradients, momentum and mask (quadratic); None when the card has no memory hints.
+
+    ``scale``: input pixels relative to the card's reference (ImageNet crops for ResNet50: 1).
+    """
+    cost = registry.architecture(model)["cost"]
+    if "act_mb_per_image" not in cost or "params_m" not in cost:
+        return None
+    acts = batch_size * cost["act_mb_per_image"] * width * scale
+    state = cost["params_m"] * 1e6 * width ** 2 * 4 * 4 / 2 ** 20
+    return acts + state
+
+
+def fused_group_size(model: str, width: int, batch_size: int, budget_mb: int) -> int | None:
+    """Runs per fused job under a device-memory budget (``fused_memory_mb``); None: no limit (budget 0)."""
+    if not budget_mb:
+        return None
+    per_run = run_device_mem_mb(model, width, batch_size)
+    if per_run is None:
+        return None
+    return max(1, int((budget_mb - FUSED_OVERHEAD_MB) // per_run))
+
+
 def fused_epochs(epochs: float, n_runs: int) -> float:
     """The stacked runs share one pass over the data: cheaper than n separate runs."""
     return epochs * max(1.0, 0.5 * n_runs)

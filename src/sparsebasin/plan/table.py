@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from ..branches import PERMUTED_MASK, REWIND_NET, SPARSE_BRANCHES
 from ..pruning.schedule import fmt_sparsity, imp_schedule, lineage
+from .. import registry
 from . import paths, resources
 from .cells import Cell, cells
 from .config import ConfigError
@@ -114,6 +115,7 @@ class Plan:
 
     def __init__(self, config: dict):
         self.config = config
+        self._fused: list[FusedJob] | None = None
         self.cells = cells(config)
         self.device = config["device"]
         self.data_dir = config["data_dir"]
@@ -582,13 +584,42 @@ class Plan:
             out.setdefault((job.path.split("/seed")[0], job.spec["k"]), []).append(job)
         return dict(sorted(out.items()))
 
+    def fused_chunks(self, jobs: list[Job], opt: dict) -> list[list[Job]]:
+        """A group's fused jobs: near-equal chunks no larger than the memory budget allows
+        (``fused_memory_mb``); runs of an architecture or width that is not fused, or left alone
+        in a chunk, are trained by the plain rule (exactly what a separate run is)."""
+        first = jobs[0]
+        widths = first.cell.raw.get("fused_widths")
+        if not registry.architecture(first.model)["fused"] or (widths is not None and first.width not in widths):
+            return []
+        size = resources.fused_group_size(first.model, first.width, int(opt.get("batch_size", 128)),
+                                          int(self.config.get("fused_memory_mb", 0))) or len(jobs)
+        n = -(-len(jobs) // size)
+        chunks = [jobs[i * len(jobs) // n:(i + 1) * len(jobs) // n] for i in range(n)]
+        return [c for c in chunks if len(c) >= 2]
+
     def fused_jobs(self) -> list[FusedJob]:
-        """Every fused job (``fused: true``): the dense groups, then the sparse groups, each one rule."""
-        out = [FusedJob(_fused_name("dense", g), "dense_fused", g, js, self.fused_dense_args(js))
-               for g, js in self.dense_groups().items()]
-        out += [FusedJob(_fused_name("sparse", g, f"k{k}"), f"sparse_fused_k{k}", g, js, self.fused_sparse_args(js))
-                for (g, k), js in self.sparse_groups().items()]
-        return out
+        """Every fused job (``fused: true``): the dense groups, then the sparse groups, each one rule
+        (``_part{i}`` when the memory budget splits a group)."""
+        if self._fused is None:
+            out = []
+            for kind, groups in (("dense", {(g, None): js for g, js in self.dense_groups().items()}),
+                                 ("sparse", self.sparse_groups())):
+                for (g, k), js in groups.items():
+                    opt = js[0].cell.dense if kind == "dense" else {**js[0].cell.dense, **js[0].cell.sparse}
+                    chunks = self.fused_chunks(js, opt)
+                    for i, chunk in enumerate(chunks):
+                        suffix = ([f"k{k}"] if k is not None else []) + ([f"part{i}"] if len(chunks) > 1 else [])
+                        args = self.fused_dense_args(chunk) if kind == "dense" else self.fused_sparse_args(chunk)
+                        out.append(FusedJob(_fused_name(kind, g, *suffix), "_".join([f"{kind}_fused", *suffix]),
+                                            g, chunk, args))
+            self._fused = out
+        return self._fused
+
+    def unfused(self, kind: str) -> bool:
+        """Whether some ``kind`` row is not in a fused job (then its plain rule is needed too)."""
+        fused = {j.path for fj in self.fused_jobs() for j in fj.jobs}
+        return any(j.path not in fused for j in self.jobs[kind].values())
 
     def run_spec(self, job: Job) -> str:
         """One run of a fused job as ``--run out_dir=...,init=...,tag.K=V``."""
