@@ -104,3 +104,29 @@ def test_bound_mask_on_channels_last_resnet():
         assert torch.all(params[k][~m] == 0)
         assert torch.all(opt.state[params[k]]["momentum_buffer"][~m] == 0)
     assert masked_nonzeros(model, mask) == 0
+
+
+def test_sgd_keeps_masked_weights_zero_without_a_per_step_remask_and_the_epoch_check_catches_drift():
+    """Gradients masked by one foreach multiply; SGD with weight decay, momentum and Nesterov then leaves
+    pruned weights and momentum exactly zero; check_ counts and zeroes weights that drifted anyway."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    mask = {n: torch.rand(p.shape) > 0.5 for n, p in model.named_parameters() if n.endswith("weight")}
+    bound = BoundMask(model, mask)
+    bound.apply_()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    for _ in range(20):
+        loss = model(torch.randn(8, 6)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        bound.mask_grads_()
+        opt.step()
+    params = dict(model.named_parameters())
+    for name, keep in mask.items():
+        assert torch.all(params[name].detach()[~keep] == 0), name
+        assert torch.all(opt.state[params[name]]["momentum_buffer"][~keep] == 0), name
+    assert bound.check_(opt) == 0
+    with torch.no_grad():
+        params["0.weight"][~mask["0.weight"]] = 1.0
+    assert bound.check_(opt) == int((~mask["0.weight"]).sum())
+    assert torch.all(params["0.weight"].detach()[~mask["0.weight"]] == 0)

@@ -46,6 +46,8 @@ def test_anchors_and_aliases_are_not_duplicates(tmp_path):
 @pytest.mark.parametrize("edit,match", [
     (lambda c: c.update(threads=2.0), r"threads = 2.0: must be an integer; write 2"),
     (lambda c: c.update(threads=True), r"threads = True"),
+    (lambda c: c.update(device="auto"), r"device = 'auto': the workflow must know which jobs need a GPU; write "
+                                        r"device: cuda .* or device: cpu"),
     (lambda c: c["experiments"]["mnist1d"]["cells"][0]["dense"].update(lr=float("inf")), r"dense.lr = inf: not a finite"),
     (lambda c: c["experiments"]["mnist1d"]["cells"][0]["sweep"].update(sparsities=[0.8, 0.9999999]),
      r"sparsities\[1\] = 0.9999999: its directory label would be S1"),

@@ -24,7 +24,15 @@ from .errors import UserError
 
 class BoundMask:
     """A mask resolved against one model: (parameter, pruned-positions) pairs on
-    the parameter's device, so the per-step work is a few ``masked_fill_`` calls."""
+    the parameter's device, and the keep masks as the parameter's dtype, so the
+    per-step work is one ``_foreach_mul_`` over the gradients.
+
+    With the gradients masked, plain SGD (weight decay, momentum, dampening,
+    Nesterov) keeps pruned weights and their momentum exactly zero: the step
+    adds ``lr * (0 + wd * 0)`` to ``0``. So the weights need no re-mask after
+    every step; ``check_()`` (once per epoch) counts and zeroes any that
+    drifted, a safety net for other optimizers and non-finite gradients.
+    """
 
     def __init__(self, model: nn.Module, mask: Mapping[str, torch.Tensor]):
         params = dict(model.named_parameters())
@@ -41,6 +49,12 @@ class BoundMask:
             if p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last):
                 pruned = pruned.contiguous(memory_format=torch.channels_last)
             self.pairs.append((p, pruned))
+        self._keeps: list[torch.Tensor] | None = None
+
+    def _keep_tensors(self) -> list[torch.Tensor]:
+        if self._keeps is None:
+            self._keeps = [(~pruned).to(p.dtype) for p, pruned in self.pairs]
+        return self._keeps
 
     @torch.no_grad()
     def apply_(self) -> None:
@@ -50,10 +64,10 @@ class BoundMask:
 
     @torch.no_grad()
     def mask_grads_(self) -> None:
-        """Zero the gradients of pruned weights (call between backward and step)."""
-        for p, pruned in self.pairs:
-            if p.grad is not None:
-                p.grad.masked_fill_(pruned, 0.0)
+        """Zero the gradients of pruned weights (call between backward and step): one foreach multiply."""
+        live = [(p.grad, keep) for (p, _), keep in zip(self.pairs, self._keep_tensors()) if p.grad is not None]
+        if live:
+            torch._foreach_mul_([g for g, _ in live], [k for _, k in live])
 
     @torch.no_grad()
     def mask_optimizer_state_(self, optimizer: torch.optim.Optimizer) -> None:
@@ -71,6 +85,13 @@ class BoundMask:
         """Re-apply the mask to weights and buffers after ``optimizer.step()``."""
         self.apply_()
         self.mask_optimizer_state_(optimizer)
+
+    @torch.no_grad()
+    def check_(self, optimizer: torch.optim.Optimizer) -> int:
+        """Pruned weights that are not exactly zero (0 with SGD and finite gradients); re-masks them all."""
+        drifted = sum(int(p.detach().masked_select(pruned).ne(0).sum()) for p, pruned in self.pairs)
+        self.after_step_(optimizer)
+        return drifted
 
 
 def apply_mask_(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> nn.Module:

@@ -29,7 +29,7 @@ parameters, both at width 1 and measured once, for the fused jobs' memory
 budget). Dataset card keys: ``name``, ``label``,
 ``num_classes``, ``in_channels``, ``input_shape``, ``mean``, ``std``,
 ``augment``, ``flip``, ``download`` (torchvision class and split arguments,
-or None), ``scale`` (epoch cost relative to CIFAR), ``host_mem_mb``.
+or None), ``scale`` (epoch cost relative to CIFAR), ``n_train`` (images per epoch), ``host_mem_mb``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@
 
 import os
 import re
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -49,6 +50,26 @@ FUSED = bool(config["fused"])
 CUDA = config["device"] == "cuda"
 GPU = {"gpu": 1} if CUDA else {}
 GPU_WRAP = f"bash {GPU_SLOT} " if CUDA else ""  # picks a free GPU on a workstation (no-op under SLURM)
+
+
+def _warn_idle_gpus():
+    """On a workstation, say when --resources gpu=N lets fewer GPU jobs run than the machine has GPUs."""
+    if not CUDA or os.environ.get("SLURM_JOB_ID") or not workflow.local_exec:
+        return
+    allowed = workflow.global_resources.get("gpu")
+    allowed = getattr(allowed, "value", allowed)
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return
+    found = sum(line.startswith("GPU ") for line in listed.splitlines())
+    if found > (allowed if isinstance(allowed, int) else 1):
+        print(f"warning: this machine has {found} GPUs but --resources gpu={allowed if allowed is not None else 1} "
+              f"lets only that many GPU jobs run at once; pass --resources gpu={found} (local/config.yaml sets gpu=1)",
+              file=sys.stderr)
+
+
+_warn_idle_gpus()
 DOWNLOADABLE = tuple(n for n, c in registry.datasets().items() if c["obtain"] == "download")
 
 

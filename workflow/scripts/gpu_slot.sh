@@ -2,37 +2,67 @@
 # Run a command on one free GPU of this machine: gpu_slot.sh CMD [ARGS...]
 #
 # Used by the workflow's GPU rules when the config says device: cuda.
-# - Under SLURM (or whenever CUDA_VISIBLE_DEVICES is already set) the command
-#   runs as is: the scheduler chose the GPU.
-# - On a workstation, Snakemake's `--resources gpu=N` (local/config.yaml) caps
-#   the number of GPU jobs at N; this script gives each of them its own GPU by
-#   taking an exclusive lock on ${TMPDIR:-/tmp}/sparsebasin-gpu<i>.lock for the
-#   first free i in 0..N-1 and exporting CUDA_VISIBLE_DEVICES=i. The lock is
-#   released when the command exits (also on kill), so no slot leaks.
-#   N is $SPARSEBASIN_GPUS, else the number of GPUs nvidia-smi lists, else 1.
+# - Inside a SLURM job (SLURM_JOB_ID set) the command runs as is: the
+#   scheduler chose the GPU(s) and exported CUDA_VISIBLE_DEVICES.
+# - When CUDA_VISIBLE_DEVICES lists exactly one device, likewise.
+# - Otherwise (a workstation) Snakemake's `--resources gpu=N` caps the GPU
+#   jobs at N and this script gives each its own GPU: the slots are the
+#   devices CUDA_VISIBLE_DEVICES lists ("0,1,2,3" exported in a shell), else
+#   0..G-1 with G = $SPARSEBASIN_GPUS, else the GPUs `nvidia-smi -L` lists,
+#   else torch.cuda.device_count() (in a subprocess), else 1 (said loudly).
+#   A job takes an exclusive lock on $SPARSEBASIN_GPU_LOCKS/gpu<id>.lock
+#   (default /tmp/sparsebasin-gpu-locks-<uid>, one directory per user, so
+#   another user's lock files never block ours) for the first free slot and
+#   runs with CUDA_VISIBLE_DEVICES=<id>; the lock goes when the command exits
+#   (also on kill), so no slot leaks.
+# CUDA_DEVICE_ORDER=PCI_BUS_ID always: the slot number is the board nvidia-smi shows.
 set -euo pipefail
 
 if [[ $# -eq 0 ]]; then
     echo "usage: gpu_slot.sh CMD [ARGS...]" >&2
     exit 2
 fi
-if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
+export CUDA_DEVICE_ORDER=PCI_BUS_ID
+visible="${CUDA_VISIBLE_DEVICES:-}"
+
+if [[ -n "${SLURM_JOB_ID:-}" ]]; then
+    echo "gpu_slot: SLURM job ${SLURM_JOB_ID}, GPU(s) ${visible:-as allocated}" >&2
+    exec "$@"
+fi
+if [[ -n "$visible" && "$visible" != *,* ]]; then
+    echo "gpu_slot: CUDA_VISIBLE_DEVICES=$visible (one device): running there" >&2
     exec "$@"
 fi
 
-n="${SPARSEBASIN_GPUS:-}"
-if [[ -z "$n" ]]; then
-    n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
-    [[ "$n" =~ ^[0-9]+$ && "$n" -gt 0 ]] || n=1
+slots=()
+if [[ -n "$visible" ]]; then
+    IFS=',' read -r -a slots <<< "$visible"
+else
+    n="${SPARSEBASIN_GPUS:-}"
+    if [[ -z "$n" ]]; then
+        n=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true)
+    fi
+    if ! [[ "$n" =~ ^[0-9]+$ && "$n" -gt 0 ]]; then
+        n=$("${SPARSEBASIN_PYTHON:-python}" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || true)
+    fi
+    if ! [[ "$n" =~ ^[0-9]+$ && "$n" -gt 0 ]]; then
+        echo "gpu_slot: WARNING: found no GPU (no nvidia-smi, torch sees none, SPARSEBASIN_GPUS unset);" \
+             "assuming ONE GPU, so GPU jobs run one at a time on GPU 0" >&2
+        n=1
+    fi
+    for ((i = 0; i < n; i++)); do slots+=("$i"); done
 fi
-lockdir="${TMPDIR:-/tmp}"
+
+lockdir="${SPARSEBASIN_GPU_LOCKS:-/tmp/sparsebasin-gpu-locks-$(id -u)}"
+mkdir -p "$lockdir"
+chmod 700 "$lockdir" 2>/dev/null || true
 
 while true; do
-    for ((i = 0; i < n; i++)); do
-        exec {fd}>"$lockdir/sparsebasin-gpu$i.lock"
+    for id in "${slots[@]}"; do
+        exec {fd}>"$lockdir/gpu$id.lock"
         if flock -n "$fd"; then
-            export CUDA_VISIBLE_DEVICES="$i"
-            echo "gpu_slot: running on GPU $i of $n" >&2
+            export CUDA_VISIBLE_DEVICES="$id"
+            echo "gpu_slot: running on GPU $id (slots ${slots[*]})" >&2
             # the child inherits the locked descriptor; the lock lasts as long as it runs
             exec "$@"
         fi

@@ -27,11 +27,11 @@ DATASETS = [
     {"name": "cifar10", "label": "CIFAR-10", "num_classes": 10, "in_channels": 3, "input_shape": [3, 32, 32],
      "mean": [0.4914, 0.4822, 0.4465], "std": [0.2470, 0.2435, 0.2616], "augment": True, "flip": True,
      "obtain": "download", "download": {"torchvision": "CIFAR10", "train": {"train": True}, "test": {"train": False}},
-     "scale": 1.0, "host_mem_mb": 3000},
+     "scale": 1.0, "n_train": 50000, "host_mem_mb": 3000},
     {"name": "cifar100", "label": "CIFAR-100", "num_classes": 100, "in_channels": 3, "input_shape": [3, 32, 32],
      "mean": [0.5071, 0.4865, 0.4409], "std": [0.2673, 0.2564, 0.2762], "augment": True, "flip": True,
      "obtain": "download", "download": {"torchvision": "CIFAR100", "train": {"train": True}, "test": {"train": False}},
-     "scale": 1.0, "host_mem_mb": 3000},
+     "scale": 1.0, "n_train": 50000, "host_mem_mb": 3000},
 ]
 
 _LAYOUT = {

@@ -32,7 +32,7 @@ DATASETS = [{
     "name": "mnist1d", "label": "MNIST-1D", "num_classes": 10, "in_channels": 1, "input_shape": [40],
     # statistics of the default generated training set (20,000 examples, seed 0), measured once
     "mean": [-0.0009755066834683008], "std": [1.0007546007973294], "augment": False, "flip": False,
-    "obtain": "generate", "download": None, "scale": 1.0, "host_mem_mb": 1000,
+    "obtain": "generate", "download": None, "scale": 1.0, "n_train": 20000, "host_mem_mb": 1000,
 }]
 
 DEFAULT_N_TRAIN = 20_000

@@ -19,7 +19,7 @@ DATASETS = [{
     "name": "svhn", "label": "SVHN", "num_classes": 10, "in_channels": 3, "input_shape": [3, 32, 32],
     "mean": [0.4377, 0.4438, 0.4728], "std": [0.1980, 0.2010, 0.1970], "augment": True, "flip": False,
     "obtain": "download", "download": {"torchvision": "SVHN", "train": {"split": "train"}, "test": {"split": "test"}},
-    "scale": 1.5, "host_mem_mb": 3000,
+    "scale": 1.5, "n_train": 73257, "host_mem_mb": 3000,
 }]
 
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}

@@ -242,10 +242,19 @@ def check_imp_rounds(config: dict) -> None:
                 raise ConfigError(f"experiments.{exp}.cells[{i}].prune.rate = {cell['prune']['rate']!r}: {exc}") from None
 
 
+def check_device(config: dict) -> None:
+    """``device: auto`` cannot work for a workflow: whether a job asks for a GPU is fixed when the plan is made
+    (on a login node without one), and every job would otherwise land on cuda:0 or on a CPU partition."""
+    if config.get("device") == "auto":
+        raise ConfigError("device = 'auto': the workflow must know which jobs need a GPU; write device: cuda "
+                          "(training and evaluation jobs ask for one GPU each) or device: cpu")
+
+
 def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> dict:
     """Every check of this module, in order; returns ``config`` with defaults filled."""
     check_yaml_files(files)
     check_finite(config)
+    check_device(config)
     validate_schema(config, schema_path)
     check_names(config)
     check_sparsity_labels(config)

@@ -1,10 +1,18 @@
 """What each job asks the scheduler for: threads, memory (MB) and runtime (minutes), from the cards' cost hints.
 
-Runtime grows with the retry ``attempt``, so a job killed at its time limit is
-resubmitted with more time (and resumes from its ``.resume.pt``). The cost
-model: ``epoch_minutes`` of the architecture card (one CIFAR-sized epoch at
-width 1 on one GPU) x the dataset card's ``scale`` x ``max(1, (w /
-width_ref) ** width_exponent)``, times ``cpu_slowdown`` on a CPU.
+Runtime grows with the retry ``attempt`` up to ``max_runtime`` (config, default
+24 h): above a partition's MaxTime a job pends forever, and long requests defeat
+backfill, so a longer job is cut there and finishes in pieces, each retry
+resuming from its ``.resume.pt`` (the profiles' ``retries``).
+
+Epoch time on a GPU is the larger of the card's ``epoch_minutes`` x the
+dataset's ``scale`` (a width-1 epoch, where a small model is bound by kernel
+launches and data) and the FLOPs: ``n_train x 3 x gflops_per_image x w^2`` at
+``GPU_TFLOPS`` effective (a fifth of an A100's bf16 peak on convnets). On a
+CPU: ``epoch_minutes x scale x max(1, (w / width_ref) ** width_exponent) x
+cpu_slowdown``. Host memory: the dataset's ``host_mem_mb``, the process
+(torch, CUDA libraries), the model's state on the host (checkpoints) and, on
+a CPU, the activations of a training step; not width squared.
 """
 
 from __future__ import annotations
@@ -14,26 +22,35 @@ import math
 from .. import registry
 
 FIXED_MINUTES = 5
+MAX_RUNTIME = 24 * 60  # minutes; the config's max_runtime
+GPU_TFLOPS = 60.0  # effective training TFLOPS of one GPU on convnets (benchmarks/bench_grid_cost.py)
+PROCESS_MB = {"cpu": 1500, "cuda": 3000}  # python + torch (+ the CUDA libraries) of one job
 
 
 def epoch_minutes(model: str, dataset: str, width: int, device: str) -> float:
-    cost = registry.architecture(model)["cost"]
-    scale = max(1.0, (int(width) / cost["width_ref"]) ** cost["width_exponent"])
-    minutes = cost["epoch_minutes"] * registry.dataset(dataset)["scale"] * scale
-    return minutes * cost["cpu_slowdown"] if device == "cpu" else minutes
+    cost, data = registry.architecture(model)["cost"], registry.dataset(dataset)
+    if device == "cpu":
+        scale = max(1.0, (int(width) / cost["width_ref"]) ** cost["width_exponent"])
+        return cost["epoch_minutes"] * data["scale"] * scale * cost["cpu_slowdown"]
+    flops = data.get("n_train", 50_000) * 3 * cost["gflops_per_image"] * 1e9 * int(width) ** 2
+    return max(cost["epoch_minutes"] * data["scale"], flops / (GPU_TFLOPS * 1e12) / 60)
 
 
 def train_minutes(model: str, dataset: str, width: int, epochs: float, attempt: int, device: str,
-                  runtime_factor: float, fixed: float = FIXED_MINUTES) -> int:
-    """resources.runtime of a job costing ``epochs`` training epochs."""
+                  runtime_factor: float, fixed: float = FIXED_MINUTES, max_runtime: int = MAX_RUNTIME) -> int:
+    """resources.runtime of a job costing ``epochs`` training epochs, at most ``max_runtime`` minutes."""
     est = fixed + epochs * epoch_minutes(model, dataset, width, device)
-    return int(math.ceil(est * 1.5 * runtime_factor * attempt))
+    return min(int(max_runtime), int(math.ceil(est * 1.5 * runtime_factor * attempt)))
 
 
-def train_mem(model: str, dataset: str, width: int, attempt: int) -> int:
-    base = registry.dataset(dataset)["host_mem_mb"]
-    extra = registry.architecture(model)["cost"]["mem_mb_per_width2"] * int(width) ** 2
-    return int((base + extra) * (1 + 0.5 * (attempt - 1)))
+def train_mem(model: str, dataset: str, width: int, attempt: int, device: str = "cpu", batch_size: int = 128) -> int:
+    """Host memory (MB) of a training or evaluation job."""
+    cost = registry.architecture(model)["cost"]
+    mb = registry.dataset(dataset)["host_mem_mb"] + PROCESS_MB["cpu" if device == "cpu" else "cuda"]
+    mb += 3 * cost.get("params_m", 0.0) * 1e6 * int(width) ** 2 * 4 / 2 ** 20  # weights, momentum, a checkpoint
+    if device == "cpu":  # the step's activations live on the host too
+        mb += batch_size * cost.get("act_mb_per_image", 0.0) * int(width)
+    return int(mb * (1 + 0.5 * (attempt - 1)))
 
 
 def light_mem(attempt: int) -> int:

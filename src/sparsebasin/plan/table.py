@@ -559,7 +559,8 @@ class Plan:
             epochs = len(imp_schedule(sorted(job.spec["targets"]), job.cell.raw["prune"]["rate"])) * \
                 job.cell.raw["prune"]["ft_epochs"]
         return resources.train_minutes(job.model, job.dataset, job.width, job.epochs if epochs is None else epochs,
-                                       attempt, self.device, self.config["runtime_factor"])
+                                       attempt, self.device, self.config["runtime_factor"],
+                                       max_runtime=self.config.get("max_runtime", resources.MAX_RUNTIME))
 
     def fused_epochs(self, jobs: list[Job]) -> float:
         return resources.fused_epochs(jobs[0].epochs, len(jobs))
@@ -567,7 +568,7 @@ class Plan:
     def mem_mb(self, job: Job, attempt: int) -> int:
         if job.kind == "ensemble":
             return resources.light_mem(attempt)
-        return resources.train_mem(job.model, job.dataset, job.width, attempt)
+        return resources.train_mem(job.model, job.dataset, job.width, attempt, self.device)
 
     # ------------------------------------------------------------ fused --
     def dense_groups(self) -> dict[str, list[Job]]:

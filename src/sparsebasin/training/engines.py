@@ -63,15 +63,19 @@ class SingleEngine:
         loss.backward()
         if self.bound is not None:
             self.bound.mask_grads_()
-        self.optimizer.step()
-        if self.bound is not None:
-            self.bound.after_step_(self.optimizer)
+        self.optimizer.step()  # SGD keeps masked weights at zero: end_epoch checks it
         with torch.no_grad():
             correct = (logits.argmax(1) == y).sum()
         return loss.detach().view(1), correct.view(1), int(y.numel())
 
     def end_epoch(self) -> None:
-        pass
+        if self.bound is not None:
+            drifted = self.bound.check_(self.optimizer)
+            if drifted:
+                import sys
+
+                print(f"[sparsebasin] warning: {drifted} pruned weights were nonzero at the end of the epoch "
+                      "(non-finite gradients?); zeroed", file=sys.stderr)
 
     def evaluate(self, test_ds: Any, batch_size: int, return_logits: bool) -> list[dict]:
         return [evaluate(self.model, test_ds, self.dev, batch_size, return_logits=return_logits)]
