@@ -24,6 +24,8 @@ ensemble. Checks, one line each:
 - fused equals separate training within ``--fused-tolerance`` (relative L2
   of the final weights, both in fp32);
 - interpolation curves and the plane are finite, the ensemble's numbers in range;
+- two ``--deterministic`` runs give bit-identical weights (cudnn.benchmark off,
+  deterministic algorithms; without it CUDA runs may differ in the last bits);
 - a resume state saved with more CUDA devices than are visible restores
   (the GPU-count change of a SLURM requeue);
 - the ImageNet GPU input path, when this version has one (else SKIP).
@@ -60,7 +62,7 @@ from sparsebasin.checkpoints import load_checkpoint, load_mask
 from sparsebasin.data import cifar, dataset_info
 
 SIZES = {  # quick (CPU, inside the test suite) / full (one GPU, minutes)
-    True: {"n_train": 256, "n_test": 128, "epochs": 1, "batch": 64, "tp_batches": 2, "tp_rounds": 1,
+    True: {"n_train": 128, "n_test": 64, "epochs": 1, "batch": 32, "tp_batches": 2, "tp_rounds": 1,
            "models": [("resnet20", 1), ("vgg11", 1)]},
     False: {"n_train": 10_000, "n_test": 2_000, "epochs": 3, "batch": 128, "tp_batches": 40, "tp_rounds": 3,
             "models": [("resnet20", 1), ("resnet20", 4), ("resnet20", 16), ("vgg11", 1)]},
@@ -141,6 +143,23 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
         rep.check("bf16 vs fp32", abs(a32 - a16) * 100 <= args.bf16_tolerance,
                   f"test accuracy {100 * a32:.2f}% fp32 vs {100 * a16:.2f}% bf16, "
                   f"|diff| {100 * abs(a32 - a16):.2f} <= {args.bf16_tolerance} pp{note}")
+
+    with rep.guard("deterministic reruns"):
+        import subprocess
+
+        def det_run(out: Path) -> dict:
+            # its own process: --deterministic switches torch's global settings for the rest of a process
+            cmd = [sys.executable, "-m", "sparsebasin", "train", *map(str, d), *map(str, model), *map(str, optim),
+                   *map(str, run), "--precision", "fp32", "--seed", "1", "--deterministic", "--out-dir", str(out)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(proc.stderr.strip().splitlines()[-1:])
+            return load_checkpoint(out / "final.pt")["state_dict"]
+
+        x, y = det_run(tmp / "det1"), det_run(tmp / "det2")
+        same = all(torch.equal(x[k], y[k]) for k in x)
+        rep.check("deterministic reruns", same, "two --deterministic runs of ResNet20x1 (fp32): "
+                  + ("bit-identical weights" if same else "weights differ"))
 
     P = tmp / "prune"
     with rep.guard("prune (IMP-FT)"):

@@ -48,6 +48,24 @@ def resolve(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+_DETERMINISTIC = False
+
+
+def set_deterministic() -> None:
+    """Bit-identical GPU reruns and resumes, at some speed: cudnn.benchmark off (it picks algorithms per
+    process), deterministic algorithms only, cuBLAS's fixed workspace. CPU runs are deterministic anyway."""
+    global _DETERMINISTIC
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    _DETERMINISTIC = True
+
+
+def deterministic() -> bool:
+    return _DETERMINISTIC
+
+
 def is_conv_model(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
@@ -57,7 +75,7 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     model = model.to(device)
     if is_conv_model(model):
         model = model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
+    if device.type == "cuda" and not _DETERMINISTIC:
         torch.backends.cudnn.benchmark = True
     return model
 

@@ -499,7 +499,8 @@ class Plan:
         return f"{a} --precision {self.precision}"
 
     def run_args(self, progress: bool = True) -> str:
-        return f"--device {self.device}" + (" --progress log" if progress else "")
+        return (f"--device {self.device}" + (" --deterministic" if self.config.get("deterministic") else "")
+                + (" --progress log" if progress else ""))
 
     def save_epochs_arg(self, job: Job) -> str:
         return f"--save-epochs {','.join(map(str, sorted(job.spec['save_epochs']))) or q('')}"

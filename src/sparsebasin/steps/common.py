@@ -166,6 +166,8 @@ def add_run_args(p: argparse.ArgumentParser, *, seed: bool = True, progress: boo
         g.add_argument("--data-seed", type=NONNEG_INT, default=None, help="data-order seed (default: --seed)")
     g.add_argument("--device", type=device_arg, default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--threads", type=POSITIVE_INT, default=None, help="CPU threads for torch (default: torch's choice)")
+    g.add_argument("--deterministic", action="store_true",
+                   help="bit-identical reruns on CUDA too: cudnn.benchmark off, deterministic algorithms (slower)")
     g.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                    help="label recorded with the result (repeatable), e.g. --tag branch=permuted")
     if progress:
@@ -184,6 +186,10 @@ def run_options(args: argparse.Namespace):
     from ..options import RunOptions
 
     set_threads(args.threads)
+    if getattr(args, "deterministic", False):
+        from ..device import set_deterministic
+
+        set_deterministic()
     return RunOptions(device=args.device, progress=getattr(args, "progress", "auto"), tags=parse_tags(args.tag),
                       force=bool(getattr(args, "force", False)))
 

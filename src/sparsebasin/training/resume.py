@@ -8,8 +8,8 @@ weights, mask). A rerun with the same arguments finds the file, checks the
 fingerprint and continues; a file of another run or a corrupt write is
 ignored with a log line and the run starts over, and a file that asks to run
 code is refused (``io``). The data order needs no saved state: it is a
-function of (data_seed, epoch). Bit-identical on CPU; on CUDA only with the
-deterministic settings (cudnn.benchmark picks algorithms per process).
+function of (data_seed, epoch). Bit-identical on CPU; on CUDA only with
+``--deterministic`` (device.set_deterministic: cudnn.benchmark picks algorithms per process).
 """
 
 from __future__ import annotations

@@ -125,6 +125,7 @@ def run_request(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, train_ds,
         "augment": augment,
         "save_epochs": save_epochs,
         "device": device.type,
+        **({"deterministic": True} if devices.deterministic() else {}),
     }
 
 
