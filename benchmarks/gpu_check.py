@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io as _io
 import json
 import math
@@ -223,8 +224,6 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
         step("interpolate", "--a", A / "final.pt", "--b", B / "final.pt", "--permutation", perm, *d, "--alphas", 3,
              "--modes", ",".join(MODES), "--batch-size", size["batch"], "--splits", "test", *run,
              "--out", tmp / "lmc.csv", "--barriers", tmp / "barriers.json")
-        import csv
-
         rows = list(csv.DictReader(open(tmp / "lmc.csv")))
         finite = all(math.isfinite(float(r["loss"])) for r in rows)
         rep.check("interpolate, every mode", finite and {r["mode"] for r in rows} == set(MODES),
@@ -234,8 +233,6 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
         step("plane", "--origin", A / "final.pt", "--p1", tmp / "sparse" / "lth" / "final.pt",
              "--p2", tmp / "sparse" / "permuted" / "final.pt", "--p2-permutation", perm, "--inverse", *d,
              "--grid", 3, "--batch-size", size["batch"], *run, "--out", tmp / "plane.csv")
-        import csv
-
         rows = list(csv.DictReader(open(tmp / "plane.csv")))
         rep.check("plane", len(rows) >= 9 and all(math.isfinite(float(r["loss"])) for r in rows),
                   f"{len(rows)} points, finite")
@@ -306,8 +303,6 @@ def throughput(rep: Report, dev: torch.device, size: dict, args) -> dict:
                 fit(m, train_ds, test_ds, cfg, out_dir=run_dir, mask=mask, data_seed=0, model_cfg=model_cfg,
                     data_meta=data_meta(info), run_name=f"{name}x{w}", device=dev, progress="log",
                     write_predictions=False)
-                import csv
-
                 with open(run_dir / "metrics.csv") as fh:
                     ours.append(float(next(csv.DictReader(fh))["images_per_s"]))
                 secs, seen = baseline_epoch(state, mask, model_cfg, hwc, targets, info, base_args, dev)

@@ -65,16 +65,13 @@ def light_runtime(attempt: int) -> int:
 FUSED_OVERHEAD_MB = 1500
 
 
-def run_device_mem_mb(model: str, width: int, batch_size: int, scale: float = 1.0) -> float | None:
+def run_device_mem_mb(model: str, width: int, batch_size: int) -> float | None:
     """Device memory of one run in a fused group: activations kept for backward (linear in width) and
-    weights, gradients, momentum and mask (quadratic); None when the card has no memory hints.
-
-    ``scale``: input pixels relative to the card's reference (ImageNet crops for ResNet50: 1).
-    """
+    weights, gradients, momentum and mask (quadratic); None when the card has no memory hints."""
     cost = registry.architecture(model)["cost"]
     if "act_mb_per_image" not in cost or "params_m" not in cost:
         return None
-    acts = batch_size * cost["act_mb_per_image"] * width * scale
+    acts = batch_size * cost["act_mb_per_image"] * width
     state = cost["params_m"] * 1e6 * width ** 2 * 4 * 4 / 2 ** 20
     return acts + state
 

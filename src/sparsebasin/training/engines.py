@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .. import device as devices
 from ..evaluation import evaluate
 from ..masking import BoundMask
+from ..progress import log
 from .config import TrainConfig
 
 
@@ -72,10 +73,8 @@ class SingleEngine:
         if self.bound is not None:
             drifted = self.bound.check_(self.optimizer)
             if drifted:
-                import sys
-
-                print(f"[sparsebasin] warning: {drifted} pruned weights were nonzero at the end of the epoch "
-                      "(non-finite gradients?); zeroed", file=sys.stderr)
+                log(f"warning: {drifted} pruned weights were nonzero at the end of the epoch (non-finite "
+                    "gradients?); zeroed")
 
     def evaluate(self, test_ds: Any, batch_size: int, return_logits: bool) -> list[dict]:
         return [evaluate(self.model, test_ds, self.dev, batch_size, return_logits=return_logits)]
