@@ -105,6 +105,17 @@ def baseline_epoch(model_state, mask, model_cfg, data_hwc, targets, info, args, 
     return time.perf_counter() - t0, seen
 
 
+def ours_epoch(model_cfg, state, mask, train_ds, test_ds, cfg, out: Path, device, meta, run_name: str) -> float:
+    """One epoch of our trainer (``fit``) from ``state`` with ``mask`` into ``out``; its images/s (metrics.csv)."""
+    shutil.rmtree(out, ignore_errors=True)
+    m = build_model(model_cfg, train_ds.info.num_classes, train_ds.info.in_channels)
+    m.load_state_dict(state)
+    fit(m, train_ds, test_ds, cfg, out_dir=out, mask=mask, data_seed=0, model_cfg=model_cfg, data_meta=meta,
+        run_name=run_name, device=device, progress="log", write_predictions=False)
+    with open(out / "metrics.csv") as fh:
+        return float(next(csv.DictReader(fh))["images_per_s"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--widths", default="1,2")
@@ -149,14 +160,8 @@ def main() -> None:
             base_rate: list[float] = []
 
             def ours():
-                out = tmp / f"w{w}"
-                shutil.rmtree(out, ignore_errors=True)
-                m = build_model(model_cfg, 10, 3)
-                m.load_state_dict(state)
-                fit(m, train_ds, test_ds, cfg, out_dir=out, mask=mask, data_seed=0, model_cfg=model_cfg,
-                    data_meta=meta, run_name=f"w{w}", device=device, progress="log", write_predictions=False)
-                with open(out / "metrics.csv") as fh:
-                    ours_rate.append(float(next(csv.DictReader(fh))["images_per_s"]))
+                ours_rate.append(ours_epoch(model_cfg, state, mask, train_ds, test_ds, cfg, tmp / f"w{w}", device,
+                                            meta, f"w{w}"))
 
             def baseline():
                 secs, seen = baseline_epoch(state, mask, model_cfg, data_hwc, targets, info, args, device)

@@ -266,13 +266,13 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
 
 def throughput(rep: Report, dev: torch.device, size: dict, args) -> dict:
     """Images/s of our trainer vs the conventional pipeline per model; the throughput.json payload."""
-    from bench_throughput import baseline_epoch
+    from bench_throughput import baseline_epoch, ours_epoch
 
     from sparsebasin.checkpoints import data_meta
     from sparsebasin.data.base import ArrayDataset
     from sparsebasin.models import build_model, prunable_keys
     from sparsebasin.pruning import prune_to
-    from sparsebasin.training import TrainConfig, fit
+    from sparsebasin.training import TrainConfig
 
     info = dataset_info("cifar10")
     n = size["tp_batches"] * size["batch"]
@@ -297,14 +297,8 @@ def throughput(rep: Report, dev: torch.device, size: dict, args) -> dict:
             mask = prune_to(state, {k: torch.ones_like(state[k], dtype=torch.bool) for k in keys}, 0.9)
             ours, base = [], []
             for r in range(size["tp_rounds"]):
-                m = build_model(model_cfg, 10, 3)
-                m.load_state_dict(state)
-                run_dir = Path(tmp) / f"{name}{w}_{r}"
-                fit(m, train_ds, test_ds, cfg, out_dir=run_dir, mask=mask, data_seed=0, model_cfg=model_cfg,
-                    data_meta=data_meta(info), run_name=f"{name}x{w}", device=dev, progress="log",
-                    write_predictions=False)
-                with open(run_dir / "metrics.csv") as fh:
-                    ours.append(float(next(csv.DictReader(fh))["images_per_s"]))
+                ours.append(ours_epoch(model_cfg, state, mask, train_ds, test_ds, cfg, Path(tmp) / f"{name}{w}_{r}",
+                                       dev, data_meta(info), f"{name}x{w}"))
                 secs, seen = baseline_epoch(state, mask, model_cfg, hwc, targets, info, base_args, dev)
                 base.append(seen / secs)
             entry = {"ours_images_per_s": ours, "baseline_images_per_s": base,
