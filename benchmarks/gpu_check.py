@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import io as _io
 import json
@@ -118,6 +119,100 @@ def zero_violations(state: dict, mask: dict) -> int:
 
 def result(run_dir: Path) -> dict:
     return json.loads((run_dir / "result.json").read_text())
+
+
+class HostWaits:
+    """Counts what would make the host wait on the device, or feed it, inside training steps.
+
+    On CUDA: every synchronising call torch reports under
+    ``torch.cuda.set_sync_debug_mode("warn")``. On every device: values read
+    back to Python (``.item()``, ``.tolist()``, ``float(t)``), tensors built
+    from Python numbers (on CUDA a blocking upload) and random draws on a CPU
+    generator (host work whose result must then be uploaded). On CPU the
+    last two kinds are the whole audit: the same code then passes on a GPU
+    only if its copies are asynchronous.
+    """
+
+    HOST_OPS = {"aten._local_scalar_dense.default", "aten.lift_fresh.default"}
+    DRAWS = ("aten.randperm", "aten.randint", "aten.rand", "aten.bernoulli", "aten.normal", "aten.random_")
+
+    def __init__(self, dev: torch.device):
+        self.dev, self.counts = dev, {}
+
+    def reset(self) -> None:
+        self.counts = {}
+
+    def add(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    @contextlib.contextmanager
+    def watching(self):
+        import warnings
+
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        audit = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                name = str(func)
+                gen = (kwargs or {}).get("generator")
+                if name in audit.HOST_OPS or (name.startswith(audit.DRAWS) and gen is not None
+                                              and gen.device.type == "cpu"):
+                    audit.add(name.split(".")[1])
+                return func(*args, **(kwargs or {}))
+
+        tolist = torch.Tensor.tolist
+
+        def counted_tolist(t):
+            audit.add("tolist")
+            return tolist(t)
+
+        cuda = self.dev.type == "cuda"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.Tensor.tolist = counted_tolist
+            if cuda:
+                torch.cuda.set_sync_debug_mode("warn")
+            try:
+                with Mode():
+                    yield self
+            finally:
+                if cuda:
+                    torch.cuda.set_sync_debug_mode("default")
+                torch.Tensor.tolist = tolist
+        for w in caught:
+            if "synchroniz" in str(w.message):
+                self.add("cuda sync")
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def audit_steps(engine, schedule, steps: int, names: list[str]) -> dict:
+    """Host waits in the steps of one epoch after its first (which draws and uploads the epoch's order)."""
+    from sparsebasin.progress import EpochProgress
+    from sparsebasin.training.engines import HOST_CHECK_EVERY
+    from sparsebasin.training.session import train_epoch
+
+    engine.check_every = HOST_CHECK_EVERY  # as on CUDA (a CPU run looks after every step)
+    audit = HostWaits(engine.dev)
+    step_fn = engine.step
+
+    def step_then_reset(x, y, _n=[0]):
+        out = step_fn(x, y)
+        _n[0] += 1
+        if _n[0] == 1:
+            audit.reset()
+        return out
+
+    engine.step = step_then_reset
+    engine.start()
+    engine.train()
+    with audit.watching():
+        train_epoch(engine, schedule, 0, steps, names, EpochProgress("audit", steps, "log", stream=_io.StringIO()))
+    return {"waits": audit.total(), "counts": dict(audit.counts), "steps": steps - 1,
+            "allowed": (steps - 1) // HOST_CHECK_EVERY + 1}
 
 
 def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, args) -> None:
@@ -244,6 +339,39 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
         ok = 0 <= e["ensemble_acc"] <= 1 and 0 <= e["disagreement"] <= 1
         rep.check("ensemble", ok, f"3 members: ensemble accuracy {100 * e['ensemble_acc']:.1f}%, "
                                   f"disagreement {e['disagreement']:.3f}")
+
+    with rep.guard("host waits per step"):
+        from sparsebasin.data.base import ArrayDataset
+        from sparsebasin.models import build_model, prunable_keys
+        from sparsebasin.pruning import prune_to
+        from sparsebasin.training import TrainConfig
+        from sparsebasin.training.engines import HOST_CHECK_EVERY, SingleEngine
+        from sparsebasin.training.fused import StackedEngine
+        from sparsebasin.training.schedule import make_schedule
+        from sparsebasin.training.session import Member
+
+        steps = 2 * HOST_CHECK_EVERY + 1
+        g = torch.Generator().manual_seed(0)
+        bx = torch.randint(0, 256, (steps * 8, 3, 32, 32), generator=g, dtype=torch.uint8)
+        ds = ArrayDataset(dataset_info("cifar10"), bx, torch.randint(0, 10, (steps * 8,), generator=g)).to(dev)
+        cfg = TrainConfig(epochs=1, lr=0.01, batch_size=8, precision="bf16")
+        torch.manual_seed(0)
+        net = build_model({"name": "resnet20", "width": 1}, 10, 3)
+        state = net.state_dict()
+        mask = prune_to(state, {k: torch.ones_like(state[k], dtype=torch.bool) for k in prunable_keys(net)}, 0.9)
+        found = {}
+        member = Member(net, tmp / "audit", "audit", 0, mask)
+        single = SingleEngine(member, cfg, dev, ds, True, False)
+        found["single"] = audit_steps(single, make_schedule(cfg, single.optimizer, steps), steps, ["audit"])
+        members = [Member(copy.deepcopy(net), tmp / f"audit{r}", f"audit{r}", r, mask) for r in range(3)]
+        fused = StackedEngine(members, "grouped", cfg, dev, ds, True, False)
+        found["fused x3"] = audit_steps(fused, make_schedule(cfg, fused.optimizer, steps), steps,
+                                        [m.run_name for m in members])
+        ok = all(f["waits"] <= f["allowed"] for f in found.values())
+        rep.check("host waits per step", ok, "; ".join(
+            f"{k}: {f['waits']} in {f['steps']} steps (at most {f['allowed']}: one per {HOST_CHECK_EVERY}) "
+            f"{f['counts'] or ''}".rstrip() for k, f in found.items())
+            + ", masked ResNet20x1 with crop+flip, after each epoch's first step")
 
     with rep.guard("resume across a GPU-count change"):
         from sparsebasin.training import resume

@@ -31,8 +31,10 @@ def evaluate(
     was_training = model.training
     model.eval()
     conv = devices.is_conv_model(model)
-    total = correct = correct5 = 0
-    loss_sum = 0.0
+    # Sums stay on the device (float64: the same additions as Python floats) and are read once at the end:
+    # a per-batch .item() would make the host wait for the GPU three times per batch.
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1, top-5
+    total = 0
     logits_all = []
     labels_all = []
     for i, (x, y) in enumerate(batches(ds, batch_size, shuffle=False, augment=False, device=device)):
@@ -40,22 +42,23 @@ def evaluate(
             break
         x = devices.to_input(x, device, conv)
         out = model(x).float()
-        loss_sum += F.cross_entropy(out, y, reduction="sum").item()
-        correct += (out.argmax(1) == y).sum().item()
         k = min(5, out.shape[1])
-        correct5 += (out.topk(k, dim=1).indices == y.view(-1, 1)).any(1).sum().item()
+        sums += torch.stack([F.cross_entropy(out, y, reduction="sum").double(),
+                             (out.argmax(1) == y).sum().double(),
+                             (out.topk(k, dim=1).indices == y.view(-1, 1)).any(1).sum().double()])
         total += y.numel()
         if return_logits:
-            logits_all.append(out.cpu())
-            labels_all.append(y.cpu())
+            logits_all.append(out)
+            labels_all.append(y)
     model.train(was_training)
+    loss_sum, correct, correct5 = sums.tolist()
     res = {
         "loss": loss_sum / max(total, 1),
-        "acc": correct / max(total, 1),
-        "top5": correct5 / max(total, 1),
+        "acc": int(correct) / max(total, 1),
+        "top5": int(correct5) / max(total, 1),
         "n": total,
     }
     if return_logits:
-        res["logits"] = torch.cat(logits_all) if logits_all else torch.empty(0)
-        res["labels"] = torch.cat(labels_all) if labels_all else torch.empty(0, dtype=torch.long)
+        res["logits"] = torch.cat(logits_all).cpu() if logits_all else torch.empty(0)
+        res["labels"] = torch.cat(labels_all).cpu() if labels_all else torch.empty(0, dtype=torch.long)
     return res

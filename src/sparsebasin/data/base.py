@@ -10,6 +10,7 @@ raw pixels (zero padding is black, as with torchvision), before normalising.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -70,13 +71,43 @@ def normalise(x: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
         x = x.float().div_(255.0)
     else:
         x = x.float()
-    if x.dim() == 4:
-        mean = torch.tensor(info.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(info.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    else:
-        mean = torch.tensor(info.mean, device=x.device, dtype=x.dtype)
-        std = torch.tensor(info.std, device=x.device, dtype=x.dtype)
+    mean, std = _mean_std(info.mean, info.std, x.device, x.dtype, x.dim() == 4)
     return (x - mean) / std
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_std(mean: tuple, std: tuple, device: torch.device, dtype: torch.dtype, images: bool):
+    """Built once per (dataset, device): a tensor made from Python numbers is a blocking upload on CUDA."""
+    shape = (1, -1, 1, 1) if images else (-1,)
+    return (torch.tensor(mean, device=device, dtype=dtype).view(shape),
+            torch.tensor(std, device=device, dtype=dtype).view(shape))
+
+
+def crop_flip(x: torch.Tensor, pad: int, dy: torch.Tensor | None, dx: torch.Tensor | None,
+              flips: torch.Tensor | None) -> torch.Tensor:
+    """Crop a zero-padded NCHW batch at offsets (dy, dx) and flip where ``flips``: all on x's device, no host work."""
+    n, c, h, w = x.shape
+    dev = x.device
+    if pad > 0:
+        xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        rows = dy.view(n, 1) + torch.arange(h, device=dev).view(1, h)  # n,h
+        cols = dx.view(n, 1) + torch.arange(w, device=dev).view(1, w)  # n,w
+        xp = torch.gather(xp, 2, rows.view(n, 1, h, 1).expand(n, c, h, w + 2 * pad))
+        x = torch.gather(xp, 3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+    if flips is not None:
+        x = torch.where(flips.view(n, 1, 1, 1), x.flip(3), x)
+    return x
+
+
+def _draw_crop_flip(n: int, pad: int, generator: torch.Generator, flip: bool) -> list[torch.Tensor]:
+    """One batch's offsets and flips, in the generator order every version of this iterator has used."""
+    out = []
+    if pad > 0:
+        out += [torch.randint(0, 2 * pad + 1, (n,), generator=generator),
+                torch.randint(0, 2 * pad + 1, (n,), generator=generator)]
+    if flip:
+        out.append((torch.rand(n, generator=generator) < 0.5).long())
+    return out
 
 
 def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator, flip: bool = True) -> torch.Tensor:
@@ -85,28 +116,25 @@ def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator, flip
     Offsets are drawn on the CPU generator (reproducible across devices) and
     applied with one gather, no per-image Python.
     """
-    n, c, h, w = x.shape
-    dev = x.device
-    if pad > 0:
-        xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
-        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
-        rows = (dy.view(n, 1) + torch.arange(h, device=dev).view(1, h))  # n,h
-        cols = (dx.view(n, 1) + torch.arange(w, device=dev).view(1, w))  # n,w
-        idx_r = rows.view(n, 1, h, 1).expand(n, c, h, w + 2 * pad)
-        xp = torch.gather(xp, 2, idx_r)
-        idx_c = cols.view(n, 1, 1, w).expand(n, c, h, w)
-        x = torch.gather(xp, 3, idx_c)
-    if flip:
-        f = (torch.rand(n, generator=generator) < 0.5).to(dev)
-        x = torch.where(f.view(n, 1, 1, 1), x.flip(3), x)
-    return x
+    draws = [d.to(x.device) for d in _draw_crop_flip(x.shape[0], pad, generator, flip)]
+    dy, dx = (draws[0], draws[1]) if pad > 0 else (None, None)
+    return crop_flip(x, pad, dy, dx, draws[-1].bool() if flip else None)
 
 
 def epoch_generator(data_seed: int, epoch: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed((int(data_seed) * 1_000_003 + int(epoch)) % (2**63 - 1))
     return g
+
+
+def upload(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host -> device without waiting: pinned memory and an async copy on CUDA (the source is never reused)."""
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+CROP_PAD = 4  # CIFAR/SVHN random crop: 4 pixels of black padding, as in the paper's recipe
 
 
 def iterate_batches(
@@ -120,19 +148,35 @@ def iterate_batches(
     device: torch.device | None = None,
     drop_last: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield normalised (x, y) batches on ``device``; order from (data_seed, epoch)."""
+    """Yield normalised (x, y) batches on ``device``; order from (data_seed, epoch).
+
+    The epoch's order, crop offsets and flips are drawn up front on the CPU
+    generator, in the order the per-batch draws always had (so the batches
+    are unchanged), and reach the device in one asynchronous upload: a step
+    then only slices device tensors and never waits on the host.
+    """
     device = device or ds.x.device
     g = epoch_generator(data_seed, epoch)
     n = len(ds)
     order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
     stop = n - (n % batch_size) if drop_last else n
-    for start in range(0, stop, batch_size):
-        idx = order[start:start + batch_size]
-        xb = ds.x[idx.to(ds.x.device)].to(device, non_blocking=True)
-        yb = ds.y[idx.to(ds.y.device)].to(device, non_blocking=True)
-        if augment and xb.dim() == 4:
+    starts = range(0, stop, batch_size)
+    crop = augment and ds.x.dim() == 4
+    parts = [order[:stop]]
+    if crop:
+        per_batch = [_draw_crop_flip(min(batch_size, stop - s), CROP_PAD, g, ds.info.flip) for s in starts]
+        parts += [torch.cat(col) for col in zip(*per_batch)]
+    packed = upload(torch.stack(parts), ds.x.device)  # (1 + draws, stop): order; dy, dx, flips
+    for start in starts:
+        cols = packed[:, start:start + batch_size]
+        idx = cols[0]
+        xb = ds.x.index_select(0, idx).to(device, non_blocking=True)
+        yb = ds.y.index_select(0, idx if ds.y.device == ds.x.device else idx.to(ds.y.device)).to(device, non_blocking=True)
+        if crop:
             # Crop before normalising: padding is black, as with torchvision's RandomCrop.
-            xb = random_crop_flip(xb, pad=4, generator=g, flip=ds.info.flip)
+            dy, dx = (cols[1], cols[2]) if CROP_PAD > 0 else (None, None)
+            flips = cols[-1].bool() if ds.info.flip else None
+            xb = crop_flip(xb, CROP_PAD, dy, dx, flips)
         yield normalise(xb, ds.info), yb
 
 

@@ -18,6 +18,10 @@ from ..masking import BoundMask
 from ..progress import log
 from .config import TrainConfig
 
+# A GPU queues work: the host looks at the loss every 25 steps, not after each (each look waits for the queue).
+# benchmarks/gpu_check.py holds the training step to this: at most one host wait per HOST_CHECK_EVERY steps.
+HOST_CHECK_EVERY = 25
+
 
 class SingleEngine:
     """One run: forward, cross-entropy, backward, masked SGD step (pruned weights stay exactly zero)."""
@@ -30,8 +34,7 @@ class SingleEngine:
         self.bound = BoundMask(self.model, member.mask) if member.mask else None
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-        # a GPU queues work: look at the loss every 25 steps, not after each (each look waits for the GPU)
-        self.check_every = 1 if dev.type == "cpu" else 25
+        self.check_every = 1 if dev.type == "cpu" else HOST_CHECK_EVERY
 
     def load_scratch(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])

@@ -68,6 +68,7 @@ from .. import registry
 from ..models import arch_of, model_spec
 from .config import FUSED_ENGINES as ENGINES
 from .config import TrainConfig
+from .engines import HOST_CHECK_EVERY
 from .session import Member, train_runs
 
 SCRATCH_NAME = ".fused.resume.pt"
@@ -440,6 +441,7 @@ class StackedBatches:
 
     def epoch(self, epoch: int):
         from ..data import batches, epoch_generator, normalise
+        from ..data.base import upload
 
         if not self.fast:
             its = [batches(self.ds, self.batch_size, shuffle=True, data_seed=s, epoch=epoch, augment=self.augment,
@@ -450,7 +452,7 @@ class StackedBatches:
         ds = self.ds
         n = len(ds)
         orders = torch.stack([torch.randperm(n, generator=epoch_generator(s, epoch)) for s in self.data_seeds])
-        orders = orders.to(ds.x.device)
+        orders = upload(orders, ds.x.device)
         r = len(self.data_seeds)
         stop = n - (n % self.batch_size) if self.drop_last else n
         for start in range(0, stop, self.batch_size):
@@ -472,9 +474,7 @@ def evaluate_stacked(engine, ds: Any, device: torch.device, batch_size: int, ret
     runs = engine.stacked.runs
     was_training = module.training
     module.eval()
-    loss_sum = [0.0] * runs
-    correct = [0] * runs
-    correct5 = [0] * runs
+    sums = torch.zeros(3, runs, dtype=torch.float64, device=device)  # loss, top-1, top-5; read once (no per-batch sync)
     total = 0
     logits_all: list[torch.Tensor] = []
     labels_all: list[torch.Tensor] = []
@@ -486,19 +486,19 @@ def evaluate_stacked(engine, ds: Any, device: torch.device, batch_size: int, ret
         losses = F.cross_entropy(out.reshape(runs * b, -1), ys.reshape(-1), reduction="none").view(runs, b).sum(1)
         c1 = (out.argmax(2) == ys).sum(1)
         c5 = (out.topk(k, dim=2).indices == ys.unsqueeze(2)).any(2).sum(1)
-        for r, (lv, a, a5) in enumerate(zip(losses.tolist(), c1.tolist(), c5.tolist())):
-            loss_sum[r] += lv
-            correct[r] += a
-            correct5[r] += a5
+        sums += torch.stack([losses.double(), c1.double(), c5.double()])
         total += b
         if return_logits:
-            logits_all.append(out.cpu())
-            labels_all.append(y.cpu())
+            logits_all.append(out)
+            labels_all.append(y)
     module.train(was_training)
+    loss_sum, correct, correct5 = sums.tolist()
+    logits_all = [t.cpu() for t in logits_all]
+    labels_all = [t.cpu() for t in labels_all]
     res = []
     for r in range(runs):
-        d = {"loss": loss_sum[r] / max(total, 1), "acc": correct[r] / max(total, 1),
-             "top5": correct5[r] / max(total, 1), "n": total}
+        d = {"loss": loss_sum[r] / max(total, 1), "acc": int(correct[r]) / max(total, 1),
+             "top5": int(correct5[r]) / max(total, 1), "n": total}
         if return_logits:
             d["logits"] = torch.cat([t[r] for t in logits_all]) if logits_all else torch.empty(0)
             d["labels"] = torch.cat(labels_all) if labels_all else torch.empty(0, dtype=torch.long)
@@ -519,7 +519,7 @@ class StackedEngine:
         self.optimizer = StackedSGD(self.module.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                     weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
         self.data = StackedBatches(train_ds, cfg.batch_size, [m.data_seed for m in members], augment, dev, drop_last)
-        self.check_every = 25
+        self.check_every = HOST_CHECK_EVERY
 
     def load_scratch(self, state: dict) -> None:
         self.module.load_state_dict(state["model"])

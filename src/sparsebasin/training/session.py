@@ -252,34 +252,15 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
         for rec, sd, extra in zip(records, engine.state_dicts(), extras):
             rec.stage_checkpoint(0, sd, model_cfg, data_meta, extra)
 
-    check_every = engine.check_every
     final_evals = None
     for epoch in range(start, cfg.epochs):
         done = epoch + 1
         engine.train()
         t0 = time.perf_counter()
         lr_first = schedule.lr
-        loss_sum = torch.zeros(runs, dtype=torch.float64, device=dev)
-        correct = torch.zeros(runs, dtype=torch.int64, device=dev)
-        seen = 0
         bar = EpochProgress(f"{label} epoch {done}/{cfg.epochs}", steps_per_epoch, mode)
-        for i, (x, y) in enumerate(engine.batches(epoch)):
-            schedule.apply()
-            losses, c, b = engine.step(x, y)
-            schedule.step()
-            with torch.no_grad():
-                loss_sum += losses.double() * b
-                correct += c
-            seen += b
-            if (i + 1) % check_every == 0 or i + 1 == steps_per_epoch:
-                running = (loss_sum / seen).tolist()
-                bad = [members[r].run_name for r, v in enumerate(running) if not math.isfinite(v)]
-                if bad:
-                    raise TrainingDiverged(
-                        f"run {', '.join(bad)} diverged in epoch {done}: training loss is "
-                        f"{running[0] if runs == 1 else 'not finite'}; lower --lr or check the inputs, then rerun "
-                        "(no final output was written)")
-                bar.update(i + 1 - bar.n, loss=sum(running) / runs, lr=schedule.lr)
+        loss_sum, correct, seen = train_epoch(engine, schedule, epoch, steps_per_epoch, [m.run_name for m in members],
+                                              bar)
         train_seconds = time.perf_counter() - t0
         if seen == 0:
             raise UserError(f"run {label}: epoch {done} produced no batches; check the dataset")
@@ -332,3 +313,37 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
         rec.finish(result)
     remove_scratch(scratch_path)
     return results
+
+
+def train_epoch(engine, schedule, epoch: int, steps_per_epoch: int, names: Sequence[str],
+                bar: EpochProgress) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One epoch of steps: (per-run summed loss and correct counts on the device, examples seen).
+
+    The host reads the loss only every ``engine.check_every`` steps (the
+    divergence check and the progress bar): on a GPU each read waits for the
+    queue to drain. ``benchmarks/gpu_check.py`` audits that nothing else here
+    waits.
+    """
+    runs = len(names)
+    loss_sum = torch.zeros(runs, dtype=torch.float64, device=engine.dev)
+    correct = torch.zeros(runs, dtype=torch.int64, device=engine.dev)
+    seen = 0
+    done = epoch + 1
+    for i, (x, y) in enumerate(engine.batches(epoch)):
+        schedule.apply()
+        losses, c, b = engine.step(x, y)
+        schedule.step()
+        with torch.no_grad():
+            loss_sum += losses.double() * b
+            correct += c
+        seen += b
+        if (i + 1) % engine.check_every == 0 or i + 1 == steps_per_epoch:
+            running = (loss_sum / seen).tolist()
+            bad = [names[r] for r, v in enumerate(running) if not math.isfinite(v)]
+            if bad:
+                raise TrainingDiverged(
+                    f"run {', '.join(bad)} diverged in epoch {done}: training loss is "
+                    f"{running[0] if runs == 1 else 'not finite'}; lower --lr or check the inputs, then rerun "
+                    "(no final output was written)")
+            bar.update(i + 1 - bar.n, loss=sum(running) / runs, lr=schedule.lr)
+    return loss_sum, correct, seen
