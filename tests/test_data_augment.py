@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from sparsebasin import data
@@ -123,3 +124,29 @@ def test_no_flip_for_digit_datasets():
     for xi, yi in zip(x, y):
         raw = torch.round((xi * std + mean) * 255)
         assert _which_crop(ds.x[yi].float(), raw, 4, allow_flip=False) is not None
+
+
+@pytest.mark.parametrize("flip", [True, False])
+@pytest.mark.parametrize("n,bs,drop_last", [(103, 16, False), (103, 16, True), (32, 32, False)])
+def test_epoch_draws_up_front_give_the_per_batch_draws_batches(n, bs, drop_last, flip):
+    """The iterator draws the epoch's crops and flips before its first batch; the batches are those of drawing
+    them batch by batch (the order every earlier version used), so results and resumes are unchanged."""
+    import dataclasses
+
+    from sparsebasin.data import base, dataset_info
+
+    info = dataclasses.replace(dataset_info("cifar10"), flip=flip)
+    g = torch.Generator().manual_seed(1)
+    ds = base.ArrayDataset(info, torch.randint(0, 256, (n, 3, 8, 8), generator=g, dtype=torch.uint8),
+                           torch.randint(0, 10, (n,), generator=g))
+    got = list(base.iterate_batches(ds, bs, shuffle=True, data_seed=3, epoch=2, augment=True, drop_last=drop_last))
+    gen = base.epoch_generator(3, 2)
+    order = torch.randperm(n, generator=gen)
+    stop = n - n % bs if drop_last else n
+    want = []
+    for s in range(0, stop, bs):
+        idx = order[s:s + bs]
+        want.append((base.normalise(base.random_crop_flip(ds.x[idx], 4, gen, flip=flip), info), ds.y[idx]))
+    assert len(got) == len(want)
+    for (x, y), (wx, wy) in zip(got, want):
+        assert torch.equal(x, wx) and torch.equal(y, wy)
