@@ -223,3 +223,22 @@ def test_a_memory_budget_splits_fused_groups_and_leaves_the_rest_to_the_plain_ru
     # ImageNet's ResNet50 is not fusable: fused: true leaves every run to the plain rules
     imagenet = plan_of(REPO / "config" / "imagenet_resnet50.yaml", fused=True)
     assert imagenet.fused_jobs() == [] and imagenet.unfused("dense") and imagenet.unfused("sparse")
+
+
+def test_lmc_train_split_sample_reaches_the_command_and_only_its_keys():
+    """ImageNet's LMC evaluates the train split on a 50,000-image seeded sample; configs without the key keep
+    their directories (the key material is unchanged) and pass no option."""
+    imagenet = plan_of(REPO / "config" / "imagenet_resnet50.yaml")
+    jobs = list(imagenet.jobs["lmc"].values())
+    assert jobs and all("--train-eval-examples 50000" in imagenet.args(j) for j in jobs)
+    cifar = plan_of(REPO / "config" / "cifar10_resnet20.yaml")
+    for kind in ("lmc", "imp_barrier"):
+        assert cifar.jobs[kind] and not any("--train-eval-examples" in cifar.args(j) for j in cifar.jobs[kind].values())
+    with_sample = yaml.safe_load((REPO / "config" / "cifar10_resnet20.yaml").read_text())
+    for exp in with_sample["experiments"].values():
+        for cell in exp["cells"]:
+            if "lmc" in cell:
+                cell["lmc"] = {**cell["lmc"], "train_eval_examples": 1000}
+    other = plan_of(with_sample)
+    assert set(other.jobs["lmc"]).isdisjoint(cifar.jobs["lmc"])  # another sample is another result
+    assert set(other.jobs["imp_barrier"]) == set(cifar.jobs["imp_barrier"])

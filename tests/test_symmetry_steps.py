@@ -194,3 +194,83 @@ def test_sparse_and_fused_permute_the_mask_in_memory_exactly_as_the_permute_step
     assert run(["sparse", *common, "--mask", other, "--mask-permutation", perm_path, "--out-dir", tmp / "bad"]) == 2
     err = capsys.readouterr().err
     assert "describe different models" in err and err.count("\n") == 1 and not (tmp / "bad" / "final.pt").exists()
+
+
+def _interp(tmp, paths, perm_path, name, *extra):
+    return ["interpolate", "--a", paths[1], "--b", paths[2], "--permutation", perm_path, *data_args(tmp),
+            "--alphas", 3, "--modes", "plain,bn_reset,repair", "--batch-size", 100, "--reset-batches", 1,
+            "--out", tmp / f"{name}.csv", "--barriers", tmp / f"{name}.json", *extra]
+
+
+def test_interpolate_evaluates_the_train_split_on_a_recorded_seeded_sample(setup):
+    """ImageNet's LMC: the train-split points on a seeded sample (recorded), the test split whole."""
+    tmp, paths = setup
+    perm_path, _ = match(tmp, paths)
+    assert run(_interp(tmp, paths, perm_path, "s", "--train-eval-examples", 120, "--sample-seed", 5)) == 0
+    bar = json.loads((tmp / "s.json").read_text())
+    assert bar["samples"]["eval_train"] == {"seed": 5, "examples": 120, "of": 300,
+                                            "classes": bar["samples"]["eval_train"]["classes"]}
+    assert "eval_test" not in bar["samples"]  # the test split is whole
+    cfg = json.loads((tmp / "s.csv.provenance.json").read_text())["config"]
+    assert cfg["train_examples"] == 120 and cfg["samples"]["eval_train"]["examples"] == 120
+    # another seed is another sample: other train numbers, the same test numbers
+    assert run(_interp(tmp, paths, perm_path, "t", "--train-eval-examples", 120, "--sample-seed", 6)) == 0
+    rows = {n: list(csv.DictReader(open(tmp / f"{n}.csv"))) for n in ("s", "t")}
+    pick = lambda n, split: [r["loss"] for r in rows[n] if r["split"] == split and r["mode"] == "plain"]  # noqa: E731
+    assert pick("s", "test") == pick("t", "test") and pick("s", "train") != pick("t", "train")
+
+
+def test_interpolate_and_plane_resume_point_by_point(setup, monkeypatch):
+    """A killed evaluation resumes at its next point and ends identical to an uninterrupted one; a point file
+    of other inputs is set aside; the file is gone once the outputs are written."""
+    from sparsebasin.symmetry import lmc
+
+    tmp, paths = setup
+    perm_path, _ = match(tmp, paths)
+    assert run(_interp(tmp, paths, perm_path, "whole")) == 0
+    assert not list(tmp.glob(".*.points.json"))
+
+    real, calls = lmc.evaluate_state, []
+
+    def dies_after(n):
+        def fn(*a, **k):
+            if len(calls) == n:
+                raise KeyboardInterrupt  # a kill: nothing after this point runs
+            calls.append(1)
+            return real(*a, **k)
+        return fn
+
+    # an MLP has no BN: bn_reset reuses plain, so 2 evaluations per alpha; the 3rd alpha dies half-way
+    monkeypatch.setattr(lmc, "evaluate_state", dies_after(5))
+    assert run(_interp(tmp, paths, perm_path, "cut")) != 0
+    log = tmp / ".cut.csv.points.json"
+    assert len(json.loads(log.read_text())["points"]) == 2 and not (tmp / "cut.csv").exists()
+    calls.clear()
+    monkeypatch.setattr(lmc, "evaluate_state", dies_after(10**6))
+    assert run(_interp(tmp, paths, perm_path, "cut")) == 0
+    assert len(calls) == (6 - 2) * 2  # only the 4 missing (alpha, path) points
+    assert (tmp / "cut.csv").read_text() == (tmp / "whole.csv").read_text()
+    w, c = (json.loads((tmp / f"{n}.json").read_text()) for n in ("whole", "cut"))
+    assert w["barriers"] == c["barriers"] and w["samples"] == c["samples"] and not log.exists()
+
+    # points of other inputs (B is another model) are not reused
+    calls.clear()
+    monkeypatch.setattr(lmc, "evaluate_state", dies_after(4))
+    assert run(_interp(tmp, paths, perm_path, "cut")) != 0
+    other = _interp(tmp, paths, perm_path, "cut")
+    other[other.index("--b") + 1] = paths[3]
+    calls.clear()
+    monkeypatch.setattr(lmc, "evaluate_state", dies_after(10**6))
+    assert run(other) == 0 and len(calls) == 6 * 2
+
+    # the plane: the same, per grid point
+    plane = ["plane", "--origin", paths[1], "--p1", paths[3], "--p2", paths[2], *data_args(tmp), "--grid", 3,
+             "--batch-size", 100, "--mode", "bn_reset", "--reset-batches", 1]
+    assert run([*plane, "--out", tmp / "pw.csv"]) == 0
+    calls.clear()
+    monkeypatch.setattr(lmc, "evaluate_state", dies_after(5))
+    assert run([*plane, "--out", tmp / "pc.csv"]) != 0
+    calls.clear()
+    monkeypatch.setattr(lmc, "evaluate_state", dies_after(10**6))
+    assert run([*plane, "--out", tmp / "pc.csv"]) == 0 and len(calls) == 12 - 5
+    assert (tmp / "pc.csv").read_text() == (tmp / "pw.csv").read_text()

@@ -51,6 +51,12 @@ def q(value) -> str:
     return shlex.quote(str(value))
 
 
+def _sample_key(sec: dict) -> dict:
+    """Key material of an evaluation sample: only when set, so the directories of whole-split runs keep their keys."""
+    n = sec.get("train_eval_examples")
+    return {"train_eval_examples": n} if n is not None else {}
+
+
 def tag_args(tags: dict) -> str:
     return " ".join(f"--tag {q(f'{k}={v}')}" for k, v in tags.items() if v is not None)
 
@@ -368,10 +374,12 @@ class Plan:
 
     def _lmc(self, cell: Cell, width: int, seed: int, sec: dict, use: tuple) -> Job:
         match = self.match(cell, width, seed, use)
-        k = key({"match": self._keys(cell, width)["match"], "alphas": sec["alphas"], "modes": sec["modes"]})
+        k = key({"match": self._keys(cell, width)["match"], "alphas": sec["alphas"], "modes": sec["modes"],
+                 **_sample_key(sec)})
         d = f"{self._seed_dir(cell, width, seed)}/lmc-{k}"
         job = self._row("lmc", d, cell, width, use, a=match.spec["a"], b=match.spec["b"], perm=match.outputs[0],
-                        alphas=sec["alphas"], modes=sec["modes"], tags=self._tags(cell, width, seed=seed))
+                        alphas=sec["alphas"], modes=sec["modes"], train_examples=sec.get("train_eval_examples"),
+                        tags=self._tags(cell, width, seed=seed))
         job.inputs = [self.data_stamp(cell.dataset), *match.inputs[1:], match.outputs[0]]
         job.outputs = [f"{d}/curve.csv", f"{d}/barriers.json"]
         job.epochs = 0.3 * sec["alphas"] * len(sec["modes"])
@@ -381,7 +389,7 @@ class Plan:
         prune = self.prune(cell, width, seed, use)
         target = sec["sparsity"]
         k = key({"prune": self._keys(cell, width)["prune"], "target": target, "alphas": sec["alphas"],
-                 "modes": sec["modes"]})
+                 "modes": sec["modes"], **_sample_key(sec)})
         d = f"{self._seed_dir(cell, width, seed)}/impb-{k}"
         a = self.dense_file(cell, width, seed, "A", "final.pt", use)
         chain = f"{prune.path}/S{fmt_sparsity(target)}/model.pt"  # the round checkpoints exist once it does
@@ -389,6 +397,7 @@ class Plan:
         for i, (r, s_round) in enumerate(self.imp_lineage(prune, target)):
             job = self._row("imp_barrier", f"{d}/round{r}", cell, width, use, a=a,
                             b=f"{prune.path}/rounds/round{r}.pt", alphas=sec["alphas"], modes=sec["modes"],
+                            train_examples=sec.get("train_eval_examples"),
                             tags=self._tags(cell, width, seed=seed, sparsity=fmt_sparsity(target), branch="imp",
                                             round=r, imp_iteration=i + 1, round_sparsity=fmt_sparsity(s_round)))
             job.inputs = [self.data_stamp(cell.dataset), a, chain]
@@ -539,8 +548,9 @@ class Plan:
                              f"--seed {s['data_seed']}", tag_args(s["tags"])])
         if job.kind in ("lmc", "imp_barrier"):
             perm = f" --permutation {q(s['perm'])}" if job.kind == "lmc" else ""
+            sample = f" --train-eval-examples {s['train_examples']}" if s["train_examples"] else ""
             return (f"--a {q(s['a'])} --b {q(s['b'])}{perm} {self.data_args(cell)} --alphas {s['alphas']} "
-                    f"--modes {','.join(s['modes'])} {self.run_args(progress=False)} {tag_args(s['tags'])}")
+                    f"--modes {','.join(s['modes'])}{sample} {self.run_args(progress=False)} {tag_args(s['tags'])}")
         if job.kind == "plane":
             return (f"--origin {q(s['origin'])} --p1 {q(s['p1'])} --p2 {q(s['p2'])} --p2-permutation {q(s['perm'])}"
                     f" --inverse {self.data_args(cell)} --grid {s['grid']} {self.run_args(progress=False)} "

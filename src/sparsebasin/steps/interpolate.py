@@ -7,7 +7,8 @@ baseline) and pi(A) -> B (``permuted`` True). Writes the curve CSV (columns
 ``<csv>.provenance.json``) and the barriers JSON (``barriers``: one record per
 (mode, permuted, split) with ``loss_barrier`` and ``error_barrier``; tags,
 provenance). The work is ``symmetry.landscape.interpolate_checkpoints``; see
-``sparsebasin.symmetry.lmc`` for the modes.
+``sparsebasin.symmetry.lmc`` for the modes. A killed run resumes at the next
+unfinished point (``symmetry.pointlog``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def add_eval_args(p: argparse.ArgumentParser, splits: str = "train,test") -> Non
     g.add_argument("--batch-size", type=POSITIVE_INT, default=500)
     g.add_argument("--eval-batches", type=POSITIVE_INT, default=None,
                    help="evaluate on the first N batches of each split (default: all)")
+    g.add_argument("--train-eval-examples", type=POSITIVE_INT, default=None, metavar="N",
+                   help="evaluate the train split on a seeded random sample of N examples, the other splits whole "
+                        "(default: as the other splits); the sample is recorded")
     g.add_argument("--reset-batches", type=POSITIVE_INT, default=20,
                    help="training batches for BN reset and REPAIR statistics (default 20)")
     g.add_argument("--sample-seed", type=NONNEG_INT, default=0,
@@ -60,7 +64,8 @@ def eval_options(args: argparse.Namespace):
     from ..symmetry.landscape import EvalOptions
 
     return EvalOptions(batch_size=args.batch_size, eval_batches=args.eval_batches, reset_batches=args.reset_batches,
-                       sample_seed=args.sample_seed, splits=tuple(args.splits))
+                       sample_seed=args.sample_seed, splits=tuple(args.splits),
+                       train_examples=args.train_eval_examples)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -17,14 +17,16 @@ from ..options import DataOptions
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """How points are evaluated: batch size, batches per split (None = all), training batches for BN reset
-    and REPAIR statistics, the seed of those random samples, and which splits."""
+    """How points are evaluated: batch size, batches per split (None = all), examples of the train split
+    (None = as the others), training batches for BN reset and REPAIR statistics, the seed of those random
+    samples, and which splits."""
 
     batch_size: int = 500
     eval_batches: int | None = None
     reset_batches: int = 20
     sample_seed: int = 0
     splits: tuple[str, ...] = ("train", "test")
+    train_examples: int | None = None
 
 
 def _log(msg: str) -> None:
@@ -38,7 +40,7 @@ def _setup(data: DataOptions, ev: EvalOptions, device: str):
 
     dev = devices.resolve(device)
     cfg = EvalConfig(device=dev, batch_size=ev.batch_size, eval_batches=ev.eval_batches,
-                     reset_batches=ev.reset_batches, sample_seed=ev.sample_seed)
+                     reset_batches=ev.reset_batches, sample_seed=ev.sample_seed, train_examples=ev.train_examples)
     train = data.load("train")
     sets = {s: (train if s == "train" else data.load("test")) for s in ev.splits}
     return dev, cfg, train, sets
@@ -46,7 +48,18 @@ def _setup(data: DataOptions, ev: EvalOptions, device: str):
 
 def _eval_record(ev: EvalOptions, cfg, sets) -> dict:
     return {"batch_size": ev.batch_size, "eval_batches": ev.eval_batches, "reset_batches": ev.reset_batches,
-            "sample_seed": ev.sample_seed, "samples": cfg.samples, "splits": list(sets)}
+            "sample_seed": ev.sample_seed, "train_examples": ev.train_examples, "samples": cfg.samples,
+            "splits": list(sets)}
+
+
+def _point_log(out, step: str, dev, states: dict, config: dict):
+    """The resumable record of finished points, under everything that decides their numbers."""
+    from ..training.resume import tensor_digest
+    from .pointlog import PointLog
+
+    identity = {"step": step, "device": dev.type, "config": config,
+                "tensors": {name: tensor_digest(sd) for name, sd in states.items() if sd is not None}}
+    return PointLog(out, identity, step)
 
 
 def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | Path | None, data: DataOptions,
@@ -79,9 +92,13 @@ def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | 
     model = devices.prepare_model(model, dev)
     sd_a = {k: v.to(dev) for k, v in ckpt_a["state_dict"].items()}
     sd_b = {k: v.to(dev) for k, v in ckpt_b["state_dict"].items()}
-    rows = lmc(model, spec, sd_a, sd_b, perm, grid, modes, train, sets, cfg, log=_log)
+    decides = {**data.record(), "alphas": grid, "modes": modes, **_eval_record(ev, cfg, sets)}
+    points = _point_log(out, "interpolate", dev, {"a": sd_a, "b": sd_b, "perm": perm},
+                        {k: v for k, v in decides.items() if k != "samples"})
+    cfg.samples.update(points.samples)
+    rows = lmc(model, spec, sd_a, sd_b, perm, grid, modes, train, sets, cfg, log=_log, points=points)
     config = {"step": "interpolate", "a": str(a), "b": str(b), "permutation": permutation and str(permutation),
-              **data.record(), "alphas": grid, "modes": modes, **_eval_record(ev, cfg, sets), "tags": tags}
+              **decides, "tags": tags}
     prov = provenance.collect(config=config, device=dev)
     write_csv(out, rows, tags, prov)
     result = {
@@ -94,6 +111,7 @@ def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | 
         "provenance": prov,
     }
     write_json(barriers_out, result)
+    points.close()
     for r in result["barriers"]:
         _log(f"{r['mode']:8s} permuted={r['permuted']!s:5s} {r['split']:5s} loss barrier {r['loss_barrier']:.4f} "
              f"error barrier {r['error_barrier']:.4f}")
@@ -135,12 +153,16 @@ def plane_through(origin: str | Path, p1: str | Path, p2: str | Path, *, p2_perm
     dev, cfg, train, sets = _setup(data, ev, device)
     model = devices.prepare_model(model, dev)
     sds = {n: {k: v.to(dev) for k, v in sd.items()} for n, sd in sds.items()}
-    rows, geom = plane(model, sds["origin"], sds["p1"], sds["p2"], grid, margin, mode, train, sets, cfg, log=_log)
+    decides = {**data.record(), "grid": grid, "margin": margin, "mode": mode, **_eval_record(ev, cfg, sets)}
+    points = _point_log(out, "plane", dev, sds, {k: v for k, v in decides.items() if k != "samples"})
+    cfg.samples.update(points.samples)
+    rows, geom = plane(model, sds["origin"], sds["p1"], sds["p2"], grid, margin, mode, train, sets, cfg, log=_log,
+                       points=points)
     config = {"step": "plane", "origin": str(origin), "p1": str(p1), "p2": str(p2),
-              "p2_permutation": p2_permutation and str(p2_permutation), "inverse": bool(inverse), **data.record(),
-              "grid": grid, "margin": margin, "mode": mode, **_eval_record(ev, cfg, sets), "anchors": geom.anchors(),
-              "tags": tags}
+              "p2_permutation": p2_permutation and str(p2_permutation), "inverse": bool(inverse), **decides,
+              "anchors": geom.anchors(), "tags": tags}
     write_csv(out, rows, tags, provenance.collect(config=config, device=dev))
+    points.close()
     return rows
 
 

@@ -31,6 +31,10 @@ three modes:
 Evaluation is fp32 whatever the training precision, and a split evaluated on
 ``eval_batches`` batches uses a seeded random sample of it, not its first
 batches (ImageNet's train and val trees are stored class by class).
+``train_examples`` evaluates the train split alone on a seeded sample of that
+many examples (the test split stays whole): ImageNet's 1.28M training images
+at each of 66 points would be about 20 hours of JPEG decoding. Every sample is
+recorded (``samples``: seed, examples, of, classes).
 
 Barriers. For each (mode, permuted, split), with L(alpha) the mean loss:
 ``loss_barrier = max_alpha L(alpha) - ((1 - alpha) L(0) + alpha L(1))``, the
@@ -90,24 +94,27 @@ _BN = nn.modules.batchnorm._BatchNorm
 
 @dataclass
 class EvalConfig:
-    """How to evaluate: batch size, batches per split (None = all), train batches for BN reset / REPAIR,
-    and the seed of the random samples those batches come from (recorded in ``samples``)."""
+    """How to evaluate: batch size, batches per split (None = all), examples of the train split (None = as
+    the other splits), train batches for BN reset / REPAIR, and the seed of the random samples those come
+    from (recorded in ``samples``)."""
 
     device: torch.device = torch.device("cpu")
     batch_size: int = 500
     eval_batches: int | None = None
     reset_batches: int = 20
     sample_seed: int = 0
+    train_examples: int | None = None
     samples: dict = field(default_factory=dict, repr=False, compare=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def sample(self, ds, batches: int, what: str):
-        """``batches`` batches' worth of a seeded random sample of ``ds`` (computed once per dataset)."""
+    def sample(self, ds, batches: int, what: str, examples: int | None = None):
+        """A seeded random sample of ``ds``: ``examples`` examples, or ``batches`` batches' worth (computed once)."""
         from ..data import sample_split
 
-        key = (id(ds), batches)
+        n = examples if examples is not None else batches * self.batch_size
+        key = (id(ds), n)
         if key not in self._cache:
-            self._cache[key] = sample_split(ds, batches * self.batch_size, seed=self.sample_seed)
+            self._cache[key] = sample_split(ds, n, seed=self.sample_seed)
         sample, info = self._cache[key]
         self.samples[what] = info
         return sample
@@ -312,12 +319,14 @@ def interpolate_stats(sa, sb, alpha: float) -> dict:
 # ---------------------------------------------------------------- evaluation --
 
 def evaluate_splits(model: nn.Module, eval_sets: Mapping[str, object], cfg: EvalConfig) -> dict[str, dict]:
-    """loss, acc, error (fractions) per split, on the first ``eval_batches`` batches."""
+    """loss, acc, error (fractions) per split, whole or on the seeded samples ``cfg`` asks for."""
     from ..evaluation import evaluate
 
     out = {}
     for split, ds in eval_sets.items():
-        if cfg.eval_batches is not None:
+        if split == "train" and cfg.train_examples is not None:
+            ds = cfg.sample(ds, 0, "eval_train", examples=cfg.train_examples)
+        elif cfg.eval_batches is not None:
             ds = cfg.sample(ds, cfg.eval_batches, f"eval_{split}")
         r = evaluate(model, ds, cfg.device, batch_size=cfg.batch_size)
         if r["n"] == 0:
@@ -374,26 +383,40 @@ def interpolate_path(
     cfg: EvalConfig,
     permuted: bool,
     log=None,
+    points=None,
 ) -> list[dict]:
     """Rows (alpha, mode, permuted, split, loss, acc, error) along A -> B.
 
     ``model`` is only a vessel: each point's weights are loaded into it.
+    ``points`` (a ``pointlog.PointLog``) skips the alphas it holds and keeps
+    each one evaluated.
     """
     sd_a, sd_b = _snapshot(sd_a), _snapshot(sd_b)  # they may alias the vessel's own tensors
     rows = []
     bn = has_bn(model)
     endpoint_stats = {}
-    for mode in (m for m in modes if m in ("repair", "repair_block")):
+
+    def point_key(alpha) -> str:
+        return f"permuted={bool(permuted)} alpha={float(alpha)!r}"
+
+    todo = [a for a in alphas if points is None or points.get(point_key(a)) is None]
+    for mode in (m for m in modes if m in ("repair", "repair_block") and todo):
         blocks = block_points(model) if mode == "repair_block" else []
-        points = blocks or repair_points(model, spec)
+        sites = blocks or repair_points(model, spec)
         both = []
         for sd in (sd_a, sd_b):
             _load(model, sd)
             if mode == "repair_block" and blocks:
                 reset_bn_stats(model, train_ds, cfg)
-            both.append(channel_stats(model, points, train_ds, cfg, train_mode=bool(blocks)))
+            both.append(channel_stats(model, sites, train_ds, cfg, train_mode=bool(blocks)))
         endpoint_stats[mode] = both
     for alpha in alphas:
+        key = point_key(alpha)
+        kept = points.get(key) if points is not None else None
+        if kept is not None:
+            rows += kept
+            continue
+        first = len(rows)
         sd = mix_state(sd_a, sd_b, alpha)
         done: dict[str, dict] = {}
         for mode in modes:
@@ -411,6 +434,8 @@ def interpolate_path(
             if log:
                 log(f"alpha={alpha:.3f} mode={mode} permuted={permuted} " + " ".join(
                     f"{s}: loss={r['loss']:.4f} acc={r['acc']:.4f}" for s, r in res.items()))
+        if points is not None:
+            points.put(key, rows[first:], cfg.samples)
     return rows
 
 
@@ -426,13 +451,16 @@ def lmc(
     eval_sets: Mapping[str, object],
     cfg: EvalConfig,
     log=None,
+    points=None,
 ) -> list[dict]:
     """The unpermuted path A -> B and, with ``perm``, also pi(A) -> B."""
     sd_a, sd_b = _snapshot(sd_a), _snapshot(sd_b)
-    rows = interpolate_path(model, spec, sd_a, sd_b, alphas, modes, train_ds, eval_sets, cfg, permuted=False, log=log)
+    rows = interpolate_path(model, spec, sd_a, sd_b, alphas, modes, train_ds, eval_sets, cfg, permuted=False, log=log,
+                            points=points)
     if perm is not None:
         sd_pa = permute_state(spec, perm, sd_a, source="checkpoint A")
-        rows += interpolate_path(model, spec, sd_pa, sd_b, alphas, modes, train_ds, eval_sets, cfg, permuted=True, log=log)
+        rows += interpolate_path(model, spec, sd_pa, sd_b, alphas, modes, train_ds, eval_sets, cfg, permuted=True,
+                                 log=log, points=points)
     return rows
 
 
@@ -520,24 +548,34 @@ def plane(
     eval_sets: Mapping[str, object],
     cfg: EvalConfig,
     log=None,
+    points=None,
 ) -> tuple[list[dict], PlaneGeometry]:
-    """Evaluate the grid and the three anchors; rows (point, u, v, mode, split, loss, acc, error)."""
+    """Evaluate the grid and the three anchors; rows (point, u, v, mode, split, loss, acc, error).
+
+    ``points`` (a ``pointlog.PointLog``) skips the points it holds and keeps each one evaluated."""
     if mode not in ("plain", "bn_reset"):
         raise UserError(f"plane mode must be plain or bn_reset, got {mode!r}")
     sd0, sd1, sd2 = _snapshot(sd0), _snapshot(sd1), _snapshot(sd2)
     keys = [k for k, _ in model.named_parameters()]
     geom = plane_geometry(sd0, sd1, sd2, keys)
-    points = [("grid", u, v) for u, v in plane_grid(geom, grid, margin)]
-    points += [(name, u, v) for name, (u, v) in geom.anchors().items()]
+    where = [("grid", u, v) for u, v in plane_grid(geom, grid, margin)]
+    where += [(name, u, v) for name, (u, v) in geom.anchors().items()]
     rows = []
-    for i, (name, u, v) in enumerate(points):
+    for i, (name, u, v) in enumerate(where):
+        key = f"{i} {name} u={u!r} v={v!r}"
+        kept = points.get(key) if points is not None else None
+        if kept is not None:
+            rows += kept
+            continue
         sd = combine_states([sd0, sd1, sd2], geom.coefficients(u, v))
         res = evaluate_state(model, sd, mode, train_ds, eval_sets, cfg)
-        for split, r in res.items():
-            rows.append({"point": "" if name == "grid" else name, "u": u, "v": v, "mode": mode, "split": split,
-                         "loss": r["loss"], "acc": r["acc"], "error": r["error"]})
+        new = [{"point": "" if name == "grid" else name, "u": u, "v": v, "mode": mode, "split": split,
+                "loss": r["loss"], "acc": r["acc"], "error": r["error"]} for split, r in res.items()]
+        rows += new
+        if points is not None:
+            points.put(key, new, cfg.samples)
         if log:
-            log(f"[{i + 1}/{len(points)}] {name} u={u:.3f} v={v:.3f} " + " ".join(
+            log(f"[{i + 1}/{len(where)}] {name} u={u:.3f} v={v:.3f} " + " ".join(
                 f"{s}: loss={r['loss']:.4f} err={r['error']:.4f}" for s, r in res.items()))
     return rows, geom
 
