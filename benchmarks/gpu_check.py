@@ -26,6 +26,12 @@ ensemble. Checks, one line each:
 - interpolation curves and the plane are finite, the ensemble's numbers in range;
 - two ``--deterministic`` runs give bit-identical weights (cudnn.benchmark off,
   deterministic algorithms; without it CUDA runs may differ in the last bits);
+- each ``--compile`` mode (graphs, inductor; ``--quick``: inductor on a small
+  MLP) gives final weights within ``--compile-tolerance`` of eager, with its
+  images/s against eager's;
+- the training step waits on the host at most once per 25 steps (CUDA's
+  sync-debug mode, plus host reads, tensors made from Python numbers and
+  host-side random draws, which CPU counts too), single and fused;
 - a resume state saved with more CUDA devices than are visible restores
   (the GPU-count change of a SLURM requeue);
 - the ImageNet GPU input path, when this version has one (else SKIP).
@@ -215,6 +221,68 @@ def audit_steps(engine, schedule, steps: int, names: list[str]) -> dict:
             "allowed": (steps - 1) // HOST_CHECK_EVERY + 1}
 
 
+def images_per_s(run_dir: Path) -> float:
+    with open(run_dir / "metrics.csv") as fh:
+        return float(list(csv.DictReader(fh))[-1]["images_per_s"])
+
+
+def compile_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, args):
+    """Each --compile mode against eager, in its own processes (the mode is a process setting): final weights
+    within --compile-tolerance, images/s measured, on the CIFAR data. Full: ResNet20x1, the launch-bound case,
+    one run after the other. --quick: a small MLP, started now and read by the returned function at the end
+    (a cold compile is ~20 s of a CPU core: it overlaps the other checks instead of adding to them)."""
+    import subprocess
+
+    cache = Path(args.compile_cache) if args.compile_cache else tmp / "compile_cache"
+    job = ["--dataset", "cifar10", "--data-dir", tmp / "data", "--batch-size", size["batch"], "--epochs", size["epochs"]]
+    job += ["--model", "mlp", "--hidden", 16, "--depth", 1] if args.quick else ["--model", "resnet20", "--width", 1]
+    job += ["--lr", 0.05, "--momentum", 0.9, "--device", dev, "--threads", args.threads, "--precision", "fp32",
+            "--seed", 1, "--progress", "log"]
+    modes = ("inductor",) if args.quick else ("graphs", "inductor")
+    runs = {"eager": []} | {m: ["--compile", m, "--compile-cache", cache] for m in modes}
+
+    def start(name: str):
+        return subprocess.Popen([sys.executable, "-m", "sparsebasin", "train", *map(str, job), *map(str, runs[name]),
+                                 "--out-dir", str(tmp / f"compile_{name}")], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+
+    procs: dict[str, tuple] = {}
+
+    def result(name: str) -> dict:
+        if name not in procs:
+            t0 = time.perf_counter()
+            procs[name] = (start(name), t0)
+        proc, t0 = procs[name]
+        err = proc.communicate()[1]
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name}: {err.strip().splitlines()[-1:]}")
+        procs[name] = (proc, t0, time.perf_counter() - t0)
+        return load_checkpoint(tmp / f"compile_{name}" / "final.pt")["state_dict"]
+
+    if args.quick:
+        for name in runs:
+            procs[name] = (start(name), time.perf_counter())
+
+    def finish() -> None:
+        eager = None
+        for mode in modes:
+            with rep.guard(f"compile {mode}"):
+                if eager is None:
+                    eager = result("eager")
+                got = result(mode)
+                keys = [k for k in eager if eager[k].is_floating_point()]
+                diff = math.sqrt(sum(float((eager[k] - got[k]).double().pow(2).sum()) for k in keys))
+                rel = diff / math.sqrt(sum(float(eager[k].double().pow(2).sum()) for k in keys))
+                speed = images_per_s(tmp / f"compile_{mode}") / images_per_s(tmp / "compile_eager")
+                rep.check(f"compile {mode}", rel <= args.compile_tolerance,
+                          f"{'MLP (quick)' if args.quick else 'ResNet20x1'} fp32: weights within {rel:.1e} of eager "
+                          f"(relative L2, <= {args.compile_tolerance:g}); last epoch at {speed:.2f}x eager's "
+                          f"images/s{' (its only epoch: compiling included)' if size['epochs'] == 1 else ''}; "
+                          f"{procs[mode][2]:.0f} s with compiling (cache {cache})")
+
+    return finish
+
+
 def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, args) -> None:
     data = tmp / "data"
     cifar.write_synthetic("cifar10", data, size["n_train"], size["n_test"], seed=0)
@@ -224,6 +292,9 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
              "--weight-decay", 5e-4, "--warmup-epochs", 0, "--progress", "log"]
     model = ["--model", "resnet20", "--width", 1]
     A, A16, B = tmp / "A", tmp / "A_bf16", tmp / "B"
+    finish_compile = compile_checks(rep, tmp, dev, size, args)
+    if not args.quick:
+        finish_compile()
 
     with rep.guard("dense training"):
         t0 = time.perf_counter()
@@ -373,6 +444,9 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
             f"{f['counts'] or ''}".rstrip() for k, f in found.items())
             + ", masked ResNet20x1 with crop+flip, after each epoch's first step")
 
+    if args.quick:
+        finish_compile()
+
     with rep.guard("resume across a GPU-count change"):
         from sparsebasin.training import resume
 
@@ -452,6 +526,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fused-tolerance", type=float, default=1e-3,
                    help="fused vs separate final weights, relative L2 (BatchNorm ResNets amplify summation-order "
                         "rounding step by step; tests/test_fused.py checks the first steps at 1e-5)")
+    p.add_argument("--compile-tolerance", type=float, default=1e-3,
+                   help="compiled vs eager final weights, relative L2 (other kernels round differently)")
+    p.add_argument("--compile-cache", default=None, metavar="DIR",
+                   help="compiled-kernel cache for the compile checks (default: a fresh one, so compiling is timed)")
     p.add_argument("--no-throughput", action="store_true", help="only the PASS/FAIL checks")
     p.add_argument("--throughput", default=None, metavar="JSON",
                    help="where to write the images/s (default benchmarks/results/throughput.json)")

@@ -20,7 +20,7 @@ def test_gpu_check_passes_on_cpu(tmp_path):
     verdicts = {line.split(":", 1)[0].split(" ", 1)[1]: line.split(" ", 1)[0] for line in lines
                 if line.split(" ", 1)[0] in ("PASS", "FAIL", "SKIP")}
     for check in ("dense training", "bf16 vs fp32", "deterministic reruns", "prune (IMP-FT)", "match", "sparse branches", "fused = separate",
-                  "interpolate, every mode", "plane", "ensemble", "host waits per step",
+                  "interpolate, every mode", "plane", "ensemble", "host waits per step", "compile inductor",
                   "resume across a GPU-count change"):
         assert verdicts.get(check) == "PASS", (check, res.stdout[-3000:])
     assert "FAIL" not in verdicts.values()

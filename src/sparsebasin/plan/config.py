@@ -250,6 +250,13 @@ def check_device(config: dict) -> None:
                           "(training and evaluation jobs ask for one GPU each) or device: cpu")
 
 
+def check_compile(config: dict) -> None:
+    """A fused job runs its members in one set of launches already; the fused step refuses --compile."""
+    if config.get("compile", "none") != "none" and config.get("fused"):
+        raise ConfigError(f"compile = {config['compile']!r} with fused: true: compilation is for unfused runs (the "
+                          "fused step refuses it); set fused: false to compile every run, or compile: none")
+
+
 def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> dict:
     """Every check of this module, in order; returns ``config`` with defaults filled."""
     check_yaml_files(files)
@@ -259,4 +266,5 @@ def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os
     check_names(config)
     check_sparsity_labels(config)
     check_imp_rounds(config)
+    check_compile(config)
     return config

@@ -508,8 +508,16 @@ class Plan:
         return f"{a} --precision {self.precision}"
 
     def run_args(self, progress: bool = True) -> str:
-        return (f"--device {self.device}" + (" --deterministic" if self.config.get("deterministic") else "")
-                + (" --progress log" if progress else ""))
+        """Device and run settings; ``progress``: a training step (progress lines, and compilation if asked)."""
+        a = f"--device {self.device}" + (" --deterministic" if self.config.get("deterministic") else "")
+        if not progress:
+            return a
+        a += " --progress log"
+        if self.config.get("compile", "none") != "none":
+            a += f" --compile {self.config['compile']}"
+            if self.config.get("compile_cache"):
+                a += f" --compile-cache {q(self.config['compile_cache'])}"
+        return a
 
     def save_epochs_arg(self, job: Job) -> str:
         return f"--save-epochs {','.join(map(str, sorted(job.spec['save_epochs']))) or q('')}"

@@ -170,8 +170,14 @@ def add_run_args(p: argparse.ArgumentParser, *, seed: bool = True, progress: boo
                    help="bit-identical reruns on CUDA too: cudnn.benchmark off, deterministic algorithms (slower)")
     g.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                    help="label recorded with the result (repeatable), e.g. --tag branch=permuted")
-    if progress:
+    if progress:  # the training steps
         g.add_argument("--progress", choices=("auto", "bar", "log"), default="auto")
+        g.add_argument("--compile", choices=("none", "graphs", "inductor"), default="none",
+                       help="compile the training step for launch-bound runs: inductor kernels, or those kernels as "
+                            "CUDA graphs (graphs); recorded in the run (see sparsebasin.compiling). Default none")
+        g.add_argument("--compile-cache", default=None, metavar="DIR",
+                       help="persistent compiled-kernel cache (default $SPARSEBASIN_COMPILE_CACHE or "
+                            "~/.cache/sparsebasin/torch_compile)")
 
 
 def data_options(args: argparse.Namespace):
@@ -190,6 +196,10 @@ def run_options(args: argparse.Namespace):
         from ..device import set_deterministic
 
         set_deterministic()
+    if getattr(args, "compile", "none") != "none":
+        from .. import compiling
+
+        compiling.configure(args.compile, args.compile_cache)
     return RunOptions(device=args.device, progress=getattr(args, "progress", "auto"), tags=parse_tags(args.tag),
                       force=bool(getattr(args, "force", False)))
 

@@ -38,8 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from ..errors import UserError
     from ..training import fused_run, resolve_config
 
+    if args.compile != "none":
+        raise UserError(f"fused: --compile {args.compile} is for single runs (a fused group already runs its members "
+                        "in one set of launches); drop --compile, or train the runs separately")
     run = run_options(args)
     fused_run(runs=run_specs(args), model_cfg=model_cfg_from_args(args) if args.model is not None else None,
               data=data_options(args), cfg=resolve_config(args.preset, **optim_overrides(args)),

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from .. import compiling
 from .. import device as devices
 from ..evaluation import evaluate
 from ..masking import BoundMask
@@ -30,6 +31,7 @@ class SingleEngine:
         self.dev, self.train_ds, self.augment, self.drop_last = dev, train_ds, augment, drop_last
         self.batch_size, self.data_seed, self.precision = cfg.batch_size, int(member.data_seed), cfg.precision
         self.model = devices.prepare_model(member.model, dev)
+        self.forward = compiling.training_forward(self.model)
         self.conv = devices.is_conv_model(self.model)
         self.bound = BoundMask(self.model, member.mask) if member.mask else None
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -61,7 +63,7 @@ class SingleEngine:
         x = devices.to_input(x, self.dev, self.conv)
         y = y.to(self.dev, non_blocking=True)
         with devices.autocast(self.dev, self.precision):
-            logits = self.model(x)
+            logits = self.forward(x)
         loss = F.cross_entropy(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

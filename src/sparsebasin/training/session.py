@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .. import checkpoints, provenance, rundir
+from .. import checkpoints, compiling, provenance, rundir
 from .. import device as devices
 from ..errors import TrainingDiverged, UserError
 from ..models import model_spec
@@ -126,6 +126,7 @@ def run_request(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, train_ds,
         "save_epochs": save_epochs,
         "device": device.type,
         **({"deterministic": True} if devices.deterministic() else {}),
+        **({"compile": compiling.mode()} if compiling.mode() != "none" else {}),
     }
 
 
