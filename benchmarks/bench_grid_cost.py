@@ -188,17 +188,10 @@ def rate_model(args, measured: dict):
 
 
 def measured_rates(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    obj = json.loads(path.read_text())
-    if not str(obj.get("device", "")).startswith("cuda"):
-        return {}
-    def median(entry: dict) -> float:
-        return sorted(entry["ours_images_per_s"])[len(entry["ours_images_per_s"]) // 2]
+    """The workflow's own reading of throughput.json (sparsebasin.plan.resources), {} when there is none."""
+    from sparsebasin.plan.resources import load_throughput
 
-    # gpu_check.py writes every model under "models"; bench_throughput.py ResNet20 widths under "widths"
-    models = obj.get("models") or {"resnet20": obj.get("widths", {})}
-    return {(model, w): median(e) for model, widths in models.items() for w, e in widths.items()}
+    return load_throughput(path) if path.exists() else {}
 
 
 # ----------------------------------------------------------------- main --

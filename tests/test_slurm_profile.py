@@ -179,3 +179,33 @@ def test_every_gpu_job_of_the_paper_configs_asks_for_what_a_cluster_accepts(path
 
 def resources_cap(plan) -> int:
     return int(plan.config["max_runtime"])
+
+
+def test_gpu_runtimes_come_from_a_measured_throughput_json(tmp_path):
+    """config throughput: gpu_check.py's images/s (measured on CUDA) replace the FLOP model for the models and
+    widths it measured, on CIFAR-shaped data; a CPU measurement is ignored; a bad file is one config line."""
+    import json
+
+    from workflow_plan import plan_of
+
+    from sparsebasin.plan import resources
+    from sparsebasin.plan.config import ConfigError
+
+    config = REPO / "config" / "cifar10_resnet20.yaml"
+    base = plan_of(config)
+    narrow, wide = (sorted(base.jobs["sparse"].values(), key=lambda j: j.width)[i] for i in (0, -1))
+    assert narrow.width == 1 and wide.width > 1
+    entry = {"ours_images_per_s": [900.0, 1000.0, 5000.0], "baseline_images_per_s": [1.0]}
+    measured = tmp_path / "throughput.json"
+    measured.write_text(json.dumps({"device": "cuda:0", "models": {"resnet20": {"1": entry}}}))
+    plan = plan_of(config, throughput=str(measured))
+    minutes = resources.FIXED_MINUTES + narrow.epochs * 50_000 / 1000.0 / 60  # the median round: 1000 img/s
+    assert plan.runtime(narrow, 1) == min(plan.config["max_runtime"], int(-(-minutes * 1.5 // 1)))
+    assert plan.runtime(narrow, 1) != base.runtime(narrow, 1)
+    assert plan.runtime(wide, 1) == base.runtime(wide, 1)  # not measured: the FLOP model
+    cpu = tmp_path / "cpu.json"
+    cpu.write_text(json.dumps({"device": "cpu", "models": {"resnet20": {"1": entry}}}))
+    assert plan_of(config, throughput=str(cpu)).runtime(narrow, 1) == base.runtime(narrow, 1)
+    for bad, says in ((tmp_path / "missing.json", "cannot read it"), (config, "not a throughput.json")):
+        with pytest.raises(ConfigError, match=says):
+            plan_of(config, throughput=str(bad))

@@ -257,6 +257,18 @@ def check_compile(config: dict) -> None:
                           "fused step refuses it); set fused: false to compile every run, or compile: none")
 
 
+def check_throughput(config: dict) -> None:
+    """The measured images/s the GPU runtimes come from must be readable now, not when a rule asks."""
+    if config.get("throughput"):
+        from .resources import load_throughput
+
+        try:
+            load_throughput(config["throughput"])
+        except ValueError as exc:
+            raise ConfigError(f"throughput = {config['throughput']!r}: {exc}; run benchmarks/gpu_check.py on a GPU "
+                              "node to write it, or remove the key (runtimes then come from FLOP counts)") from None
+
+
 def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> dict:
     """Every check of this module, in order; returns ``config`` with defaults filled."""
     check_yaml_files(files)
@@ -267,4 +279,5 @@ def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os
     check_sparsity_labels(config)
     check_imp_rounds(config)
     check_compile(config)
+    check_throughput(config)
     return config

@@ -8,7 +8,10 @@ resuming from its ``.resume.pt`` (the profiles' ``retries``).
 Epoch time on a GPU is the larger of the card's ``epoch_minutes`` x the
 dataset's ``scale`` (a width-1 epoch, where a small model is bound by kernel
 launches and data) and the FLOPs: ``n_train x 3 x gflops_per_image x w^2`` at
-``GPU_TFLOPS`` effective (a fifth of an A100's bf16 peak on convnets). On a
+``GPU_TFLOPS`` effective (a fifth of an A100's bf16 peak on convnets), or,
+when the config names a ``throughput`` file measured on CUDA by
+``benchmarks/gpu_check.py``, the measured images/s of that model and width
+(CIFAR-shaped datasets). On a
 CPU: ``epoch_minutes x scale x max(1, (w / width_ref) ** width_exponent) x
 cpu_slowdown``. Host memory: the dataset's ``host_mem_mb``, the process
 (torch, CUDA libraries), the model's state on the host (checkpoints) and, on
@@ -27,19 +30,59 @@ GPU_TFLOPS = 60.0  # effective training TFLOPS of one GPU on convnets (benchmark
 PROCESS_MB = {"cpu": 1500, "cuda": 3000}  # python + torch (+ the CUDA libraries) of one job
 
 
-def epoch_minutes(model: str, dataset: str, width: int, device: str) -> float:
+MEASURED_SHAPE = [3, 32, 32]  # gpu_check.py and bench_throughput.py time CIFAR-shaped images
+
+
+def measured_rates(payload: dict) -> dict[tuple[str, str], float]:
+    """Images/s per (model, width) from a throughput.json measured on CUDA (``{}`` for one measured on CPU).
+
+    gpu_check.py writes every model under "models", bench_throughput.py ResNet20 widths under "widths";
+    each entry's median round counts.
+    """
+    if not str(payload.get("device", "")).startswith("cuda"):
+        return {}
+    models = payload.get("models") or {"resnet20": payload.get("widths", {})}
+    out = {}
+    for model, widths in models.items():
+        for w, entry in widths.items():
+            rates = sorted(float(r) for r in entry["ours_images_per_s"])
+            out[(str(model), str(w))] = rates[len(rates) // 2]
+    return out
+
+
+def load_throughput(path) -> dict[tuple[str, str], float]:
+    """``measured_rates`` of the config's ``throughput`` file, or ValueError with what is wrong with it."""
+    import json
+    from pathlib import Path
+
+    try:
+        payload = json.loads(Path(path).read_text())
+        return measured_rates(payload)
+    except OSError as exc:
+        raise ValueError(f"cannot read it ({exc.strerror})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not a throughput.json of benchmarks/gpu_check.py ({type(exc).__name__}: {exc})") from None
+
+
+def epoch_minutes(model: str, dataset: str, width: int, device: str, measured: dict | None = None) -> float:
+    """Minutes per training epoch; on a GPU the measured images/s (``measured_rates``) where they apply."""
     cost, data = registry.architecture(model)["cost"], registry.dataset(dataset)
     if device == "cpu":
         scale = max(1.0, (int(width) / cost["width_ref"]) ** cost["width_exponent"])
         return cost["epoch_minutes"] * data["scale"] * scale * cost["cpu_slowdown"]
-    flops = data.get("n_train", 50_000) * 3 * cost["gflops_per_image"] * 1e9 * int(width) ** 2
+    n_train = data.get("n_train", 50_000)
+    rate = (measured or {}).get((model, str(width)))
+    if rate and list(data.get("input_shape", [])) == MEASURED_SHAPE:
+        return n_train / rate / 60
+    flops = n_train * 3 * cost["gflops_per_image"] * 1e9 * int(width) ** 2
     return max(cost["epoch_minutes"] * data["scale"], flops / (GPU_TFLOPS * 1e12) / 60)
 
 
 def train_minutes(model: str, dataset: str, width: int, epochs: float, attempt: int, device: str,
-                  runtime_factor: float, fixed: float = FIXED_MINUTES, max_runtime: int = MAX_RUNTIME) -> int:
+                  runtime_factor: float, fixed: float = FIXED_MINUTES, max_runtime: int = MAX_RUNTIME,
+                  measured: dict | None = None) -> int:
     """resources.runtime of a job costing ``epochs`` training epochs, at most ``max_runtime`` minutes."""
-    est = fixed + epochs * epoch_minutes(model, dataset, width, device)
+    est = fixed + epochs * epoch_minutes(model, dataset, width, device, measured)
     return min(int(max_runtime), int(math.ceil(est * 1.5 * runtime_factor * attempt)))
 
 

@@ -126,6 +126,7 @@ class Plan:
         self.device = config["device"]
         self.data_dir = config["data_dir"]
         self.precision = config["precision"]
+        self.measured = resources.load_throughput(config["throughput"]) if config.get("throughput") else {}
         self.jobs: dict[str, dict[str, Job]] = {k: {} for k in (
             "dense", "prune", "match", "sparse", "lmc", "imp_barrier", "plane", "ensemble")}
         self.tidy: dict[str, dict[str, list[str]]] = {exp: {t: [] for t in TIDY} for exp in config["experiments"]}
@@ -579,7 +580,8 @@ class Plan:
                 job.cell.raw["prune"]["ft_epochs"]
         return resources.train_minutes(job.model, job.dataset, job.width, job.epochs if epochs is None else epochs,
                                        attempt, self.device, self.config["runtime_factor"],
-                                       max_runtime=self.config.get("max_runtime", resources.MAX_RUNTIME))
+                                       max_runtime=self.config.get("max_runtime", resources.MAX_RUNTIME),
+                                       measured=self.measured)
 
     def fused_epochs(self, jobs: list[Job]) -> float:
         return resources.fused_epochs(jobs[0].epochs, len(jobs))
