@@ -31,7 +31,7 @@ if FUSED:
                 _fj.benchmark
             threads: PLAN.threads(_fj.jobs[0])
             resources:
-                mem_mb=lambda wc, attempt, _j=_fj: PLAN.mem_mb(_j.jobs[0], attempt),
+                mem_mb=lambda wc, attempt, _j=_fj: PLAN.mem_mb(_j.jobs[0], attempt, len(_j.jobs)),
                 runtime=lambda wc, attempt, _j=_fj: PLAN.runtime(
                     _j.jobs[0], attempt, PLAN.fused_epochs(_j.jobs)
                 ),

@@ -86,13 +86,14 @@ def train_minutes(model: str, dataset: str, width: int, epochs: float, attempt: 
     return min(int(max_runtime), int(math.ceil(est * 1.5 * runtime_factor * attempt)))
 
 
-def train_mem(model: str, dataset: str, width: int, attempt: int, device: str = "cpu", batch_size: int = 128) -> int:
-    """Host memory (MB) of a training or evaluation job."""
+def train_mem(model: str, dataset: str, width: int, attempt: int, device: str = "cpu", batch_size: int = 128,
+              runs: int = 1) -> int:
+    """Host memory (MB) of a training or evaluation job of ``runs`` runs (a fused job holds every member)."""
     cost = registry.architecture(model)["cost"]
     mb = registry.dataset(dataset)["host_mem_mb"] + PROCESS_MB["cpu" if device == "cpu" else "cuda"]
-    mb += 3 * cost.get("params_m", 0.0) * 1e6 * int(width) ** 2 * 4 / 2 ** 20  # weights, momentum, a checkpoint
+    mb += runs * 3 * cost.get("params_m", 0.0) * 1e6 * int(width) ** 2 * 4 / 2 ** 20  # weights, momentum, a checkpoint
     if device == "cpu":  # the step's activations live on the host too
-        mb += batch_size * cost.get("act_mb_per_image", 0.0) * int(width)
+        mb += runs * batch_size * cost.get("act_mb_per_image", 0.0) * int(width)
     return int(mb * (1 + 0.5 * (attempt - 1)))
 
 

@@ -586,10 +586,11 @@ class Plan:
     def fused_epochs(self, jobs: list[Job]) -> float:
         return resources.fused_epochs(jobs[0].epochs, len(jobs))
 
-    def mem_mb(self, job: Job, attempt: int) -> int:
+    def mem_mb(self, job: Job, attempt: int, runs: int = 1) -> int:
+        """Host memory of ``job``, or of a fused job of ``runs`` runs like it."""
         if job.kind == "ensemble":
             return resources.light_mem(attempt)
-        return resources.train_mem(job.model, job.dataset, job.width, attempt, self.device)
+        return resources.train_mem(job.model, job.dataset, job.width, attempt, self.device, runs=runs)
 
     # ------------------------------------------------------------ fused --
     def dense_groups(self) -> dict[str, list[Job]]:
