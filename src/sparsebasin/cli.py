@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         args = step_parser.parse_args(argv[1:])
         check_paths(module.paths(args))  # before any work: no output may destroy an input
         module.run(args)
+        if "sparsebasin.distributed" in sys.modules:  # leave the process group cleanly (torchrun runs)
+            sys.modules["sparsebasin.distributed"].shutdown()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -61,12 +61,16 @@ def batches(
     augment: bool = False,
     device: torch.device | str | None = None,
     drop_last: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Normalised (x, y) batches on ``device``; the order depends on (data_seed, epoch) alone."""
+    """Normalised (x, y) batches on ``device``; the order depends on (data_seed, epoch) alone.
+
+    ``shard`` (rank, world): each batch's contiguous part for that rank (data-parallel training)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"batch size must be a positive integer, got {batch_size!r}")
     device = torch.device(device) if device is not None else None
-    kwargs = dict(shuffle=shuffle, data_seed=data_seed, epoch=epoch, augment=augment, device=device, drop_last=drop_last)
+    kwargs = dict(shuffle=shuffle, data_seed=data_seed, epoch=epoch, augment=augment, device=device, drop_last=drop_last,
+                  shard=shard)
     if isinstance(ds, ImageFolderData):
         return imagenet.iterate_batches(ds, batch_size, **kwargs)
     return iterate_batches(ds, batch_size, **kwargs)

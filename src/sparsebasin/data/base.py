@@ -147,13 +147,16 @@ def iterate_batches(
     augment: bool = False,
     device: torch.device | None = None,
     drop_last: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield normalised (x, y) batches on ``device``; order from (data_seed, epoch).
 
     The epoch's order, crop offsets and flips are drawn up front on the CPU
     generator, in the order the per-batch draws always had (so the batches
     are unchanged), and reach the device in one asynchronous upload: a step
-    then only slices device tensors and never waits on the host.
+    then only slices device tensors and never waits on the host. ``shard``
+    (rank, world): that rank's contiguous part of each batch, with the crops
+    and flips one process would give those examples.
     """
     device = device or ds.x.device
     g = epoch_generator(data_seed, epoch)
@@ -169,6 +172,9 @@ def iterate_batches(
     packed = upload(torch.stack(parts), ds.x.device)  # (1 + draws, stop): order; dy, dx, flips
     for start in starts:
         cols = packed[:, start:start + batch_size]
+        if shard is not None:
+            b, (rank, world) = cols.shape[1], shard
+            cols = cols[:, rank * b // world:(rank + 1) * b // world]
         idx = cols[0]
         xb = ds.x.index_select(0, idx).to(device, non_blocking=True)
         yb = ds.y.index_select(0, idx if ds.y.device == ds.x.device else idx.to(ds.y.device)).to(device, non_blocking=True)

@@ -186,20 +186,27 @@ def iterate_batches(
     augment: bool = False,
     device: torch.device | None = None,
     drop_last: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield normalised (x, y) batches on ``device``; order and crops from (data_seed, epoch)."""
+    """Yield normalised (x, y) batches on ``device``; order and crops from (data_seed, epoch).
+
+    ``shard`` (rank, world): that rank's contiguous part of each batch; an image's crop depends on its index
+    alone, so it is the one a single process would decode."""
     device = torch.device(device or "cpu")
     g = epoch_generator(data_seed, epoch)
     n = len(ds)
     order = torch.randperm(n, generator=g).tolist() if shuffle else list(range(n))
     crop_seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    stop = n - (n % batch_size) if drop_last else n
+    parts = [order[s:min(s + batch_size, stop)] for s in range(0, stop, batch_size)]
+    if shard is not None:
+        rank, world = shard
+        parts = [p[rank * len(p) // world:(rank + 1) * len(p) // world] for p in parts]
     loader = torch.utils.data.DataLoader(
         _Decoded(ds.samples, augment, crop_seed),
-        batch_size=batch_size,
-        sampler=order,
+        batch_sampler=parts,
         num_workers=ds.num_workers,
         pin_memory=device.type == "cuda",
-        drop_last=drop_last,
         prefetch_factor=4 if ds.num_workers > 0 else None,
         # the loader draws worker base seeds; from its own generator, never the global one
         generator=torch.Generator().manual_seed(crop_seed),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 
 from .. import registry
@@ -192,6 +193,15 @@ def run_options(args: argparse.Namespace):
     from ..options import RunOptions
 
     set_threads(args.threads)
+    device = args.device
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun (or srun with env://): sparsebasin.distributed
+        from .. import distributed
+        from ..errors import UserError
+
+        if not hasattr(args, "progress"):
+            raise UserError("this step runs in one process: launch it without torchrun (train and sparse are "
+                            "the data-parallel steps)")
+        device = distributed.setup(device)
     if getattr(args, "deterministic", False):
         from ..device import set_deterministic
 
@@ -200,7 +210,7 @@ def run_options(args: argparse.Namespace):
         from .. import compiling
 
         compiling.configure(args.compile, args.compile_cache)
-    return RunOptions(device=args.device, progress=getattr(args, "progress", "auto"), tags=parse_tags(args.tag),
+    return RunOptions(device=device, progress=getattr(args, "progress", "auto"), tags=parse_tags(args.tag),
                       force=bool(getattr(args, "force", False)))
 
 

@@ -9,6 +9,7 @@ Runs come from ``--runs RUNS.json`` (a list of objects) and/or repeated
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..training.config import FUSED_ENGINES
 from .common import (EPOCH_LIST, StepPaths, add_data_args, add_force_arg, add_model_args, add_optim_args,
@@ -41,6 +42,9 @@ def run(args: argparse.Namespace) -> None:
     from ..errors import UserError
     from ..training import fused_run, resolve_config
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("fused runs in one process: launch it without torchrun (train and sparse are the "
+                        "data-parallel steps)")
     if args.compile != "none":
         raise UserError(f"fused: --compile {args.compile} is for single runs (a fused group already runs its members "
                         "in one set of launches); drop --compile, or train the runs separately")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .common import (FRACTION, SPARSITY_LIST, StepPaths, add_data_args, add_force_arg, add_optim_args,
                      add_run_args, data_options, optim_overrides, run_options)
@@ -39,9 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from ..errors import UserError
     from ..pruning.imp import IMPOptions, run_imp
     from ..training import resolve_config
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("prune: data-parallel IMP rounds are not supported yet (each round reads the files the "
+                        "last one wrote); launch it without torchrun (train and sparse are data-parallel)")
     run = run_options(args)
     cfg = resolve_config(args.ft_preset or FT_PRESET_DEFAULT[args.mode], **optim_overrides(args, prefix="ft-"))
     imp = IMPOptions(rate=args.rate, mode=args.mode, rewind=args.rewind, chain=args.chain,

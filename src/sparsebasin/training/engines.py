@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from .. import compiling
+from .. import compiling, distributed
 from .. import device as devices
 from ..evaluation import evaluate
 from ..masking import BoundMask
@@ -31,7 +31,8 @@ class SingleEngine:
         self.dev, self.train_ds, self.augment, self.drop_last = dev, train_ds, augment, drop_last
         self.batch_size, self.data_seed, self.precision = cfg.batch_size, int(member.data_seed), cfg.precision
         self.model = devices.prepare_model(member.model, dev)
-        self.forward = compiling.training_forward(self.model)
+        # data-parallel: DDP all-reduces the gradients inside backward, before mask_grads_ (sparsebasin.distributed)
+        self.forward = compiling.training_forward(distributed.wrap(self.model, dev))
         self.conv = devices.is_conv_model(self.model)
         self.bound = BoundMask(self.model, member.mask) if member.mask else None
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -56,15 +57,37 @@ class SingleEngine:
     def batches(self, epoch: int):
         from ..data import batches
 
-        return batches(self.train_ds, self.batch_size, shuffle=True, data_seed=self.data_seed, epoch=epoch,
-                       augment=self.augment, device=self.dev, drop_last=self.drop_last)
+        if not distributed.active():
+            return batches(self.train_ds, self.batch_size, shuffle=True, data_seed=self.data_seed, epoch=epoch,
+                           augment=self.augment, device=self.dev, drop_last=self.drop_last)
+        return self._shards(epoch)
+
+    def _shards(self, epoch: int):
+        """This rank's part of each global batch, and the global batch's size (for the loss weight)."""
+        from ..data import batches, num_examples
+
+        n = num_examples(self.train_ds)
+        stop = n - (n % self.batch_size) if self.drop_last else n
+        its = batches(self.train_ds, self.batch_size, shuffle=True, data_seed=self.data_seed, epoch=epoch,
+                      augment=self.augment, device=self.dev, drop_last=self.drop_last,
+                      shard=(distributed.rank(), distributed.world()))
+        for start, (x, y) in zip(range(0, stop, self.batch_size), its):
+            self.global_batch = min(self.batch_size, stop - start)
+            yield x, y
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         x = devices.to_input(x, self.dev, self.conv)
         y = y.to(self.dev, non_blocking=True)
         with devices.autocast(self.dev, self.precision):
             logits = self.forward(x)
-        loss = F.cross_entropy(logits.float(), y)
+        if distributed.active():
+            # the shard's sum x world / global batch: DDP's mean over ranks is the global batch's mean loss
+            total = F.cross_entropy(logits.float(), y, reduction="sum")
+            loss = total * (distributed.world() / self.global_batch)
+            shown = total.detach() / max(int(y.numel()), 1)
+        else:
+            loss = F.cross_entropy(logits.float(), y)
+            shown = loss.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.bound is not None:
@@ -72,7 +95,7 @@ class SingleEngine:
         self.optimizer.step()  # SGD keeps masked weights at zero: end_epoch checks it
         with torch.no_grad():
             correct = (logits.argmax(1) == y).sum()
-        return loss.detach().view(1), correct.view(1), int(y.numel())
+        return shown.view(1), correct.view(1), int(y.numel())
 
     def end_epoch(self) -> None:
         if self.bound is not None:

@@ -17,6 +17,8 @@ from the last finished epoch (bit-identical on CPU; on CUDA with
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .. import checkpoints, compiling, provenance, rundir
+from .. import checkpoints, compiling, distributed, provenance, rundir
 from .. import device as devices
 from ..errors import TrainingDiverged, UserError
 from ..models import model_spec
@@ -67,9 +69,10 @@ def resolve_augment(cfg: TrainConfig, ds: Any) -> bool:
     return cfg.augment == "on"
 
 
-def drop_last_batch(n: int, batch_size: int) -> bool:
-    # A trailing batch of one example breaks BatchNorm in train mode; drop only that case.
-    return n > batch_size and n % batch_size == 1
+def drop_last_batch(n: int, batch_size: int, world: int = 1) -> bool:
+    # A trailing batch of one example breaks BatchNorm in train mode, and one smaller than the number of
+    # processes leaves a rank without examples: drop only those cases.
+    return n > batch_size and 0 < n % batch_size < max(2, world)
 
 
 def check_training_labels(train_ds, n_train: int, run_name: str) -> None:
@@ -127,6 +130,7 @@ def run_request(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, train_ds,
         "device": device.type,
         **({"deterministic": True} if devices.deterministic() else {}),
         **({"compile": compiling.mode()} if compiling.mode() != "none" else {}),
+        **({"processes": distributed.world()} if distributed.active() else {}),
     }
 
 
@@ -175,7 +179,8 @@ def train_runs(
     n_train, n_test = num_examples(train_ds), num_examples(test_ds)
     label = group_name or (members[0].run_name if not fused else f"fused[{runs}]")
     check_training_labels(train_ds, n_train, label)
-    drop_last = drop_last_batch(n_train, cfg.batch_size)
+    distributed.check_batch(cfg.batch_size)
+    drop_last = drop_last_batch(n_train, cfg.batch_size, distributed.world())
     steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
 
     records = []
@@ -194,20 +199,23 @@ def train_runs(
         records.append(RunRecord(m.out_dir, m.run_name, resume.fingerprint(request), request, prov, m.tags,
                                  save_epochs, write_predictions, m.mask))
 
-    with rundir.locked(outs):
-        status = [rec.status() for rec in records]
-        if not force:
-            for rec, (state, result) in zip(records, status):
-                if state == "other":
-                    raise rec.refusal(result)
-        results: list[dict | None] = [rec.reuse(res) if state == "same" else None
-                                      for rec, (state, res) in zip(records, status)]
-        todo = [i for i, res in enumerate(results) if res is None]
+    writer = distributed.writer()  # the other ranks of a data-parallel run follow rank 0's decisions
+    with rundir.locked(outs) if writer else contextlib.nullcontext():
+        results: list[dict | None] = [None] * runs
+        if writer:
+            status = [rec.status() for rec in records]
+            if not force:
+                for rec, (state, result) in zip(records, status):
+                    if state == "other":
+                        raise rec.refusal(result)
+            results = [rec.reuse(res) if state == "same" else None for rec, (state, res) in zip(records, status)]
+            for i, res in enumerate(results):
+                if res is None and status[i][0] == "new":
+                    records[i].clean_unfinished()
+        flags = distributed.broadcast_ints([int(res is None) for res in results])
+        todo = [i for i, f in enumerate(flags) if f]
         if not todo:
             return results
-        for i in todo:
-            if status[i][0] == "new":
-                records[i].clean_unfinished()
         trained = _train(
             [members[i] for i in todo], [records[i] for i in todo], train_ds, test_ds, cfg,
             model_cfg=model_cfg, data_meta=data_meta, make_engine=make_engine, engine_name=engine_name, dev=dev,
@@ -235,7 +243,14 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
     engine = make_engine(members, dev, train_ds, augment, drop_last)
     schedule = make_schedule(cfg, engine.optimizer, steps_per_epoch)
 
-    state = resume.load(scratch_path, fp, label)
+    writer = distributed.writer()
+    state = resume.load(scratch_path, fp, label) if writer else None
+    start_at = distributed.broadcast_ints([int(state["epoch"]) if state is not None else -1])[0]
+    if not writer and start_at >= 0:  # the same file rank 0 resumes from; it cannot change before our first step
+        state = resume.load(scratch_path, fp, label)
+        if state is None or int(state["epoch"]) != start_at:
+            raise UserError(f"{label}: rank {distributed.rank()} cannot read the resume file {scratch_path} rank 0 "
+                            "resumes from; put the run directory on a filesystem every rank sees")
     if state is not None:
         engine.load_scratch(state)
         schedule.load_state_dict(state["schedule"])
@@ -245,11 +260,11 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
         log(f"{label}: resuming after epoch {start}/{cfg.epochs} from {scratch_path}")
     else:
         start, rows = 0, [[] for _ in range(runs)]
-        for rec in records:
+        for rec in records if writer else ():
             rec.discard_staging()  # rewind checkpoints of another request, or of a replaced run's attempt
     engine.start()
     extras = [checkpoint_extra(m.mask) for m in members]
-    if start == 0 and 0 in save_epochs:
+    if start == 0 and 0 in save_epochs and writer:
         for rec, sd, extra in zip(records, engine.state_dicts(), extras):
             rec.stage_checkpoint(0, sd, model_cfg, data_meta, extra)
 
@@ -259,15 +274,21 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
         engine.train()
         t0 = time.perf_counter()
         lr_first = schedule.lr
-        bar = EpochProgress(f"{label} epoch {done}/{cfg.epochs}", steps_per_epoch, mode)
+        bar = EpochProgress(f"{label} epoch {done}/{cfg.epochs}", steps_per_epoch, mode,
+                            stream=None if writer else io.StringIO())
         loss_sum, correct, seen = train_epoch(engine, schedule, epoch, steps_per_epoch, [m.run_name for m in members],
                                               bar)
+        if distributed.active():  # every rank's shard: the epoch's sums over the global batches
+            sums = distributed.all_sum(torch.cat([loss_sum, correct.double(),
+                                                  torch.tensor([float(seen)], dtype=torch.float64, device=dev)]))
+            loss_sum, correct, seen = sums[:runs], sums[runs:2 * runs].round().long(), int(sums[-1])
         train_seconds = time.perf_counter() - t0
         if seen == 0:
             raise UserError(f"run {label}: epoch {done} produced no batches; check the dataset")
         engine.end_epoch()
         last = done == cfg.epochs
-        evs = engine.evaluate(test_ds, cfg.eval_batch_size, return_logits=last and records[0].write_predictions)
+        evs = (engine.evaluate(test_ds, cfg.eval_batch_size, return_logits=last and records[0].write_predictions)
+               if writer else [NOT_EVALUATED] * runs)  # rank 0 evaluates and writes
         if last:
             final_evals = evs
         seconds = time.perf_counter() - t0
@@ -286,6 +307,8 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
                 "seconds": seconds / runs,
                 "images_per_s": rate,
             })
+        if not writer:
+            continue
         if done in save_epochs:
             for rec, sd, extra in zip(records, engine.state_dicts(), extras):
                 rec.stage_checkpoint(done, sd, model_cfg, data_meta, extra)
@@ -304,6 +327,8 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
                        f"{rate:.0f} img/s (all runs)")
         bar.close(summary)
 
+    if not writer:
+        return [None] * runs
     if final_evals is None:  # resumed after the last epoch had finished
         final_evals = engine.evaluate(test_ds, cfg.eval_batch_size, return_logits=records[0].write_predictions)
     results = []
@@ -314,6 +339,9 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
         rec.finish(result)
     remove_scratch(scratch_path)
     return results
+
+
+NOT_EVALUATED = {"loss": float("nan"), "acc": float("nan"), "top5": float("nan")}  # ranks > 0 of a data-parallel run
 
 
 def train_epoch(engine, schedule, epoch: int, steps_per_epoch: int, names: Sequence[str],

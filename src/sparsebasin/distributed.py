@@ -1,0 +1,134 @@
+"""Data-parallel training on torch.distributed, launched by ``torchrun`` (or ``srun`` through env://).
+
+Every rank draws the same epoch order, crops and flips from (data seed,
+epoch) and takes a contiguous shard of each global batch (``--batch-size``
+is the global batch, split across ranks), so the data a step sees are one
+process's. Each rank's loss is its shard's summed cross-entropy x world /
+global batch: DDP's mean of the ranks' gradients is then the gradient of the
+global batch mean, and the gradients are all-reduced before the mask is
+applied to them. BatchNorm keeps per-rank statistics (the paper's DDP script
+and torchvision's recipe); DDP broadcasts rank 0's buffers, so rank 0's
+running statistics are the model's. Only rank 0 takes the run directory's
+lock, evaluates and writes; every rank resumes from the same ``.resume.pt``.
+
+Backend: NCCL for CUDA; gloo on CPU (and when NCCL is missing), with a log
+line. A rank that dies makes torchrun stop the others; a collective that
+waits longer than ``SPARSEBASIN_DIST_TIMEOUT`` seconds (default 600) fails.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+import torch
+
+from .errors import UserError
+from .progress import log
+
+_STATE = {"on": False, "rank": 0, "world": 1, "local": 0}
+
+
+def launched() -> bool:
+    """Started by torchrun (or srun with the env:// variables) with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(device: str) -> str:
+    """Join the process group; returns this rank's device ("cuda:<local rank>" for cuda)."""
+    if _STATE["on"] or not launched():
+        return device
+    import torch.distributed as dist
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if cuda and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA device visible to rank {rank}")
+    backend = "nccl" if cuda and dist.is_nccl_available() else "gloo"
+    if cuda:
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    elif device == "auto":
+        device = "cpu"
+    timeout = datetime.timedelta(seconds=float(os.environ.get("SPARSEBASIN_DIST_TIMEOUT", "600")))
+    dist.init_process_group(backend=backend, timeout=timeout)
+    _STATE.update(on=True, rank=rank, world=world, local=local)
+    if rank == 0:
+        why = "" if backend == "nccl" else (" (NCCL unavailable)" if cuda else " (CPU: NCCL unavailable)")
+        log(f"distributed: {world} processes, backend {backend}{why}")
+    return device
+
+
+def active() -> bool:
+    return _STATE["on"]
+
+
+def rank() -> int:
+    return _STATE["rank"]
+
+
+def world() -> int:
+    return _STATE["world"]
+
+
+def writer() -> bool:
+    """Whether this process writes files (rank 0, or the only process)."""
+    return _STATE["rank"] == 0
+
+
+def shard(n: int) -> slice:
+    """This rank's contiguous part of a global batch of ``n`` examples."""
+    r, w = _STATE["rank"], _STATE["world"]
+    return slice(r * n // w, (r + 1) * n // w)
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    if _STATE["on"]:
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast_ints(values: list[int]) -> list[int]:
+    """Rank 0's integers on every rank (decisions only rank 0 may take: what to train, where to resume)."""
+    if not _STATE["on"]:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.int64)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.broadcast(t, src=0)
+    return [int(v) for v in t.tolist()]
+
+
+def barrier() -> None:
+    if _STATE["on"]:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def check_batch(batch_size: int) -> None:
+    if _STATE["on"] and batch_size % _STATE["world"]:
+        raise UserError(f"batch size {batch_size} is the global batch and must be divisible by the {_STATE['world']} "
+                        f"processes; use a multiple of {_STATE['world']}")
+
+
+def wrap(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
+    """The module the training step runs: DDP around ``model`` when distributed, else ``model``."""
+    if not _STATE["on"]:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+
+def shutdown() -> None:
+    if _STATE["on"]:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+        _STATE.update(on=False, rank=0, world=1, local=0)
