@@ -126,3 +126,18 @@ def test_the_workflow_warns_when_gpus_would_sit_idle(tmp_path):
     assert "this machine has 4 GPUs but --resources gpu=1" in res.stderr and "pass --resources gpu=4" in res.stderr
     res = subprocess.run([*snakemake, "--resources", "gpu=4"], env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "this machine has" not in res.stderr
+
+
+def test_a_data_parallel_job_takes_as_many_free_gpus_as_it_has_processes(env, tmp_path):
+    e, bin_dir = env
+    fake(bin_dir, "nvidia-smi", 'for i in 0 1 2 3; do echo "GPU $i: NVIDIA A100 (UUID: GPU-$i)"; done')
+    first = hold(e, tmp_path / "first")  # GPU 0 busy
+    res = slot(e, SPARSEBASIN_GPUS_PER_JOB="2")
+    assert res.returncode == 0 and res.stdout.split()[0] == "1,2", res.stderr
+    res = slot(e, SPARSEBASIN_GPUS_PER_JOB="3")  # 1, 2 and 3 are free again once that job ended
+    first.wait()
+    assert res.stdout.split()[0] == "1,2,3", res.stderr
+    res = slot(e, SPARSEBASIN_GPUS_PER_JOB="8")
+    assert res.returncode == 2 and "needs 8 GPUs but this machine has 4" in res.stderr
+    res = slot(e, SPARSEBASIN_GPUS_PER_JOB="2", CUDA_VISIBLE_DEVICES="5,6")
+    assert res.stdout.split()[0] == "5,6", res.stderr

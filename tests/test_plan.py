@@ -242,3 +242,36 @@ def test_lmc_train_split_sample_reaches_the_command_and_only_its_keys():
     other = plan_of(with_sample)
     assert set(other.jobs["lmc"]).isdisjoint(cifar.jobs["lmc"])  # another sample is another result
     assert set(other.jobs["imp_barrier"]) == set(cifar.jobs["imp_barrier"])
+
+
+def test_gpus_per_run_makes_dense_and_sparse_rows_data_parallel():
+    """ImageNet's dense and sparse runs on 8 GPUs each through torchrun: launcher, CPUs, memory and GPUs scale
+    with the processes, the runtime shrinks; IMP and matching stay on one; other cells keep their keys."""
+    imagenet = plan_of(REPO / "config" / "imagenet_resnet50.yaml")
+    for kind in ("dense", "sparse"):
+        job = next(iter(imagenet.jobs[kind].values()))
+        assert imagenet.processes(job) == 8 and imagenet.threads(job) == 8 * imagenet.threads_each(job)
+        assert imagenet.launcher(job).endswith("torch.distributed.run --standalone --nproc_per_node 8 -m sparsebasin")
+    for kind in ("prune", "match", "lmc"):
+        job = next(iter(imagenet.jobs[kind].values()))
+        assert imagenet.processes(job) == 1 and imagenet.launcher(job) == "python -m sparsebasin"
+    raw = yaml.safe_load((REPO / "config" / "imagenet_resnet50.yaml").read_text())
+    for exp in raw["experiments"].values():
+        for cell in exp["cells"]:
+            cell.pop("gpus_per_run")
+    one = plan_of(raw)
+    assert set(one.jobs["dense"]).isdisjoint(imagenet.jobs["dense"])  # 8 processes round otherwise: other runs
+    a, b = next(iter(one.jobs["dense"].values())), next(iter(imagenet.jobs["dense"].values()))
+    assert imagenet.mem_mb(b, 1) == 8 * one.mem_mb(a, 1) and imagenet.runtime(b, 1) < one.runtime(a, 1)
+    # a data-parallel cell is never fused (the fused step is one process)
+    assert plan_of(REPO / "config" / "imagenet_resnet50.yaml", fused=True).fused_jobs() == []
+
+
+def test_gpus_per_run_must_divide_the_global_batches():
+    from sparsebasin.plan.config import ConfigError
+
+    raw = yaml.safe_load((REPO / "config" / "imagenet_resnet50.yaml").read_text())
+    cell = next(iter(raw["experiments"].values()))["cells"][0]
+    cell["gpus_per_run"] = 3
+    with pytest.raises(ConfigError, match=r"cells\[0\]\.gpus_per_run = 3: dense\.batch_size 1024 .* multiple of 3"):
+        plan_of(raw)

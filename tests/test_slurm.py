@@ -195,3 +195,32 @@ def _minutes(limit: str) -> int:
     days, _, hms = limit.rpartition("-")
     h, m, s = (int(x) for x in hms.split(":"))
     return int(days or 0) * 1440 + h * 60 + m + (1 if s else 0)
+
+
+def test_a_data_parallel_run_is_one_sbatch_job_of_two_processes(local_slurm, tmp_path, cli_env, data_dir):
+    """gpus_per_run: 2 on CPU: the dense job is one SLURM job asking for both processes' CPUs, torchrun starts
+    two gloo processes in it, and the run records them. With device: cuda the same job asks for two GPUs."""
+    cluster = local_slurm
+    cell = TINY["experiments"]["slurmtest"]["cells"][0] | {"gpus_per_run": 2}
+    experiments = {"slurmtest": TINY["experiments"]["slurmtest"] | {"cells": [cell]}}
+    work, env, cmd = _prepare(cluster, tmp_path, cli_env, data_dir, experiments=experiments)
+    tiny = TINY | {"data_dir": str(data_dir), "experiments": experiments}
+    target = find("dense", tiny, net="A")
+    proc, log, _ = _run(cmd + [target + "/final.pt"], work, env, tmp_path, "snakemake-ddp")
+    assert proc.returncode == 0, log[-20000:]
+    dense = [cluster.scontrol_job(j["slurm_id"]) for j in submitted_jobs(log)]
+    dense = [i for i in dense if _rule(i).startswith("dense")]
+    assert len(dense) == 1 and dense[0]["JobState"] == "COMPLETED" and dense[0]["NumCPUs"] == "2", dense
+    result = json.loads((work / target / "result.json").read_text())
+    assert result["request"]["processes"] == 2
+    train_log = next((work / "results" / "logs").rglob("train.log")).read_text()
+    assert "distributed: 2 processes, backend gloo" in train_log
+
+    gpu_work, gpu_env, gpu_cmd = _prepare(cluster, tmp_path / "gpu", cli_env, data_dir, experiments=experiments,
+                                          device="cuda")
+    gpu_target = find("dense", tiny | {"device": "cuda"}, net="A")
+    proc, log, _ = _run(gpu_cmd + ["--retries", "0", gpu_target + "/final.pt"], gpu_work, gpu_env, tmp_path,
+                        "snakemake-ddp-gpu")
+    infos = [cluster.scontrol_job(j["slurm_id"]) for j in submitted_jobs(log)]
+    dense = [i for i in infos if _rule(i).startswith("dense")]
+    assert dense and dense[0]["TresPerJob"] == f"gres:gpu:{cluster.gpu_type}:2", dense[0].get("TresPerJob")

@@ -166,7 +166,8 @@ def test_every_gpu_job_of_the_paper_configs_asks_for_what_a_cluster_accepts(path
             for j in plan.jobs[kind].values()]
     for job in rows:
         worst["runtime"] = max(worst["runtime"], (plan.runtime(job, 5), job.path))
-        worst["mem_mb"] = max(worst["mem_mb"], (plan.mem_mb(job, 1), job.path))
+        # per GPU: a data-parallel run (gpus_per_run) asks for one process's memory per GPU it holds
+        worst["mem_mb"] = max(worst["mem_mb"], (plan.mem_mb(job, 1) / plan.processes(job), job.path))
     for fj in plan.fused_jobs():
         worst["runtime"] = max(worst["runtime"], (plan.runtime(fj.jobs[0], 5, plan.fused_epochs(fj.jobs)), fj.name))
         fused_mem = plan.mem_mb(fj.jobs[0], 1, len(fj.jobs))  # every member's state, not one run's

@@ -114,6 +114,27 @@ def threads(kind):
     return lambda wc: PLAN.threads(job(kind)(wc))
 
 
+def threads_each(kind):
+    return lambda wc: PLAN.threads_each(job(kind)(wc))
+
+
+def launch(kind):
+    """The step's launcher, behind the GPU slot wrapper (which takes as many GPUs as the run has processes)."""
+
+    def fn(wc):
+        row = job(kind)(wc)
+        n = PLAN.processes(row)
+        wrap = (f"SPARSEBASIN_GPUS_PER_JOB={n} " if n > 1 else "") + GPU_WRAP if CUDA else ""
+        return wrap + PLAN.launcher(row)
+
+    return fn
+
+
+def gpus(kind):
+    """resources: as many GPUs as the run has processes (device: cuda), none otherwise."""
+    return {"gpu": lambda wc: PLAN.processes(job(kind)(wc))} if CUDA else {}
+
+
 def runtime(kind):
     return lambda wc, attempt: PLAN.runtime(job(kind)(wc), attempt)
 

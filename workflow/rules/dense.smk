@@ -23,8 +23,9 @@ if not FUSED or PLAN.unfused("dense"):
         wildcard_constraints:
             job=paths.PATTERNS["dense"],
         params:
-            gpu=GPU_WRAP,
+            launch=launch("dense"),
             args=args("dense"),
+            threads_each=threads_each("dense"),
             out_dir=lambda wc: f"results/{wc.job}",
         log:
             "results/logs/{job}/train.log",
@@ -34,9 +35,9 @@ if not FUSED or PLAN.unfused("dense"):
         resources:
             mem_mb=mem_mb("dense"),
             runtime=runtime("dense"),
-            **GPU,
+            **gpus("dense"),
         conda:
             CONDA_ENV
         shell:
-            "{params.gpu}python -m sparsebasin train {params.args} --threads {threads}"
+            "{params.launch} train {params.args} --threads {params.threads_each}"
             " --out-dir {params.out_dir:q} > {log:q} 2>&1"

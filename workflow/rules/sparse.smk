@@ -22,8 +22,9 @@ if not FUSED or PLAN.unfused("sparse"):
         wildcard_constraints:
             job=paths.PATTERNS["sparse"],
         params:
-            gpu=GPU_WRAP,
+            launch=launch("sparse"),
             args=args("sparse"),
+            threads_each=threads_each("sparse"),
             out_dir=lambda wc: f"results/{wc.job}",
         log:
             "results/logs/{job}/sparse.log",
@@ -33,9 +34,9 @@ if not FUSED or PLAN.unfused("sparse"):
         resources:
             mem_mb=mem_mb("sparse"),
             runtime=runtime("sparse"),
-            **GPU,
+            **gpus("sparse"),
         conda:
             CONDA_ENV
         shell:
-            "{params.gpu}python -m sparsebasin sparse {params.args} --threads {threads}"
+            "{params.launch} sparse {params.args} --threads {params.threads_each}"
             " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -14,7 +14,10 @@
 #   (default /tmp/sparsebasin-gpu-locks-<uid>, one directory per user, so
 #   another user's lock files never block ours) for the first free slot and
 #   runs with CUDA_VISIBLE_DEVICES=<id>; the lock goes when the command exits
-#   (also on kill), so no slot leaks.
+#   (also on kill), so no slot leaks. A data-parallel run (gpus_per_run)
+#   sets SPARSEBASIN_GPUS_PER_JOB=N and gets N free slots at once, or none
+#   (a partial set is released and tried again, so two jobs never hold half
+#   each and wait for ever).
 # CUDA_DEVICE_ORDER=PCI_BUS_ID always: the slot number is the board nvidia-smi shows.
 set -euo pipefail
 
@@ -29,7 +32,12 @@ if [[ -n "${SLURM_JOB_ID:-}" ]]; then
     echo "gpu_slot: SLURM job ${SLURM_JOB_ID}, GPU(s) ${visible:-as allocated}" >&2
     exec "$@"
 fi
-if [[ -n "$visible" && "$visible" != *,* ]]; then
+need="${SPARSEBASIN_GPUS_PER_JOB:-1}"
+if ! [[ "$need" =~ ^[1-9][0-9]*$ ]]; then
+    echo "gpu_slot: SPARSEBASIN_GPUS_PER_JOB=$need is not a positive integer" >&2
+    exit 2
+fi
+if [[ -n "$visible" && "$visible" != *,* && "$need" -eq 1 ]]; then
     echo "gpu_slot: CUDA_VISIBLE_DEVICES=$visible (one device): running there" >&2
     exec "$@"
 fi
@@ -57,16 +65,34 @@ lockdir="${SPARSEBASIN_GPU_LOCKS:-/tmp/sparsebasin-gpu-locks-$(id -u)}"
 mkdir -p "$lockdir"
 chmod 700 "$lockdir" 2>/dev/null || true
 
+if [[ "$need" -gt "${#slots[@]}" ]]; then
+    echo "gpu_slot: the job needs $need GPUs but this machine has ${#slots[@]} (slots ${slots[*]});" \
+         "lower gpus_per_run or run it on a larger node" >&2
+    exit 2
+fi
+
 while true; do
+    got=()
+    fds=()
     for id in "${slots[@]}"; do
         exec {fd}>"$lockdir/gpu$id.lock"
         if flock -n "$fd"; then
-            export CUDA_VISIBLE_DEVICES="$id"
-            echo "gpu_slot: running on GPU $id (slots ${slots[*]})" >&2
-            # the child inherits the locked descriptor; the lock lasts as long as it runs
-            exec "$@"
+            got+=("$id")
+            fds+=("$fd")
+            [[ "${#got[@]}" -eq "$need" ]] && break
+        else
+            exec {fd}>&-
         fi
-        exec {fd}>&-
     done
-    sleep 2
+    if [[ "${#got[@]}" -eq "$need" ]]; then
+        CUDA_VISIBLE_DEVICES=$(IFS=,; echo "${got[*]}")
+        export CUDA_VISIBLE_DEVICES
+        echo "gpu_slot: running on GPU $CUDA_VISIBLE_DEVICES (slots ${slots[*]})" >&2
+        # the child inherits the locked descriptors; the locks last as long as it runs
+        exec "$@"
+    fi
+    for held in "${fds[@]}"; do
+        exec {held}>&-
+    done
+    sleep $((1 + RANDOM % 3))
 done

@@ -250,6 +250,20 @@ def check_device(config: dict) -> None:
                           "(training and evaluation jobs ask for one GPU each) or device: cpu")
 
 
+def check_gpus_per_run(config: dict) -> None:
+    """A data-parallel run splits its global batches evenly over its processes."""
+    for exp, e in config["experiments"].items():
+        for i, cell in enumerate(e["cells"]):
+            n = cell.get("gpus_per_run", 1)
+            if n == 1:
+                continue
+            for sec in ("dense", "sparse"):
+                b = (cell.get(sec) or {}).get("batch_size", cell["dense"].get("batch_size"))
+                if b is not None and b % n:
+                    raise ConfigError(f"experiments.{exp}.cells[{i}].gpus_per_run = {n}: {sec}.batch_size {b} (the "
+                                      f"global batch) is not divisible by it; use a multiple of {n}")
+
+
 def check_compile(config: dict) -> None:
     """A fused job runs its members in one set of launches already; the fused step refuses --compile."""
     if config.get("compile", "none") != "none" and config.get("fused"):
@@ -278,6 +292,7 @@ def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os
     check_names(config)
     check_sparsity_labels(config)
     check_imp_rounds(config)
+    check_gpus_per_run(config)
     check_compile(config)
     check_throughput(config)
     return config

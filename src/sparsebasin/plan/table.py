@@ -145,8 +145,10 @@ class Plan:
     # ------------------------------------------------------------- keys --
     def _material(self, cell: Cell, width: int) -> dict:
         model = {"name": cell.model, "width": int(width), **cell.raw.get("model_args", {})}
+        procs = int(cell.raw.get("gpus_per_run", 1))  # data-parallel runs round (and normalise BN) otherwise
         return {"dataset": cell.dataset, "model": model, "train_subset": cell.raw.get("train_subset"),
-                "dense": train_settings(cell.dense, self.precision), "device": self.device}
+                "dense": train_settings(cell.dense, self.precision), "device": self.device,
+                **({"processes": procs} if procs > 1 else {})}
 
     def _keys(self, cell: Cell, width: int) -> dict[str, str]:
         cached = self._key_cache.get((id(cell), width))
@@ -569,8 +571,26 @@ class Plan:
         raise KeyError(job.kind)
 
     # ---------------------------------------------------------- resources --
-    def threads(self, job: Job) -> int:
+    DATA_PARALLEL = ("dense", "sparse")  # the rows whose steps (train, sparse) run on torch.distributed
+
+    def processes(self, job: Job) -> int:
+        """Processes of the job's run: the cell's gpus_per_run for dense and sparse rows, else one."""
+        return int(job.cell.raw.get("gpus_per_run", 1)) if job.kind in self.DATA_PARALLEL else 1
+
+    def launcher(self, job: Job) -> str:
+        """How the rule starts the step: one process, or torchrun with one process per GPU."""
+        n = self.processes(job)
+        if n == 1:
+            return "python -m sparsebasin"
+        return f"python -m torch.distributed.run --standalone --nproc_per_node {n} -m sparsebasin"
+
+    def threads_each(self, job: Job) -> int:
+        """torch threads of each of the job's processes."""
         return int(job.cell.raw.get("threads", self.config["threads"]))
+
+    def threads(self, job: Job) -> int:
+        """CPUs the job asks for: every process's threads."""
+        return self.threads_each(job) * self.processes(job)
 
     def runtime(self, job: Job, attempt: int, epochs: float | None = None) -> int:
         if job.kind == "ensemble":
@@ -578,7 +598,8 @@ class Plan:
         if job.kind == "prune":
             epochs = len(imp_schedule(sorted(job.spec["targets"]), job.cell.raw["prune"]["rate"])) * \
                 job.cell.raw["prune"]["ft_epochs"]
-        return resources.train_minutes(job.model, job.dataset, job.width, job.epochs if epochs is None else epochs,
+        epochs = job.epochs if epochs is None else epochs
+        return resources.train_minutes(job.model, job.dataset, job.width, epochs / self.processes(job),
                                        attempt, self.device, self.config["runtime_factor"],
                                        max_runtime=self.config.get("max_runtime", resources.MAX_RUNTIME),
                                        measured=self.measured)
@@ -590,7 +611,8 @@ class Plan:
         """Host memory of ``job``, or of a fused job of ``runs`` runs like it."""
         if job.kind == "ensemble":
             return resources.light_mem(attempt)
-        return resources.train_mem(job.model, job.dataset, job.width, attempt, self.device, runs=runs)
+        return self.processes(job) * resources.train_mem(job.model, job.dataset, job.width, attempt, self.device,
+                                                         runs=runs)
 
     # ------------------------------------------------------------ fused --
     def dense_groups(self) -> dict[str, list[Job]]:
@@ -609,11 +631,13 @@ class Plan:
 
     def fused_chunks(self, jobs: list[Job], opt: dict) -> list[list[Job]]:
         """A group's fused jobs: near-equal chunks no larger than the memory budget allows
-        (``fused_memory_mb``); runs of an architecture or width that is not fused, or left alone
-        in a chunk, are trained by the plain rule (exactly what a separate run is)."""
+        (``fused_memory_mb``); runs of an architecture or width that is not fused, data-parallel
+        runs, and runs left alone in a chunk are trained by the plain rule (exactly what a separate run is)."""
         first = jobs[0]
         widths = first.cell.raw.get("fused_widths")
         if not registry.architecture(first.model)["fused"] or (widths is not None and first.width not in widths):
+            return []
+        if self.processes(first) > 1:  # a data-parallel run has its own processes (the fused step is one)
             return []
         size = resources.fused_group_size(first.model, first.width, int(opt.get("batch_size", 128)),
                                           int(self.config.get("fused_memory_mb", 0))) or len(jobs)
