@@ -127,8 +127,10 @@ def wrap(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
 
 
 def shutdown() -> None:
+    """Leave together: a rank that tears its group down while rank 0 still writes aborts in gloo's threads."""
     if _STATE["on"]:
         import torch.distributed as dist
 
+        dist.barrier()
         dist.destroy_process_group()
         _STATE.update(on=False, rank=0, world=1, local=0)
