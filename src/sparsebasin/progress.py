@@ -4,6 +4,12 @@ On a terminal (stderr is a tty) each epoch shows a one-line bar redrawn at
 most a few times a second; under Snakemake/SLURM (stderr is a file) the bar
 would fill logs with carriage returns, so only one plain line per epoch is
 written (plus a line every ``log_every`` seconds for very long epochs).
+
+Why not tqdm: the bar is 40 lines here, and what matters is the log mode
+(one complete line per epoch in a Snakemake or SLURM log, with the step's
+loss and learning rate). tqdm would add a dependency for the terminal case
+only, and its file output is carriage-return redraws unless tuned off; live
+curves belong to the trackers (``sparsebasin.tracking``).
 """
 
 from __future__ import annotations

@@ -264,6 +264,17 @@ def check_gpus_per_run(config: dict) -> None:
                                       f"global batch) is not divisible by it; use a multiple of {n}")
 
 
+def check_tracking(config: dict) -> None:
+    """A tracker whose package is missing would warn in every job's log; say it once, before any job."""
+    backend = (config.get("tracking") or {}).get("backend", "none")
+    if backend != "none":
+        from ..tracking import missing_package
+
+        missing = missing_package(backend)
+        if missing:
+            raise ConfigError(f"tracking.backend = {backend!r}: {missing.replace('--tracker ' + backend, 'it')}")
+
+
 def check_compile(config: dict) -> None:
     """A fused job runs its members in one set of launches already; the fused step refuses --compile."""
     if config.get("compile", "none") != "none" and config.get("fused"):
@@ -295,4 +306,5 @@ def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os
     check_gpus_per_run(config)
     check_compile(config)
     check_throughput(config)
+    check_tracking(config)
     return config

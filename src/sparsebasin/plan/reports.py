@@ -90,7 +90,7 @@ def scorecard_inputs(plan: Plan, exp: str) -> dict[str, str]:
 
 
 def scorecard_extra(plan: Plan, exp: str) -> str:
-    return f" --metrics {','.join(plan.config['experiments'][exp]['metrics'])}"
+    return f" --metrics {','.join(plan.config['experiments'][exp]['metrics'])}" + plan.tracker_args()
 
 
 def summary_inputs(plan: Plan, exp: str) -> dict[str, str]:

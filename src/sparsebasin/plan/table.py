@@ -515,12 +515,20 @@ class Plan:
         a = f"--device {self.device}" + (" --deterministic" if self.config.get("deterministic") else "")
         if not progress:
             return a
-        a += " --progress log"
+        a += " --progress log" + self.tracker_args()
         if self.config.get("compile", "none") != "none":
             a += f" --compile {self.config['compile']}"
             if self.config.get("compile_cache"):
                 a += f" --compile-cache {q(self.config['compile_cache'])}"
         return a
+
+    def tracker_args(self) -> str:
+        """The config's tracking (training steps and the scorecard); empty when off."""
+        t = self.config.get("tracking") or {}
+        if t.get("backend", "none") == "none":
+            return ""
+        return (f" --tracker {t['backend']} --tracker-dir {q(t.get('dir', 'results/tracking'))}"
+                f" --tracker-project {q(t.get('project', 'sparsebasin'))} --tracker-mode {t.get('mode', 'offline')}")
 
     def save_epochs_arg(self, job: Job) -> str:
         return f"--save-epochs {','.join(map(str, sorted(job.spec['save_epochs']))) or q('')}"

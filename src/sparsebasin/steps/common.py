@@ -179,6 +179,27 @@ def add_run_args(p: argparse.ArgumentParser, *, seed: bool = True, progress: boo
         g.add_argument("--compile-cache", default=None, metavar="DIR",
                        help="persistent compiled-kernel cache (default $SPARSEBASIN_COMPILE_CACHE or "
                             "~/.cache/sparsebasin/torch_compile)")
+        add_tracker_args(p)
+
+
+def add_tracker_args(p: argparse.ArgumentParser) -> None:
+    """Experiment tracking (sparsebasin.tracking): optional, offline-safe, never in a declared output."""
+    g = p.add_argument_group("tracking")
+    g.add_argument("--tracker", choices=("none", "wandb", "tensorboard", "mlflow"), default="none",
+                   help="log per-epoch metrics, tags, configuration and result (default none; each backend is an "
+                        "extra: pip install -e '.[wandb]' ...)")
+    g.add_argument("--tracker-dir", default=None, metavar="DIR", help="where the tracker writes (default <out-dir>/tracking)")
+    g.add_argument("--tracker-project", default=None, metavar="NAME", help="W&B project / MLflow experiment / "
+                   "TensorBoard subdirectory (default sparsebasin)")
+    g.add_argument("--tracker-mode", choices=("online", "offline"), default="offline",
+                   help="W&B: online, or offline to sync later (default offline)")
+
+
+def configure_tracking(args: argparse.Namespace) -> None:
+    if getattr(args, "tracker", "none") != "none":
+        from .. import tracking
+
+        tracking.configure(args.tracker, args.tracker_dir, args.tracker_project, args.tracker_mode)
 
 
 def data_options(args: argparse.Namespace):
@@ -206,6 +227,7 @@ def run_options(args: argparse.Namespace):
         from ..device import set_deterministic
 
         set_deterministic()
+    configure_tracking(args)
     if getattr(args, "compile", "none") != "none":
         from .. import compiling
 

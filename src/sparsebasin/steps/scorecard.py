@@ -11,8 +11,9 @@ the verdict counts and the claims.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from .common import Number, StepPaths
+from .common import Number, StepPaths, add_tracker_args
 
 SIGMA = Number(float, "a number > 0", 0.0, above=True)
 
@@ -36,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-csv", required=True, metavar="CSV")
     p.add_argument("--out-md", required=True, metavar="MD")
     p.add_argument("--out-json", default=None, metavar="JSON", help="headline, verdict counts and claims")
+    add_tracker_args(p)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -55,6 +57,19 @@ def run(args: argparse.Namespace) -> None:
     if args.out_json:
         write_json(args.out_json, card.as_dict() | {"provenance": prov})
     print(card.headline())
+    if args.tracker != "none":  # the analysis tables as one tracked run beside the training runs
+        from .. import tracking
+
+        name = f"{Path(args.out_csv).resolve().parent.parent.name}/analysis"
+        tracker = tracking.start(args.tracker, name, tags={"step": "scorecard"}, config=config,
+                                 project=args.tracker_project, mode=args.tracker_mode,
+                                 directory=args.tracker_dir or Path(args.out_csv).parent / "tracking")
+        tracker.table("scorecard", card.cells.to_dict("records"))
+        for label, path in (("barriers", args.barriers), ("diversity", args.diversity)):
+            if path:
+                tracker.table(label, tidy.read_table(path).to_dict("records"))
+        tracker.result(card.as_dict()["counts"])
+        tracker.finish()
 
 
 def paths(args: argparse.Namespace) -> StepPaths:

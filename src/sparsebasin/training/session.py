@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .. import checkpoints, compiling, distributed, provenance, rundir
+from .. import checkpoints, compiling, distributed, provenance, rundir, tracking
 from .. import device as devices
 from ..errors import TrainingDiverged, UserError
 from ..models import model_spec
@@ -263,6 +263,24 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
         for rec in records if writer else ():
             rec.discard_staging()  # rewind checkpoints of another request, or of a replaced run's attempt
     engine.start()
+    trackers = [tracking.for_run(m.run_name, rec.out, m.tags, rec.provenance) if writer else tracking.Tracker("none", "")
+                for m, rec in zip(members, records)]
+    for tracker, r_rows in zip(trackers, rows):  # a resumed run's tracked run gets its whole curve
+        for row in r_rows:
+            tracker.epoch(row, row["epoch"])
+    try:
+        return _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg, start=start, rows=rows,
+                       model_cfg=model_cfg, data_meta=data_meta, dev=dev, mode=mode, steps_per_epoch=steps_per_epoch,
+                       save_epochs=save_epochs, label=label, fused=fused, scratch_path=scratch_path, fp=fp)
+    finally:
+        for tracker in trackers:
+            tracker.finish()
+
+
+def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg, *, start, rows, model_cfg,
+            data_meta, dev, mode, steps_per_epoch, save_epochs, label, fused, scratch_path, fp) -> list[dict]:
+    """The epochs from ``start``, then the final writes (rank 0)."""
+    runs, writer = len(members), distributed.writer()
     extras = [checkpoint_extra(m.mask) for m in members]
     if start == 0 and 0 in save_epochs and writer:
         for rec, sd, extra in zip(records, engine.state_dicts(), extras):
@@ -307,6 +325,7 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
                 "seconds": seconds / runs,
                 "images_per_s": rate,
             })
+            trackers[r].epoch(rows[r][-1], done)
         if not writer:
             continue
         if done in save_epochs:
@@ -335,8 +354,9 @@ def _train(members, records, train_ds, test_ds, cfg, *, model_cfg, data_meta, ma
     densities = [checkpoints.mask_density(m.mask) if m.mask else None for m in members]
     for rec, sd, ev, r_rows, extra, density in zip(records, engine.state_dicts(), final_evals, rows, extras, densities):
         results.append(rec.write_outputs(sd, ev, r_rows, cfg.epochs, model_cfg, data_meta, extra, density))
-    for rec, result in zip(records, results):  # result.json last: its presence means the run finished
+    for rec, result, tracker in zip(records, results, trackers):  # result.json last: it means finished
         rec.finish(result)
+        tracker.result(result)
     remove_scratch(scratch_path)
     return results
 
