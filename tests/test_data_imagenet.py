@@ -90,3 +90,38 @@ def test_workers_env_override(monkeypatch):
     monkeypatch.setenv("SPARSEBASIN_WORKERS", "many")
     with pytest.raises(UserError, match="SPARSEBASIN_WORKERS"):
         imagenet.default_workers()
+
+
+def test_device_decoding_gives_the_pil_paths_crops_whatever_the_ranks(tmp_path):
+    """--imagenet-decode device (torchvision.io.decode_jpeg where the model runs; CPU here): every image is the
+    PIL path's crop and flip up to decoder/resampling rounding, for any number of ranks; PNGs are decoded too."""
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from sparsebasin.data import batches, load_split
+
+    for split in ("train", "val"):
+        for c in range(2):
+            d = tmp_path / "imagenet" / split / f"c{c}"
+            d.mkdir(parents=True)
+            for j in range(4):
+                yy, xx = np.mgrid[0:60 + 10 * j, 0:80]
+                arr = np.stack([xx * 3 % 256, yy * 4 % 256, (xx + yy + 40 * c) % 256], 2).astype(np.uint8)
+                Image.fromarray(arr).save(d / f"i{j}.{'png' if j == 3 else 'JPEG'}", quality=95)
+    pil = load_split("imagenet", tmp_path, "train")
+    pil = dataclasses.replace(pil, num_workers=0)
+    dev = dataclasses.replace(pil, decode="device")
+    for augment in (True, False):
+        a = list(batches(pil, 4, shuffle=True, data_seed=1, epoch=2, augment=augment))
+        b = list(batches(dev, 4, shuffle=True, data_seed=1, epoch=2, augment=augment))
+        for (xa, ya), (xb, yb) in zip(a, b):
+            assert torch.equal(ya, yb)
+            assert float((xa - xb).abs().mean()) < 0.05, "same crops, pixels within rounding"  # normalised units
+        shards = [list(batches(dev, 4, shuffle=True, data_seed=1, epoch=2, augment=augment, shard=(r, 2)))
+                  for r in range(2)]
+        for i, (xb, _) in enumerate(b):
+            assert torch.equal(torch.cat([shards[0][i][0], shards[1][i][0]]), xb)
+    other = list(batches(dev, 4, shuffle=True, data_seed=1, epoch=3, augment=True))
+    assert float((other[0][0] - b[0][0]).abs().mean()) > 0.1  # another epoch: other crops (the check can fail)

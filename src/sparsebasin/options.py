@@ -15,22 +15,30 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class DataOptions:
-    """The dataset, its root directory, and the training subset (the first N examples; None = all)."""
+    """The dataset, its root directory, the training subset (the first N examples; None = all) and where
+    ImageNet's JPEGs are decoded (``pil`` workers, or ``device``: sparsebasin.data.jpeg)."""
 
     dataset: str
     data_dir: str | Path
     train_subset: int | None = None
+    decode: str = "pil"
 
     def record(self) -> dict:
         """What a result's provenance says about its data."""
-        return {"dataset": self.dataset, "data_dir": str(self.data_dir), "train_subset": self.train_subset}
+        return {"dataset": self.dataset, "data_dir": str(self.data_dir), "train_subset": self.train_subset,
+                **({"decode": self.decode} if self.decode != "pil" else {})}
 
     def load(self, split: str):
         """One split (the training subset applies to ``train`` only)."""
         from .data import load_split
 
         subset = self.train_subset if split == "train" else None
-        return load_split(self.dataset, self.data_dir, split, train_subset=subset)
+        ds = load_split(self.dataset, self.data_dir, split, train_subset=subset)
+        if self.decode != "pil" and hasattr(ds, "decode"):
+            import dataclasses
+
+            ds = dataclasses.replace(ds, decode=self.decode)
+        return ds
 
 
 @dataclass(frozen=True)

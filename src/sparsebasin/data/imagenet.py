@@ -23,6 +23,7 @@ import torch
 
 from ..errors import UserError
 from .base import DatasetInfo, epoch_generator, normalise
+from . import jpeg as gpu_decoder  # noqa: F401 - benchmarks/gpu_check.py checks it on the device
 from .catalog import dataset_info, missing_data_error
 
 DATASETS = [{
@@ -34,8 +35,7 @@ DATASETS = [{
 }]
 
 SPLIT_DIRS = {"train": "train", "test": "val"}
-IMAGE_SIZE = 224
-RESIZE = 256
+IMAGE_SIZE, RESIZE = gpu_decoder.IMAGE_SIZE, gpu_decoder.RESIZE  # one definition for both input paths
 
 
 def default_workers() -> int:
@@ -64,6 +64,7 @@ class ImageFolderData:
     classes: list[str]
     num_workers: int = field(default_factory=default_workers)
     meta: dict = field(default_factory=dict)
+    decode: str = "pil"  # or "device": JPEGs decoded where the model runs (sparsebasin.data.jpeg)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -202,6 +203,17 @@ def iterate_batches(
     if shard is not None:
         rank, world = shard
         parts = [p[rank * len(p) // world:(rank + 1) * len(p) // world] for p in parts]
+    if ds.decode == "device":
+        from . import jpeg
+
+        loader = torch.utils.data.DataLoader(
+            jpeg.RawFiles(ds.samples), batch_sampler=parts, num_workers=ds.num_workers, collate_fn=jpeg.collate,
+            prefetch_factor=4 if ds.num_workers > 0 else None,
+            generator=torch.Generator().manual_seed(crop_seed))
+        for data, yb, index in loader:
+            xb = jpeg.batch(data, index, crop_seed, augment, device)
+            yield normalise(xb, ds.info), yb.to(device, non_blocking=True)
+        return
     loader = torch.utils.data.DataLoader(
         _Decoded(ds.samples, augment, crop_seed),
         batch_sampler=parts,

@@ -97,6 +97,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", default="data", help="dataset root (default: data)")
     g.add_argument("--train-subset", type=POSITIVE_INT, default=None,
                    help="use only the first N training examples (tests)")
+    g.add_argument("--imagenet-decode", choices=("pil", "device"), default="pil",
+                   help="ImageNet JPEGs: decoded by PIL in the DataLoader workers, or on the training device "
+                        "(nvjpeg on CUDA; sparsebasin.data.jpeg); the same crops either way (default pil)")
 
 
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -206,7 +209,7 @@ def data_options(args: argparse.Namespace):
     """The data group as the library's record (sparsebasin.options.DataOptions)."""
     from ..options import DataOptions
 
-    return DataOptions(args.dataset, args.data_dir, args.train_subset)
+    return DataOptions(args.dataset, args.data_dir, args.train_subset, getattr(args, "imagenet_decode", "pil"))
 
 
 def run_options(args: argparse.Namespace):

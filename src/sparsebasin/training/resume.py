@@ -46,6 +46,8 @@ def dataset_digest(ds: Any) -> dict:
     info = getattr(ds, "info", None)
     if info is not None:
         out["name"] = info.name
+    if getattr(ds, "decode", "pil") != "pil":  # other decoders round pixels otherwise: another run
+        out["decode"] = ds.decode
     y = getattr(ds, "y", None)
     if isinstance(y, torch.Tensor):
         out["labels"] = tensor_digest({"y": y})
