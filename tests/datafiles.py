@@ -76,3 +76,18 @@ def write_imagefolder(root: Path, classes: int = 2, per_class: int = 3, size: tu
                 arr = rng.integers(0, 256, (size[0], size[1], 3), dtype=np.uint8)
                 Image.fromarray(arr).save(d / f"img{j}.{ext}")
     return root
+
+
+def write_random_mask(init: Path, path: Path, keep: float = 0.3, seed: int = 0) -> dict:
+    """A random mask (each prunable weight kept with probability ``keep``) for the model of checkpoint ``init``."""
+    import torch
+
+    from sparsebasin.checkpoints import load_checkpoint, model_from_checkpoint, save_mask
+    from sparsebasin.models import prunable_keys
+
+    model = model_from_checkpoint(init)
+    ckpt = load_checkpoint(init)
+    g = torch.Generator().manual_seed(seed)
+    mask = {k: torch.rand(p.shape, generator=g) < keep for k, p in model.named_parameters() if k in prunable_keys(model)}
+    save_mask(path, mask, ckpt["model"], ckpt["data"], {"overall": keep})
+    return mask

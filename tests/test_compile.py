@@ -11,9 +11,9 @@ import sys
 import pytest
 import torch
 
-from sparsebasin.checkpoints import data_meta, load_checkpoint, model_from_checkpoint, save_mask
-from sparsebasin.data import dataset_info
-from sparsebasin.models import prunable_keys
+from datafiles import write_random_mask
+
+from sparsebasin.checkpoints import load_checkpoint
 
 
 def _cli(*argv, timeout=300):
@@ -42,11 +42,7 @@ def test_compiled_training_matches_eager_keeps_masks_and_is_recorded(tmp_path):
 
     # a masked run (sparse): pruned weights stay exactly zero through the compiled step
     init = tmp_path / "eager" / "ckpt" / "epoch0.pt"
-    model = model_from_checkpoint(init)
-    g = torch.Generator().manual_seed(0)
-    mask = {k: torch.rand(p.shape, generator=g) < 0.3 for k, p in model.named_parameters() if k in prunable_keys(model)}
-    save_mask(tmp_path / "mask.pt", mask, load_checkpoint(init)["model"], data_meta(dataset_info("mnist1d")),
-              {"overall": 0.3})
+    mask = write_random_mask(init, tmp_path / "mask.pt", keep=0.3)
     sparse = [*data, "--init", init, "--mask", tmp_path / "mask.pt", "--branch", "lth", "--epochs", 1,
               "--batch-size", 64, "--lr", 0.1, "--device", "cpu", "--threads", 1, "--progress", "log"]
     res = _cli("sparse", *sparse, "--compile", "graphs", "--compile-cache", cache, "--out-dir", tmp_path / "s")

@@ -13,9 +13,9 @@ import time
 import pytest
 import torch
 
-from sparsebasin.checkpoints import data_meta, load_checkpoint, model_from_checkpoint, save_mask
-from sparsebasin.data import dataset_info
-from sparsebasin.models import prunable_keys
+from datafiles import write_random_mask
+
+from sparsebasin.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -68,11 +68,7 @@ def test_two_processes_equal_one_dense_and_masked(tmp_path):
     assert "distributed: 2 processes, backend gloo (CPU: NCCL unavailable)" in res.stderr
 
     init = tmp_path / "dense1" / "ckpt" / "epoch0.pt"
-    model = model_from_checkpoint(init)
-    g = torch.Generator().manual_seed(0)
-    mask = {k: torch.rand(p.shape, generator=g) < 0.3 for k, p in model.named_parameters() if k in prunable_keys(model)}
-    save_mask(tmp_path / "mask.pt", mask, load_checkpoint(init)["model"], data_meta(dataset_info("mnist1d")),
-              {"overall": 0.3})
+    mask = write_random_mask(init, tmp_path / "mask.pt", keep=0.3)
     sparse = [*_mlp(tmp_path, epochs=2), "--init", init, "--mask", tmp_path / "mask.pt", "--branch", "lth"]
     for procs in (1, 2):
         res = _run(procs, "sparse", *sparse, "--out-dir", tmp_path / f"sparse{procs}")
@@ -99,7 +95,7 @@ def test_two_process_resnet_keeps_per_rank_batchnorm(tmp_path):
 
 
 def test_a_killed_rank_stops_the_run_and_the_rerun_resumes_identically(tmp_path):
-    mlp = [*_mlp(tmp_path, epochs=25, batch=32, n=2000), "--model", "mlp", "--hidden", 32, "--seed", 3]
+    mlp = [*_mlp(tmp_path, epochs=15, batch=32, n=2000), "--model", "mlp", "--hidden", 32, "--seed", 3]
     whole = _run(2, "train", *mlp, "--out-dir", tmp_path / "whole")
     assert whole.returncode == 0, whole.stderr[-3000:]
     proc = _run(2, "train", *mlp, "--out-dir", tmp_path / "cut", wait=False)
@@ -126,6 +122,20 @@ def test_bad_input_under_torchrun_is_one_line_before_any_work(tmp_path):
     assert res.returncode != 0
     assert "error: batch size 65 is the global batch and must be divisible by the 2 processes" in res.stderr
     assert not (tmp_path / "odd").exists()
-    res = _run(2, "prune", "--checkpoint", tmp_path / "x.pt", "--targets", 0.5, "--dataset", "mnist1d",
-               "--data-dir", tmp_path / "data", "--out-dir", tmp_path / "p")
-    assert res.returncode != 0 and "prune: data-parallel IMP rounds are not supported yet" in res.stderr
+
+
+def test_steps_that_are_not_data_parallel_refuse_torchrun(tmp_path, monkeypatch, capsys):
+    """prune, fused, match: one line before any work (checked before the process group: no launch needed)."""
+    from sparsebasin import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cases = {"prune": ["--checkpoint", tmp_path / "x.pt", "--targets", 0.5, "--dataset", "mnist1d",
+                       "--out-dir", tmp_path / "p"],
+             "fused": ["--dataset", "mnist1d", "--model", "mlp", "--epochs", 1, "--run", f"out_dir={tmp_path / 'f'}"],
+             "match": ["--a", tmp_path / "a.pt", "--b", tmp_path / "b.pt", "--dataset", "mnist1d",
+                       "--out", tmp_path / "m.pt", "--summary", tmp_path / "m.json"]}
+    for step, argv in cases.items():
+        assert cli.main([step, *map(str, argv)]) == 2, step
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("launch it without torchrun" in err[0] or "not supported yet" in err[0]), (step, err)
+    assert not any(tmp_path.iterdir())

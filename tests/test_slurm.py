@@ -161,14 +161,18 @@ def test_workflow_runs_through_sbatch(local_slurm, tmp_path, cli_env, data_dir):
 
 
 def test_gpu_step_gets_a_gpu_of_the_model_and_is_retried(local_slurm, tmp_path, cli_env, data_dir):
-    """device=cuda: the dense training job asks for gpu=1, the profile's GPU
-    block adds the GPU partition and model, and SLURM allocates one fake GPU
+    """device=cuda: the dense training job asks for gpu=2 (gpus_per_run: 2), the profile's GPU
+    block adds the GPU partition and model, and SLURM allocates two fake GPUs
     of that model. This machine has no CUDA, so the step itself fails
-    ("CUDA is not available"); Snakemake then resubmits it once (--retries 1)
+    (torchrun's ranks find no CUDA device); Snakemake then resubmits it once (--retries 1)
     with the runtime grown by the attempt."""
     cluster = local_slurm
-    work, env, cmd = _prepare(cluster, tmp_path, cli_env, data_dir, device="cuda")
-    target = find("dense", TINY | {"data_dir": str(data_dir), "device": "cuda"}, net="A") + "/final.pt"
+    # two GPUs per run (gpus_per_run): the request is gres gpu:<model>:2, one task that torchrun fills
+    cell = TINY["experiments"]["slurmtest"]["cells"][0] | {"gpus_per_run": 2}
+    experiments = {"slurmtest": TINY["experiments"]["slurmtest"] | {"cells": [cell]}}
+    work, env, cmd = _prepare(cluster, tmp_path, cli_env, data_dir, device="cuda", experiments=experiments)
+    target = find("dense", TINY | {"data_dir": str(data_dir), "device": "cuda", "experiments": experiments},
+                  net="A") + "/final.pt"
     proc, log, seconds = _run(cmd + ["--retries", "1", target], work, env, tmp_path, "snakemake-gpu")
     assert proc.returncode != 0, "a CUDA job cannot succeed on this machine"
 
@@ -178,14 +182,15 @@ def test_gpu_step_gets_a_gpu_of_the_model_and_is_retried(local_slurm, tmp_path, 
     assert len(dense) == 2, f"expected the dense job and one retry, got {[(_rule(i), i['JobId']) for i in infos]}"
     for info in dense:
         assert info["Partition"] == "gpu", info["Partition"]
-        assert info["TresPerJob"] == f"gres:gpu:{cluster.gpu_type}:1", info.get("TresPerJob")
+        assert info["TresPerJob"] == f"gres:gpu:{cluster.gpu_type}:2", info.get("TresPerJob")
         assert info["Account"] == ACCOUNT
         assert info["JobState"] == "FAILED", info["JobState"]
     assert "Trying to restart job" in log
     first, second = (_minutes(i["TimeLimit"]) for i in dense)
     assert second > first, ("runtime must grow with the attempt", first, second)
     logs = list((work / "results" / "logs").rglob("*.log"))
-    assert any("CUDA is not available" in p.read_text(errors="replace") for p in logs), (
+    # two processes: each rank stops where it joins the group ("no CUDA device visible to rank N")
+    assert any("no CUDA device visible to rank" in p.read_text(errors="replace") for p in logs), (
         "the dense step should have run with --device cuda and stopped on the missing CUDA", logs)
     record("gpu_retry_seconds", round(seconds, 1))
 
@@ -199,7 +204,7 @@ def _minutes(limit: str) -> int:
 
 def test_a_data_parallel_run_is_one_sbatch_job_of_two_processes(local_slurm, tmp_path, cli_env, data_dir):
     """gpus_per_run: 2 on CPU: the dense job is one SLURM job asking for both processes' CPUs, torchrun starts
-    two gloo processes in it, and the run records them. With device: cuda the same job asks for two GPUs."""
+    two gloo processes in it, and the run records them (with device: cuda it asks for two GPUs: the test above)."""
     cluster = local_slurm
     cell = TINY["experiments"]["slurmtest"]["cells"][0] | {"gpus_per_run": 2}
     experiments = {"slurmtest": TINY["experiments"]["slurmtest"] | {"cells": [cell]}}
@@ -216,11 +221,3 @@ def test_a_data_parallel_run_is_one_sbatch_job_of_two_processes(local_slurm, tmp
     train_log = next((work / "results" / "logs").rglob("train.log")).read_text()
     assert "distributed: 2 processes, backend gloo" in train_log
 
-    gpu_work, gpu_env, gpu_cmd = _prepare(cluster, tmp_path / "gpu", cli_env, data_dir, experiments=experiments,
-                                          device="cuda")
-    gpu_target = find("dense", tiny | {"device": "cuda"}, net="A")
-    proc, log, _ = _run(gpu_cmd + ["--retries", "0", gpu_target + "/final.pt"], gpu_work, gpu_env, tmp_path,
-                        "snakemake-ddp-gpu")
-    infos = [cluster.scontrol_job(j["slurm_id"]) for j in submitted_jobs(log)]
-    dense = [i for i in infos if _rule(i).startswith("dense")]
-    assert dense and dense[0]["TresPerJob"] == f"gres:gpu:{cluster.gpu_type}:2", dense[0].get("TresPerJob")
