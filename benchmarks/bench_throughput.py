@@ -112,8 +112,13 @@ def ours_epoch(model_cfg, state, mask, train_ds, test_ds, cfg, out: Path, device
     m.load_state_dict(state)
     fit(m, train_ds, test_ds, cfg, out_dir=out, mask=mask, data_seed=0, model_cfg=model_cfg, data_meta=meta,
         run_name=run_name, device=device, progress="log", write_predictions=False)
-    with open(out / "metrics.csv") as fh:
-        return float(next(csv.DictReader(fh))["images_per_s"])
+    return images_per_s(out)
+
+
+def images_per_s(run_dir: Path, epoch: int = -1) -> float:
+    """The training images/s a run recorded in its metrics.csv for ``epoch`` (default the last)."""
+    with open(run_dir / "metrics.csv") as fh:
+        return float(list(csv.DictReader(fh))[epoch]["images_per_s"])
 
 
 def main() -> None:

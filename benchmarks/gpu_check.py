@@ -221,11 +221,6 @@ def audit_steps(engine, schedule, steps: int, names: list[str]) -> dict:
             "allowed": (steps - 1) // HOST_CHECK_EVERY + 1}
 
 
-def images_per_s(run_dir: Path) -> float:
-    with open(run_dir / "metrics.csv") as fh:
-        return float(list(csv.DictReader(fh))[-1]["images_per_s"])
-
-
 def compile_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, args):
     """Each --compile mode against eager, in its own processes (the mode is a process setting): final weights
     within --compile-tolerance, images/s measured, on the CIFAR data. Full: ResNet20x1, the launch-bound case,
@@ -273,6 +268,8 @@ def compile_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, args):
                 keys = [k for k in eager if eager[k].is_floating_point()]
                 diff = math.sqrt(sum(float((eager[k] - got[k]).double().pow(2).sum()) for k in keys))
                 rel = diff / math.sqrt(sum(float(eager[k].double().pow(2).sum()) for k in keys))
+                from bench_throughput import images_per_s
+
                 speed = images_per_s(tmp / f"compile_{mode}") / images_per_s(tmp / "compile_eager")
                 rep.check(f"compile {mode}", rel <= args.compile_tolerance,
                           f"{'MLP (quick)' if args.quick else 'ResNet20x1'} fp32: weights within {rel:.1e} of eager "

@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import datetime
 import os
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import UserError
 from .progress import log
+
+if TYPE_CHECKING:
+    import torch
 
 _STATE = {"on": False, "rank": 0, "world": 1, "local": 0}
 
 
 def launched() -> bool:
-    """Started by torchrun (or srun with the env:// variables) with more than one process."""
+    """Started by torchrun (or srun with the env:// variables) with more than one process (torch-free: the steps'
+    argument checks ask it before anything is imported)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
@@ -38,6 +41,7 @@ def setup(device: str) -> str:
     """Join the process group; returns this rank's device ("cuda:<local rank>" for cuda)."""
     if _STATE["on"] or not launched():
         return device
+    import torch
     import torch.distributed as dist
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -95,6 +99,7 @@ def broadcast_ints(values: list[int]) -> list[int]:
     """Rank 0's integers on every rank (decisions only rank 0 may take: what to train, where to resume)."""
     if not _STATE["on"]:
         return values
+    import torch
     import torch.distributed as dist
 
     t = torch.tensor(values, dtype=torch.int64)

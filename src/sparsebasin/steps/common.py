@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 
 from .. import registry
@@ -218,8 +217,9 @@ def run_options(args: argparse.Namespace):
 
     set_threads(args.threads)
     device = args.device
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun (or srun with env://): sparsebasin.distributed
-        from .. import distributed
+    from .. import distributed
+
+    if distributed.launched():  # torchrun (or srun with env://)
         from ..errors import UserError
 
         if not hasattr(args, "progress"):

@@ -9,7 +9,6 @@ Runs come from ``--runs RUNS.json`` (a list of objects) and/or repeated
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..training.config import FUSED_ENGINES
 from .common import (EPOCH_LIST, StepPaths, add_data_args, add_force_arg, add_model_args, add_optim_args,
@@ -42,7 +41,9 @@ def run(args: argparse.Namespace) -> None:
     from ..errors import UserError
     from ..training import fused_run, resolve_config
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    from ..distributed import launched
+
+    if launched():
         raise UserError("fused runs in one process: launch it without torchrun (train and sparse are the "
                         "data-parallel steps)")
     if args.compile != "none":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from .common import (FRACTION, SPARSITY_LIST, StepPaths, add_data_args, add_force_arg, add_optim_args,
                      add_run_args, data_options, optim_overrides, run_options)
@@ -44,7 +43,9 @@ def run(args: argparse.Namespace) -> None:
     from ..pruning.imp import IMPOptions, run_imp
     from ..training import resolve_config
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    from ..distributed import launched
+
+    if launched():
         raise UserError("prune: data-parallel IMP rounds are not supported yet (each round reads the files the "
                         "last one wrote); launch it without torchrun (train and sparse are data-parallel)")
     run = run_options(args)
