@@ -162,16 +162,16 @@ def iterate_batches(
     g = epoch_generator(data_seed, epoch)
     n = len(ds)
     order = torch.randperm(n, generator=g) if shuffle else torch.arange(n)
-    stop = n - (n % batch_size) if drop_last else n
-    starts = range(0, stop, batch_size)
+    bounds = batch_bounds(n, batch_size, drop_last)
+    stop = bounds[-1][1] if bounds else 0
     crop = augment and ds.x.dim() == 4
     parts = [order[:stop]]
     if crop:
-        per_batch = [_draw_crop_flip(min(batch_size, stop - s), CROP_PAD, g, ds.info.flip) for s in starts]
+        per_batch = [_draw_crop_flip(hi - lo, CROP_PAD, g, ds.info.flip) for lo, hi in bounds]
         parts += [torch.cat(col) for col in zip(*per_batch)]
     packed = upload(torch.stack(parts), ds.x.device)  # (1 + draws, stop): order; dy, dx, flips
-    for start in starts:
-        cols = packed[:, start:start + batch_size]
+    for lo, hi in bounds:
+        cols = packed[:, lo:hi]
         if shard is not None:
             b, (rank, world) = cols.shape[1], shard
             cols = cols[:, rank * b // world:(rank + 1) * b // world]
@@ -188,3 +188,9 @@ def iterate_batches(
 
 def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def batch_bounds(n: int, batch_size: int, drop_last: bool = False) -> list[tuple[int, int]]:
+    """(start, stop) of each batch of an epoch over ``n`` examples: every iterator cuts its epoch here."""
+    stop = n - (n % batch_size) if drop_last else n
+    return [(s, min(s + batch_size, stop)) for s in range(0, stop, batch_size)]

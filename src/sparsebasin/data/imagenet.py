@@ -22,7 +22,7 @@ from typing import Iterator
 import torch
 
 from ..errors import UserError
-from .base import DatasetInfo, epoch_generator, normalise
+from .base import DatasetInfo, batch_bounds, epoch_generator, normalise
 from . import jpeg as gpu_decoder  # noqa: F401 - benchmarks/gpu_check.py checks it on the device
 from .catalog import dataset_info, missing_data_error
 
@@ -198,8 +198,7 @@ def iterate_batches(
     n = len(ds)
     order = torch.randperm(n, generator=g).tolist() if shuffle else list(range(n))
     crop_seed = int(torch.randint(0, 2**62, (1,), generator=g))
-    stop = n - (n % batch_size) if drop_last else n
-    parts = [order[s:min(s + batch_size, stop)] for s in range(0, stop, batch_size)]
+    parts = [order[lo:hi] for lo, hi in batch_bounds(n, batch_size, drop_last)]
     if shard is not None:
         rank, world = shard
         parts = [p[rank * len(p) // world:(rank + 1) * len(p) // world] for p in parts]

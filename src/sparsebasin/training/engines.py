@@ -65,14 +65,14 @@ class SingleEngine:
     def _shards(self, epoch: int):
         """This rank's part of each global batch, and the global batch's size (for the loss weight)."""
         from ..data import batches, num_examples
+        from ..data.base import batch_bounds
 
-        n = num_examples(self.train_ds)
-        stop = n - (n % self.batch_size) if self.drop_last else n
+        bounds = batch_bounds(num_examples(self.train_ds), self.batch_size, self.drop_last)
         its = batches(self.train_ds, self.batch_size, shuffle=True, data_seed=self.data_seed, epoch=epoch,
                       augment=self.augment, device=self.dev, drop_last=self.drop_last,
                       shard=(distributed.rank(), distributed.world()))
-        for start, (x, y) in zip(range(0, stop, self.batch_size), its):
-            self.global_batch = min(self.batch_size, stop - start)
+        for (lo, hi), (x, y) in zip(bounds, its):
+            self.global_batch = hi - lo
             yield x, y
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -441,7 +441,7 @@ class StackedBatches:
 
     def epoch(self, epoch: int):
         from ..data import batches, epoch_generator, normalise
-        from ..data.base import upload
+        from ..data.base import batch_bounds, upload
 
         if not self.fast:
             its = [batches(self.ds, self.batch_size, shuffle=True, data_seed=s, epoch=epoch, augment=self.augment,
@@ -454,9 +454,8 @@ class StackedBatches:
         orders = torch.stack([torch.randperm(n, generator=epoch_generator(s, epoch)) for s in self.data_seeds])
         orders = upload(orders, ds.x.device)
         r = len(self.data_seeds)
-        stop = n - (n % self.batch_size) if self.drop_last else n
-        for start in range(0, stop, self.batch_size):
-            idx = orders[:, start:start + self.batch_size]
+        for lo, hi in batch_bounds(n, self.batch_size, self.drop_last):
+            idx = orders[:, lo:hi]
             b = idx.shape[1]
             flat = idx.reshape(-1)
             xb = ds.x.index_select(0, flat).to(self.device, non_blocking=True)
