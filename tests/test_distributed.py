@@ -94,14 +94,10 @@ def test_two_process_resnet_keeps_per_rank_batchnorm(tmp_path):
     assert 0 < rel < 0.05, rel  # per-rank statistics change the gradients a little, not the run
 
 
-def test_a_killed_rank_stops_the_run_and_the_rerun_resumes_identically(tmp_path):
-    mlp = [*_mlp(tmp_path, epochs=15, batch=32, n=2000), "--model", "mlp", "--hidden", 32, "--seed", 3]
-    whole = _run(2, "train", *mlp, "--out-dir", tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    proc = _run(2, "train", *mlp, "--out-dir", tmp_path / "cut", wait=False)
-    scratch = tmp_path / "cut" / ".resume.pt"
+def _kill_a_rank_when(proc: subprocess.Popen, path) -> None:
+    """SIGKILL rank 1 of a 2-process torchrun once ``path`` exists; the other rank must not hang."""
     deadline = time.time() + 120
-    while not scratch.exists() and time.time() < deadline and proc.poll() is None:
+    while not path.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "finished before it could be interrupted"
     workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
@@ -110,11 +106,71 @@ def test_a_killed_rank_stops_the_run_and_the_rerun_resumes_identically(tmp_path)
     t0 = time.time()
     proc.communicate(timeout=120)
     assert proc.returncode != 0 and time.time() - t0 < 60  # the other rank does not hang
+
+
+def test_a_killed_rank_stops_the_run_and_the_rerun_resumes_identically(tmp_path):
+    mlp = [*_mlp(tmp_path, epochs=15, batch=32, n=2000), "--model", "mlp", "--hidden", 32, "--seed", 3]
+    whole = _run(2, "train", *mlp, "--out-dir", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    proc = _run(2, "train", *mlp, "--out-dir", tmp_path / "cut", wait=False)
+    scratch = tmp_path / "cut" / ".resume.pt"
+    _kill_a_rank_when(proc, scratch)
     assert not (tmp_path / "cut" / "result.json").exists() and scratch.exists()
     res = _run(2, "train", *mlp, "--out-dir", tmp_path / "cut")
     assert res.returncode == 0 and "resuming after epoch" in res.stderr, res.stderr[-3000:]
     a, b = _state(tmp_path / "whole"), _state(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _imp_files(d):
+    """Every mask and weight tensor IMP wrote under ``d``, and its predictions, by relative path."""
+    from sparsebasin import io
+
+    out = {}
+    for f in sorted(d.rglob("*.pt")):
+        kind = {"mask.pt": "mask", "predictions.pt": "predictions"}.get(f.name, "mask" if f.name.endswith("_mask.pt")
+                                                                         else "checkpoint")
+        obj = io.load_artifact(f, kind)
+        out[str(f.relative_to(d))] = obj.get("mask") or obj.get("state_dict") or obj.get("logits")
+    return out
+
+
+def test_two_process_imp_equals_one_and_a_killed_rank_resumes_identically(tmp_path):
+    """IMP-FT rounds data-parallel: every rank prunes the same files to the same mask and fine-tunes its shard;
+    rank 0 writes. 2 processes = 1 (masks count-exact, weights within summation order); a rank killed after
+    round 1, then a rerun, ends bit-identical to an uninterrupted 2-process IMP."""
+    mlp = [*_mlp(tmp_path, epochs=2, batch=32, n=1000), "--model", "mlp", "--hidden", 32, "--seed", 2]
+    res = _run(1, "train", *mlp, "--out-dir", tmp_path / "dense")
+    assert res.returncode == 0, res.stderr[-3000:]
+    imp = ["--checkpoint", tmp_path / "dense" / "final.pt", "--targets", "0.5,0.75", "--rate", 0.5,
+           "--dataset", "mnist1d", "--data-dir", tmp_path / "data", "--train-subset", 1000, "--ft-epochs", 2,
+           "--ft-batch-size", 32, "--ft-lr", 0.05, "--device", "cpu", "--threads", 1, "--progress", "log"]
+    for procs, name in ((1, "one"), (2, "two")):
+        res = _run(procs, "prune", *imp, "--out-dir", tmp_path / name)
+        assert res.returncode == 0, res.stderr[-3000:]
+    one, two = _imp_files(tmp_path / "one"), _imp_files(tmp_path / "two")
+    assert sorted(one) == sorted(two) and any("round3" in k for k in two)  # rank 1 wrote nothing of its own
+    for key in one:
+        if key.endswith("mask.pt"):
+            for k, m in two[key].items():
+                assert int(m.sum()) == int(one[key][k].sum()), (key, k)  # count-exact on every rank
+                assert float((m != one[key][k]).double().mean()) <= 1e-3, (key, k)
+        elif "predictions" not in key:
+            assert _rel(one[key], two[key]) < 1e-4, key
+    final = two["S0.75/mask.pt"]
+    assert all(int((two["S0.75/model.pt"][k][~m] != 0).sum()) == 0 for k, m in final.items())
+
+    proc = _run(2, "prune", *imp, "--out-dir", tmp_path / "cut", wait=False)
+    _kill_a_rank_when(proc, tmp_path / "cut" / "rounds" / "round1.pt")
+    assert not (tmp_path / "cut" / "S0.75").exists()
+    res = _run(2, "prune", *imp, "--out-dir", tmp_path / "cut")
+    assert res.returncode == 0, res.stderr[-3000:]
+    cut = _imp_files(tmp_path / "cut")
+    assert sorted(cut) == sorted(two)
+    for key, value in two.items():
+        value = value if isinstance(value, dict) else {"": value}
+        other = cut[key] if isinstance(cut[key], dict) else {"": cut[key]}
+        assert all(torch.equal(value[k], other[k]) for k in value), key
 
 
 def test_bad_input_under_torchrun_is_one_line_before_any_work(tmp_path):
@@ -125,17 +181,16 @@ def test_bad_input_under_torchrun_is_one_line_before_any_work(tmp_path):
 
 
 def test_steps_that_are_not_data_parallel_refuse_torchrun(tmp_path, monkeypatch, capsys):
-    """prune, fused, match: one line before any work (checked before the process group: no launch needed)."""
+    """fused, match: one line before any work (checked before the process group: no launch needed)."""
     from sparsebasin import cli
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    cases = {"prune": ["--checkpoint", tmp_path / "x.pt", "--targets", 0.5, "--dataset", "mnist1d",
-                       "--out-dir", tmp_path / "p"],
-             "fused": ["--dataset", "mnist1d", "--model", "mlp", "--epochs", 1, "--run", f"out_dir={tmp_path / 'f'}"],
+    cases = {"fused": ["--dataset", "mnist1d", "--model", "mlp", "--epochs", 1, "--run", f"out_dir={tmp_path / 'f'}"],
              "match": ["--a", tmp_path / "a.pt", "--b", tmp_path / "b.pt", "--dataset", "mnist1d",
                        "--out", tmp_path / "m.pt", "--summary", tmp_path / "m.json"]}
     for step, argv in cases.items():
         assert cli.main([step, *map(str, argv)]) == 2, step
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and ("launch it without torchrun" in err[0] or "not supported yet" in err[0]), (step, err)
+        assert len(err) == 1 and "runs in one process: launch it without torchrun" in err[0], (step, err)
+        assert "(train, prune and sparse are the data-parallel steps)" in err[0]
     assert not any(tmp_path.iterdir())

@@ -244,15 +244,15 @@ def test_lmc_train_split_sample_reaches_the_command_and_only_its_keys():
     assert set(other.jobs["imp_barrier"]) == set(cifar.jobs["imp_barrier"])
 
 
-def test_gpus_per_run_makes_dense_and_sparse_rows_data_parallel():
-    """ImageNet's dense and sparse runs on 8 GPUs each through torchrun: launcher, CPUs, memory and GPUs scale
-    with the processes, the runtime shrinks; IMP and matching stay on one; other cells keep their keys."""
+def test_gpus_per_run_makes_dense_prune_and_sparse_rows_data_parallel():
+    """ImageNet's dense, IMP and sparse runs on 8 GPUs each through torchrun: launcher, CPUs, memory and GPUs
+    scale with the processes, the runtime shrinks; matching and LMC stay on one; other cells keep their keys."""
     imagenet = plan_of(REPO / "config" / "imagenet_resnet50.yaml")
-    for kind in ("dense", "sparse"):
+    for kind in ("dense", "prune", "sparse"):
         job = next(iter(imagenet.jobs[kind].values()))
         assert imagenet.processes(job) == 8 and imagenet.threads(job) == 8 * imagenet.threads_each(job)
         assert imagenet.launcher(job).endswith("torch.distributed.run --standalone --nproc_per_node 8 -m sparsebasin")
-    for kind in ("prune", "match", "lmc"):
+    for kind in ("match", "lmc"):
         job = next(iter(imagenet.jobs[kind].values()))
         assert imagenet.processes(job) == 1 and imagenet.launcher(job) == "python -m sparsebasin"
     raw = yaml.safe_load((REPO / "config" / "imagenet_resnet50.yaml").read_text())
@@ -274,4 +274,12 @@ def test_gpus_per_run_must_divide_the_global_batches():
     cell = next(iter(raw["experiments"].values()))["cells"][0]
     cell["gpus_per_run"] = 3
     with pytest.raises(ConfigError, match=r"cells\[0\]\.gpus_per_run = 3: dense\.batch_size 1024 .* multiple of 3"):
+        plan_of(raw)
+    cell["gpus_per_run"] = 16  # 1024 divides; the IMP fine-tuning's global batch must too
+    cell["prune"]["ft_batch_size"] = 1000
+    with pytest.raises(ConfigError, match=r"gpus_per_run = 16: prune\.ft_batch_size 1000 \(the global batch\) is not"):
+        plan_of(raw)
+    del cell["prune"]["ft_batch_size"]
+    cell["prune"]["ft_preset"], cell["gpus_per_run"] = "dense", 256  # an unset batch size is the preset's: 128
+    with pytest.raises(ConfigError, match=r"prune\.ft_batch_size 128 \(the global batch, from the preset dense\)"):
         plan_of(raw)

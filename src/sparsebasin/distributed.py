@@ -31,6 +31,16 @@ if TYPE_CHECKING:
 _STATE = {"on": False, "rank": 0, "world": 1, "local": 0}
 
 
+STEPS = ("train", "prune", "sparse")  # the steps that run data-parallel under torchrun
+
+
+def refuse_launch(step: str) -> None:
+    """One line for a step that runs in one process when torchrun started it."""
+    if launched():
+        raise UserError(f"{step} runs in one process: launch it without torchrun "
+                        f"({', '.join(STEPS[:-1])} and {STEPS[-1]} are the data-parallel steps)")
+
+
 def launched() -> bool:
     """Started by torchrun (or srun with the env:// variables) with more than one process (torch-free: the steps'
     argument checks ask it before anything is imported)."""

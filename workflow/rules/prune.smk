@@ -22,8 +22,9 @@ for _i, (_targets, _dirs) in enumerate(PLAN.prune_target_sets().items()):
         wildcard_constraints:
             job="|".join(re.escape(d[len("results/"):]) for d in _dirs),
         params:
-            gpu=GPU_WRAP,
+            launch=launch("prune"),
             args=args("prune"),
+            threads_each=threads_each("prune"),
             out_dir=lambda wc: f"results/{wc.job}",
         log:
             "results/logs/{job}/prune.log",
@@ -33,9 +34,9 @@ for _i, (_targets, _dirs) in enumerate(PLAN.prune_target_sets().items()):
         resources:
             mem_mb=mem_mb("prune"),
             runtime=runtime("prune"),
-            **GPU,
+            **gpus("prune"),
         conda:
             CONDA_ENV
         shell:
-            "{params.gpu}python -m sparsebasin prune {params.args} --threads {threads}"
+            "{params.launch} prune {params.args} --threads {params.threads_each}"
             " --out-dir {params.out_dir:q} > {log:q} 2>&1"

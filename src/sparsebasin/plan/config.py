@@ -251,17 +251,27 @@ def check_device(config: dict) -> None:
 
 
 def check_gpus_per_run(config: dict) -> None:
-    """A data-parallel run splits its global batches evenly over its processes."""
+    """A data-parallel run (train, the IMP fine-tuning, sparse) splits its global batches evenly over its
+    processes; a batch size the config leaves unset is its preset's."""
+    from ..training.config import resolve_config
+
     for exp, e in config["experiments"].items():
         for i, cell in enumerate(e["cells"]):
             n = cell.get("gpus_per_run", 1)
             if n == 1:
                 continue
-            for sec in ("dense", "sparse"):
-                b = (cell.get(sec) or {}).get("batch_size", cell["dense"].get("batch_size"))
-                if b is not None and b % n:
-                    raise ConfigError(f"experiments.{exp}.cells[{i}].gpus_per_run = {n}: {sec}.batch_size {b} (the "
-                                      f"global batch) is not divisible by it; use a multiple of {n}")
+            dense, sparse, prune = cell["dense"], cell.get("sparse") or {}, cell.get("prune") or {}
+            batches = {  # dense.batch_size is required; sparse runs inherit it
+                "dense.batch_size": dense["batch_size"],
+                "sparse.batch_size": sparse.get("batch_size", dense["batch_size"]),
+                "prune.ft_batch_size": prune.get("ft_batch_size"),
+            }
+            for name, b in batches.items():
+                preset = "" if b is not None else f", from the preset {prune.get('ft_preset', 'imp_ft')}"
+                b = b if b is not None else resolve_config(prune.get("ft_preset", "imp_ft")).batch_size
+                if b % n:
+                    raise ConfigError(f"experiments.{exp}.cells[{i}].gpus_per_run = {n}: {name} {b} (the global "
+                                      f"batch{preset}) is not divisible by it; use a multiple of {n}")
 
 
 def check_tracking(config: dict) -> None:

@@ -579,10 +579,10 @@ class Plan:
         raise KeyError(job.kind)
 
     # ---------------------------------------------------------- resources --
-    DATA_PARALLEL = ("dense", "sparse")  # the rows whose steps (train, sparse) run on torch.distributed
+    DATA_PARALLEL = ("dense", "prune", "sparse")  # the rows whose steps (distributed.STEPS) run on torch.distributed
 
     def processes(self, job: Job) -> int:
-        """Processes of the job's run: the cell's gpus_per_run for dense and sparse rows, else one."""
+        """Processes of the job's run: the cell's gpus_per_run for dense, prune and sparse rows, else one."""
         return int(job.cell.raw.get("gpus_per_run", 1)) if job.kind in self.DATA_PARALLEL else 1
 
     def launcher(self, job: Job) -> str:

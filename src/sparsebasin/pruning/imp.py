@@ -19,10 +19,17 @@ per target, plus ``S{s}/result.json`` (the fine-tuning result tagged with
 the sparsity and ``branch=imp``) and ``S{s}/predictions.pt`` for the
 accuracy tables and IMP ensembles; ``rounds/round{r}.pt`` (+
 ``round{r}_mask.pt``) per round and ``rounds.json``.
+
+Data-parallel (torchrun, sparsebasin.distributed): every rank prunes the
+same parent files to the same mask and fine-tunes its shard of each global
+batch; rank 0 alone takes the lock, decides what is finished, evaluates and
+writes, and the ranks meet at a barrier after each round, so the next
+round's parent is on disk before any rank reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -31,7 +38,7 @@ from typing import Iterable
 
 import torch
 
-from .. import checkpoints, io, provenance, rundir
+from .. import checkpoints, distributed, io, provenance, rundir
 from .. import device as devices
 from ..errors import UserError
 from ..evaluation import evaluate
@@ -145,7 +152,8 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | Path, data: DataOptions,
             ft_cfg: TrainConfig, imp: IMPOptions = IMPOptions(), seed: int = 0, data_seed: int | None = None,
             run: RunOptions = RunOptions()) -> dict:
-    """Run (or resume) IMP from the trained ``checkpoint``; returns the ``rounds.json`` dict.
+    """Run (or resume) IMP from the trained ``checkpoint``; returns the ``rounds.json`` dict (None on the
+    ranks > 0 of a data-parallel run).
 
     A finished IMP (every target's files, with ``rounds.json`` recording these
     settings) is not redone; one made with other settings is refused unless
@@ -207,25 +215,32 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
     }
     prov = provenance.collect(config=config, seeds={"seed": int(seed), "data_seed": data_seed}, device=device)
 
-    with rundir.locked([out]):
-        state, old = _imp_status(out, targets, config)
-        if state == "same":
+    distributed.check_batch(ft_cfg.batch_size)
+    writer = distributed.writer()  # the other ranks of a data-parallel IMP follow rank 0's decisions
+    with rundir.locked([out]) if writer else contextlib.nullcontext():
+        same = forced = False
+        if writer:
+            state, old = _imp_status(out, targets, config)
+            same = state == "same"
+            if state == "other" and not run.force:
+                raise UserError(f"{out} holds a finished IMP made with other settings "
+                                f"({'; '.join(_config_diff(old.get('config', {}), config)[:4]) or 'another version'}); "
+                                "rerun with --force to replace it (its files go only once the new IMP has finished), "
+                                "or choose another --out-dir")
+            forced = not same and (state == "other"
+                                   or _imp_status(out / STAGING, targets, config, complete=False)[0] == "same")
+            if not same and not forced:
+                shutil.rmtree(out / STAGING, ignore_errors=True)  # an abandoned forced attempt with other settings
+        same, forced = map(bool, distributed.broadcast_ints([int(same), int(forced)]))
+        if same:
             log(f"IMP {out}: already finished with these settings; nothing to do")
-            return old
-        if state == "other" and not run.force:
-            raise UserError(f"{out} holds a finished IMP made with other settings "
-                            f"({'; '.join(_config_diff(old.get('config', {}), config)[:4]) or 'another version'}); "
-                            "rerun with --force to replace it (its files go only once the new IMP has finished), "
-                            "or choose another --out-dir")
+            return old if writer else None
         staging = out / STAGING
-        forced = state == "other" or _imp_status(staging, targets, config, complete=False)[0] == "same"
         work = staging if forced else out
-        if not forced:
-            shutil.rmtree(staging, ignore_errors=True)  # an abandoned forced attempt with other settings
         index = _run_chain(work, schedule, targets, config, prov, model_cfg=model_cfg, data=data, dense=dense,
                            rewind_sd=rewind_sd, keys=keys, ft_cfg=ft_cfg, data_opts=data_opts, seed=int(seed),
                            data_seed=data_seed, device=device, tags=tags, progress=run.progress)
-        if forced:
+        if forced and writer:
             _replace_with(out, staging, targets)
         return index
 
@@ -270,11 +285,14 @@ def check_targets_keep_weights(targets: list[float], model, keys: list[str]) -> 
 
 def _run_chain(out: Path, schedule: list[Round], targets: list[float], config: dict, prov: dict, *, model_cfg: dict,
                data: dict, dense: dict, rewind_sd, keys: list[str], ft_cfg: TrainConfig, data_opts: DataOptions,
-               seed: int, data_seed: int, device, tags: dict, progress: str) -> dict:
-    """Run or resume every round of ``schedule`` in ``out`` and write the targets; returns rounds.json."""
+               seed: int, data_seed: int, device, tags: dict, progress: str) -> dict | None:
+    """Run or resume every round of ``schedule`` in ``out`` and write the targets; returns rounds.json (rank 0)."""
 
     index_path = out / "rounds.json"
-    info = _finished_rounds(out, schedule, config)
+    writer = distributed.writer()
+    info = _finished_rounds(out, schedule, config) if writer else {}
+    done = distributed.broadcast_ints([int(r.round in info) for r in schedule])
+    info = info if writer else {r.round: {} for r, d in zip(schedule, done) if d}
     train_ds, test_ds = data_opts.load("train"), data_opts.load("test")
 
     def write_index() -> dict:
@@ -295,7 +313,8 @@ def _run_chain(out: Path, schedule: list[Round], targets: list[float], config: d
         io.write_json(index_path, index)
         return index
 
-    write_index()
+    if writer:
+        write_index()
     t_start = time.perf_counter()
     for r in schedule:
         fresh = r.round not in info
@@ -307,9 +326,15 @@ def _run_chain(out: Path, schedule: list[Round], targets: list[float], config: d
                 keys=keys, ft_cfg=ft_cfg, train_ds=train_ds, test_ds=test_ds, seed=seed,
                 data_seed=data_seed, device=device, tags=tags, progress=progress, prov=prov, config=config,
             )
-            write_index()
+            if writer:
+                write_index()
+            distributed.barrier()  # round{r}.pt is on disk before any rank reads it as the next parent
+        if not writer:
+            continue
         if r.kind == "branch" and (fresh or not all((out / target_dir(r.target) / f).exists() for f in TARGET_FILES)):
             _write_target(r, out=out, schedule=schedule, model_cfg=model_cfg, data=data, tags=tags, prov=prov)
+    if not writer:
+        return None
     index = write_index()
     log(f"IMP {out}: {len(schedule)} rounds done ({time.perf_counter() - t_start:.0f}s in this call); "
         + ", ".join(f"S{s}: round {v['round']}" for s, v in index["targets"].items()))
@@ -336,22 +361,24 @@ def _run_round(r: Round, *, out: Path, model_cfg: dict, data: dict, dense_sd: di
     model.load_state_dict(rewind_sd if rewind_sd is not None else parent_sd)
     apply_mask_(model, mask)
     kept, total = mask_counts(mask)
-    pruned_eval = evaluate(model.to(device), test_ds, device, ft_cfg.eval_batch_size)
-    log(f"IMP round {r.round} ({r.kind}{'' if r.target is None else ' S=' + fmt_sparsity(r.target)}): "
-        f"sparsity {1 - kept / total:.6f} ({kept}/{total} kept), test acc after pruning {pruned_eval['acc']:.4f}")
+    writer = distributed.writer()
+    if writer:
+        pruned_eval = evaluate(model.to(device), test_ds, device, ft_cfg.eval_batch_size)
+        log(f"IMP round {r.round} ({r.kind}{'' if r.target is None else ' S=' + fmt_sparsity(r.target)}): "
+            f"sparsity {1 - kept / total:.6f} ({kept}/{total} kept), test acc after pruning {pruned_eval['acc']:.4f}")
 
     run_dir = out / r.run_dir
     final = run_dir / "final.pt"
     t0 = time.perf_counter()
     result = None
-    if (run_dir / "result.json").exists() and final.exists():
+    if writer and (run_dir / "result.json").exists() and final.exists():
         # fine-tuning finished but the round files were not written (killed in between)
         result = io.read_json(run_dir / "result.json")
         if _config_diff(result.get("provenance", {}).get("config", {}).get("imp", {}), config):
             result = None  # left over from a run with other settings: redo
         else:
             model = checkpoints.model_from_checkpoint(final)
-    if result is None:
+    if distributed.broadcast_ints([int(result is None)])[0]:
         round_tags = tags | {"imp_round": str(r.round), "imp_kind": r.kind, "round_sparsity": fmt_sparsity(r.sparsity)}
         torch.manual_seed(seed)
         result = fit(
@@ -361,6 +388,8 @@ def _run_round(r: Round, *, out: Path, model_cfg: dict, data: dict, dense_sd: di
             provenance_config={"imp": config, "round": r.as_dict()}, device=device, progress=progress,
             write_predictions=r.kind == "branch",
         )
+    if not writer:
+        return {}  # rank 0 writes the round's files
     model = model.cpu()
     stats = {"kept": kept, "realised": 1 - kept / total, "pruned_test_acc": pruned_eval["acc"],
              "test_acc": result["test_acc"], "seconds": time.perf_counter() - t0}

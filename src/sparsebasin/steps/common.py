@@ -220,11 +220,8 @@ def run_options(args: argparse.Namespace):
     from .. import distributed
 
     if distributed.launched():  # torchrun (or srun with env://)
-        from ..errors import UserError
-
         if not hasattr(args, "progress"):
-            raise UserError("this step runs in one process: launch it without torchrun (train and sparse are "
-                            "the data-parallel steps)")
+            distributed.refuse_launch("this step")
         device = distributed.setup(device)
     if getattr(args, "deterministic", False):
         from ..device import set_deterministic

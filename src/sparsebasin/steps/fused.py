@@ -40,12 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..errors import UserError
     from ..training import fused_run, resolve_config
+    from ..distributed import refuse_launch
 
-    from ..distributed import launched
-
-    if launched():
-        raise UserError("fused runs in one process: launch it without torchrun (train and sparse are the "
-                        "data-parallel steps)")
+    refuse_launch("fused")
     if args.compile != "none":
         raise UserError(f"fused: --compile {args.compile} is for single runs (a fused group already runs its members "
                         "in one set of launches); drop --compile, or train the runs separately")

@@ -39,15 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..errors import UserError
     from ..pruning.imp import IMPOptions, run_imp
     from ..training import resolve_config
 
-    from ..distributed import launched
-
-    if launched():
-        raise UserError("prune: data-parallel IMP rounds are not supported yet (each round reads the files the "
-                        "last one wrote); launch it without torchrun (train and sparse are data-parallel)")
     run = run_options(args)
     cfg = resolve_config(args.ft_preset or FT_PRESET_DEFAULT[args.mode], **optim_overrides(args, prefix="ft-"))
     imp = IMPOptions(rate=args.rate, mode=args.mode, rewind=args.rewind, chain=args.chain,
