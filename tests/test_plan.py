@@ -267,6 +267,23 @@ def test_gpus_per_run_makes_dense_prune_and_sparse_rows_data_parallel():
     assert plan_of(REPO / "config" / "imagenet_resnet50.yaml", fused=True).fused_jobs() == []
 
 
+def test_sync_bn_reaches_the_data_parallel_steps_and_their_keys():
+    from sparsebasin.plan.config import ConfigError
+
+    raw = yaml.safe_load((REPO / "config" / "imagenet_resnet50.yaml").read_text())
+    for exp in raw["experiments"].values():
+        for cell in exp["cells"]:
+            cell["sync_bn"] = True
+    synced, per_rank = plan_of(raw), plan_of(REPO / "config" / "imagenet_resnet50.yaml")
+    for kind in ("dense", "prune", "sparse", "match"):
+        job = next(iter(synced.jobs[kind].values()))
+        assert synced.args(job).endswith(" --sync-bn") == (kind != "match"), kind
+        assert set(synced.jobs[kind]).isdisjoint(per_rank.jobs[kind]), kind  # other statistics: other runs
+    next(iter(raw["experiments"].values()))["cells"][0]["gpus_per_run"] = 1
+    with pytest.raises(ConfigError, match=r"cells\[0\]\.sync_bn = true needs gpus_per_run > 1"):
+        plan_of(raw)
+
+
 def test_gpus_per_run_must_divide_the_global_batches():
     from sparsebasin.plan.config import ConfigError
 

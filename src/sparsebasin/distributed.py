@@ -8,7 +8,8 @@ global batch: DDP's mean of the ranks' gradients is then the gradient of the
 global batch mean, and the gradients are all-reduced before the mask is
 applied to them. BatchNorm keeps per-rank statistics (the paper's DDP script
 and torchvision's recipe); DDP broadcasts rank 0's buffers, so rank 0's
-running statistics are the model's. Only rank 0 takes the run directory's
+running statistics are the model's. ``--sync-bn`` normalises over the global
+batch instead (sparsebasin.syncbn). Only rank 0 takes the run directory's
 lock, evaluates and writes; every rank resumes from the same ``.resume.pt``.
 
 Backend: NCCL for CUDA; gloo on CPU (and when NCCL is missing), with a log
@@ -28,7 +29,7 @@ from .progress import log
 if TYPE_CHECKING:
     import torch
 
-_STATE = {"on": False, "rank": 0, "world": 1, "local": 0}
+_STATE = {"on": False, "rank": 0, "world": 1, "local": 0, "sync_bn": False}
 
 
 STEPS = ("train", "prune", "sparse")  # the steps that run data-parallel under torchrun
@@ -47,8 +48,9 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def setup(device: str) -> str:
-    """Join the process group; returns this rank's device ("cuda:<local rank>" for cuda)."""
+def setup(device: str, sync_bn: bool = False) -> str:
+    """Join the process group; returns this rank's device ("cuda:<local rank>" for cuda). ``sync_bn``:
+    BatchNorm over the global batch in the models :func:`wrap` wraps."""
     if _STATE["on"] or not launched():
         return device
     import torch
@@ -67,7 +69,7 @@ def setup(device: str) -> str:
         device = "cpu"
     timeout = datetime.timedelta(seconds=float(os.environ.get("SPARSEBASIN_DIST_TIMEOUT", "600")))
     dist.init_process_group(backend=backend, timeout=timeout)
-    _STATE.update(on=True, rank=rank, world=world, local=local)
+    _STATE.update(on=True, rank=rank, world=world, local=local, sync_bn=bool(sync_bn))
     if rank == 0:
         why = "" if backend == "nccl" else (" (NCCL unavailable)" if cuda else " (CPU: NCCL unavailable)")
         log(f"distributed: {world} processes, backend {backend}{why}")
@@ -76,6 +78,11 @@ def setup(device: str) -> str:
 
 def active() -> bool:
     return _STATE["on"]
+
+
+def sync_bn() -> bool:
+    """Whether BatchNorm normalises over the global batch (``--sync-bn`` under torchrun)."""
+    return _STATE["on"] and _STATE["sync_bn"]
 
 
 def rank() -> int:
@@ -138,6 +145,10 @@ def wrap(model: torch.nn.Module, dev: torch.device) -> torch.nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
+    if _STATE["sync_bn"]:
+        from .syncbn import convert
+
+        convert(model)  # in place: same parameters and buffers, so the optimizer and masks still hold them
     return DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
 
@@ -148,4 +159,4 @@ def shutdown() -> None:
 
         dist.barrier()
         dist.destroy_process_group()
-        _STATE.update(on=False, rank=0, world=1, local=0)
+        _STATE.update(on=False, rank=0, world=1, local=0, sync_bn=False)

@@ -259,6 +259,9 @@ def check_gpus_per_run(config: dict) -> None:
         for i, cell in enumerate(e["cells"]):
             n = cell.get("gpus_per_run", 1)
             if n == 1:
+                if cell.get("sync_bn"):
+                    raise ConfigError(f"experiments.{exp}.cells[{i}].sync_bn = true needs gpus_per_run > 1 (one "
+                                      "process already normalises over its whole batch); drop it or set gpus_per_run")
                 continue
             dense, sparse, prune = cell["dense"], cell.get("sparse") or {}, cell.get("prune") or {}
             batches = {  # dense.batch_size is required; sparse runs inherit it

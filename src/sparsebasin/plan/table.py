@@ -146,9 +146,9 @@ class Plan:
     def _material(self, cell: Cell, width: int) -> dict:
         model = {"name": cell.model, "width": int(width), **cell.raw.get("model_args", {})}
         procs = int(cell.raw.get("gpus_per_run", 1))  # data-parallel runs round (and normalise BN) otherwise
+        parallel = {"processes": procs, **({"sync_bn": True} if cell.raw.get("sync_bn") else {})} if procs > 1 else {}
         return {"dataset": cell.dataset, "model": model, "train_subset": cell.raw.get("train_subset"),
-                "dense": train_settings(cell.dense, self.precision), "device": self.device,
-                **({"processes": procs} if procs > 1 else {})}
+                "dense": train_settings(cell.dense, self.precision), "device": self.device, **parallel}
 
     def _keys(self, cell: Cell, width: int) -> dict[str, str]:
         cached = self._key_cache.get((id(cell), width))
@@ -535,6 +535,10 @@ class Plan:
 
     def args(self, job: Job) -> str:
         """The step's command line for ``job`` (without --threads and its outputs)."""
+        a = self._step_args(job)
+        return f"{a} --sync-bn" if self.processes(job) > 1 and job.cell.raw.get("sync_bn") else a
+
+    def _step_args(self, job: Job) -> str:
         cell, w, s = job.cell, job.width, job.spec
         if job.kind == "dense":
             return " ".join([self.data_args(cell), self.model_args(cell, w), self.optim_args(cell.dense, cell.T),

@@ -175,6 +175,9 @@ def add_run_args(p: argparse.ArgumentParser, *, seed: bool = True, progress: boo
                    help="label recorded with the result (repeatable), e.g. --tag branch=permuted")
     if progress:  # the training steps
         g.add_argument("--progress", choices=("auto", "bar", "log"), default="auto")
+        g.add_argument("--sync-bn", action="store_true",
+                       help="under torchrun: BatchNorm statistics over the global batch (sparsebasin.syncbn) "
+                            "instead of each process's shard (the paper's default); recorded in the run")
         g.add_argument("--compile", choices=("none", "graphs", "inductor"), default="none",
                        help="compile the training step for launch-bound runs: inductor kernels, or those kernels as "
                             "CUDA graphs (graphs); recorded in the run (see sparsebasin.compiling). Default none")
@@ -222,7 +225,7 @@ def run_options(args: argparse.Namespace):
     if distributed.launched():  # torchrun (or srun with env://)
         if not hasattr(args, "progress"):
             distributed.refuse_launch("this step")
-        device = distributed.setup(device)
+        device = distributed.setup(device, sync_bn=bool(getattr(args, "sync_bn", False)))
     if getattr(args, "deterministic", False):
         from ..device import set_deterministic
 

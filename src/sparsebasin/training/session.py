@@ -131,6 +131,7 @@ def run_request(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, train_ds,
         **({"deterministic": True} if devices.deterministic() else {}),
         **({"compile": compiling.mode()} if compiling.mode() != "none" else {}),
         **({"processes": distributed.world()} if distributed.active() else {}),
+        **({"sync_bn": True} if distributed.sync_bn() else {}),
     }
 
 
