@@ -16,6 +16,7 @@ import torch
 from datafiles import write_random_mask
 
 from sparsebasin.checkpoints import load_checkpoint
+from sparsebasin.io import load_artifact
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +64,9 @@ def test_two_processes_equal_one_dense_and_masked(tmp_path):
     one, two = (json.loads((tmp_path / f"dense{p}" / "result.json").read_text()) for p in (1, 2))
     assert abs(one["train_loss"] - two["train_loss"]) < 1e-4 and abs(one["test_acc"] - two["test_acc"]) < 2e-3
     assert two["request"]["processes"] == 2 and "processes" not in one["request"]
+    # the test set is evaluated data-parallel: each rank its shard, the logits gathered in one process's order
+    p1, p2 = (load_artifact(tmp_path / f"dense{p}" / "predictions.pt", "predictions") for p in (1, 2))
+    assert torch.equal(p1["labels"], p2["labels"]) and torch.allclose(p1["logits"], p2["logits"], atol=1e-3)
     assert sorted(p.name for p in (tmp_path / "dense2").rglob("*")) == \
         sorted(p.name for p in (tmp_path / "dense1").rglob("*"))  # rank 1 wrote nothing of its own
     assert "distributed: 2 processes, backend gloo (CPU: NCCL unavailable)" in res.stderr
@@ -78,10 +82,12 @@ def test_two_processes_equal_one_dense_and_masked(tmp_path):
     assert all(int((b[k][~m] != 0).sum()) == 0 for k, m in mask.items())
 
 
-def test_two_process_resnet_keeps_per_rank_batchnorm_or_syncs_it(tmp_path):
+def test_two_process_resnet_batchnorm_match_and_interpolate(tmp_path):
     """ResNet20 with BatchNorm: by default each rank normalises its own shard (the paper's DDP script,
     torchvision's recipe), so the run is close to, not equal to, one process; with --sync-bn it is one
-    process's run up to summation order. The crops are one process's either way."""
+    process's run up to summation order. The crops are one process's either way. Matching and interpolation
+    (BN reset, REPAIR) on 2 processes give one process's permutation and curves: the statistics are
+    all-reduced and BatchNorm in train mode normalises over the global batch."""
     from sparsebasin.data import cifar
 
     cifar.write_synthetic("cifar10", tmp_path / "data", 128, 32, seed=0)
@@ -102,6 +108,32 @@ def test_two_process_resnet_keeps_per_rank_batchnorm_or_syncs_it(tmp_path):
     assert request["sync_bn"] is True and "sync_bn" not in json.loads((tmp_path / "per_rank" / "result.json")
                                                                        .read_text())["request"]
 
+    res = _run(1, "train", *args, "--seed", 1, "--out-dir", tmp_path / "b")
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = ["--dataset", "cifar10", "--data-dir", tmp_path / "data", "--device", "cpu", "--threads", 1]
+    a, b = tmp_path / "one" / "final.pt", tmp_path / "b" / "final.pt"
+    for procs in (1, 2):  # batches of 30: uneven last batches, shards of 15 and 1
+        res = _run(procs, "match", "--a", a, "--b", b, *data, "--batches", 3, "--batch-size", 30,
+                   "--out", tmp_path / f"perm{procs}.pt", "--summary", tmp_path / f"perm{procs}.json")
+        assert res.returncode == 0, res.stderr[-3000:]
+        res = _run(procs, "interpolate", "--a", a, "--b", b, "--permutation", tmp_path / "perm1.pt", *data,
+                   "--alphas", 3, "--modes", "plain,bn_reset,repair,repair_block", "--batch-size", 30,
+                   "--reset-batches", 2, "--out", tmp_path / f"lmc{procs}.csv", "--barriers", tmp_path / f"bar{procs}.json")
+        assert res.returncode == 0, res.stderr[-3000:]
+    perms = [load_artifact(tmp_path / f"perm{p}.pt", "permutation")["perm"] for p in (1, 2)]
+    assert all(torch.equal(perms[0][g], perms[1][g]) for g in perms[0])
+    s1, s2 = (json.loads((tmp_path / f"perm{p}.json").read_text()) for p in (1, 2))
+    assert s1["examples"] == s2["examples"] == 90 and abs(s1["mean_correlation"] - s2["mean_correlation"]) < 1e-9
+    import csv
+
+    rows = [list(csv.DictReader((tmp_path / f"lmc{p}.csv").open())) for p in (1, 2)]
+    assert len(rows[0]) == len(rows[1]) == 3 * 4 * 2 * 2
+    for r1, r2 in zip(*rows):
+        assert (r1["alpha"], r1["mode"], r1["permuted"], r1["split"]) == (r2["alpha"], r2["mode"], r2["permuted"], r2["split"])
+        assert abs(float(r1["loss"]) - float(r2["loss"])) < 1e-4 and abs(float(r1["acc"]) - float(r2["acc"])) < 0.035, (r1, r2)  # one example at most
+    # no point log left, rank 1 wrote nothing of its own
+    assert sorted(p.name.replace("2", "1") for p in tmp_path.glob("*lmc2*")) == sorted(p.name for p in tmp_path.glob("*lmc1*"))
+
 
 def _kill_a_rank_when(proc: subprocess.Popen, path) -> None:
     """SIGKILL rank 1 of a 2-process torchrun once ``path`` exists; the other rank must not hang."""
@@ -115,20 +147,6 @@ def _kill_a_rank_when(proc: subprocess.Popen, path) -> None:
     t0 = time.time()
     proc.communicate(timeout=120)
     assert proc.returncode != 0 and time.time() - t0 < 60  # the other rank does not hang
-
-
-def test_a_killed_rank_stops_the_run_and_the_rerun_resumes_identically(tmp_path):
-    mlp = [*_mlp(tmp_path, epochs=15, batch=32, n=2000), "--model", "mlp", "--hidden", 32, "--seed", 3]
-    whole = _run(2, "train", *mlp, "--out-dir", tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr[-3000:]
-    proc = _run(2, "train", *mlp, "--out-dir", tmp_path / "cut", wait=False)
-    scratch = tmp_path / "cut" / ".resume.pt"
-    _kill_a_rank_when(proc, scratch)
-    assert not (tmp_path / "cut" / "result.json").exists() and scratch.exists()
-    res = _run(2, "train", *mlp, "--out-dir", tmp_path / "cut")
-    assert res.returncode == 0 and "resuming after epoch" in res.stderr, res.stderr[-3000:]
-    a, b = _state(tmp_path / "whole"), _state(tmp_path / "cut")
-    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _imp_files(d):
@@ -146,13 +164,14 @@ def _imp_files(d):
 
 def test_two_process_imp_equals_one_and_a_killed_rank_resumes_identically(tmp_path):
     """IMP-FT rounds data-parallel: every rank prunes the same files to the same mask and fine-tunes its shard;
-    rank 0 writes. 2 processes = 1 (masks count-exact, weights within summation order); a rank killed after
-    round 1, then a rerun, ends bit-identical to an uninterrupted 2-process IMP."""
+    rank 0 writes. 2 processes = 1 (masks count-exact, weights within summation order). A rank killed in the
+    middle of round 2's fine-tuning stops the other within a bounded time; the rerun resumes that fine-tuning
+    from its epoch and ends bit-identical to an uninterrupted 2-process IMP (train and sparse share the trainer)."""
     mlp = [*_mlp(tmp_path, epochs=2, batch=32, n=1000), "--model", "mlp", "--hidden", 32, "--seed", 2]
     res = _run(1, "train", *mlp, "--out-dir", tmp_path / "dense")
     assert res.returncode == 0, res.stderr[-3000:]
     imp = ["--checkpoint", tmp_path / "dense" / "final.pt", "--targets", "0.5,0.75", "--rate", 0.5,
-           "--dataset", "mnist1d", "--data-dir", tmp_path / "data", "--train-subset", 1000, "--ft-epochs", 2,
+           "--dataset", "mnist1d", "--data-dir", tmp_path / "data", "--train-subset", 1000, "--ft-epochs", 4,
            "--ft-batch-size", 32, "--ft-lr", 0.05, "--device", "cpu", "--threads", 1, "--progress", "log"]
     for procs, name in ((1, "one"), (2, "two")):
         res = _run(procs, "prune", *imp, "--out-dir", tmp_path / name)
@@ -170,10 +189,10 @@ def test_two_process_imp_equals_one_and_a_killed_rank_resumes_identically(tmp_pa
     assert all(int((two["S0.75/model.pt"][k][~m] != 0).sum()) == 0 for k, m in final.items())
 
     proc = _run(2, "prune", *imp, "--out-dir", tmp_path / "cut", wait=False)
-    _kill_a_rank_when(proc, tmp_path / "cut" / "rounds" / "round1.pt")
+    _kill_a_rank_when(proc, tmp_path / "cut" / "rounds" / "round2" / ".resume.pt")
     assert not (tmp_path / "cut" / "S0.75").exists()
     res = _run(2, "prune", *imp, "--out-dir", tmp_path / "cut")
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0 and "resuming after epoch" in res.stderr, res.stderr[-3000:]
     cut = _imp_files(tmp_path / "cut")
     assert sorted(cut) == sorted(two)
     for key, value in two.items():
@@ -190,16 +209,17 @@ def test_bad_input_under_torchrun_is_one_line_before_any_work(tmp_path):
 
 
 def test_steps_that_are_not_data_parallel_refuse_torchrun(tmp_path, monkeypatch, capsys):
-    """fused, match: one line before any work (checked before the process group: no launch needed)."""
-    from sparsebasin import cli
+    """fused, permute (every step outside distributed.STEPS): one line before any work (checked before the
+    process group: no launch needed)."""
+    from sparsebasin import cli, distributed
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     cases = {"fused": ["--dataset", "mnist1d", "--model", "mlp", "--epochs", 1, "--run", f"out_dir={tmp_path / 'f'}"],
-             "match": ["--a", tmp_path / "a.pt", "--b", tmp_path / "b.pt", "--dataset", "mnist1d",
-                       "--out", tmp_path / "m.pt", "--summary", tmp_path / "m.json"]}
+             "permute": ["--permutation", tmp_path / "p.pt", "--input", tmp_path / "m.pt", "--out", tmp_path / "o.pt"]}
     for step, argv in cases.items():
+        assert step not in distributed.STEPS
         assert cli.main([step, *map(str, argv)]) == 2, step
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "runs in one process: launch it without torchrun" in err[0], (step, err)
-        assert "(train, prune and sparse are the data-parallel steps)" in err[0]
+        assert len(err) == 1 and f"{step} runs in one process: launch it without torchrun" in err[0], (step, err)
+        assert "(train, prune, sparse, match, interpolate and plane are the data-parallel steps)" in err[0]
     assert not any(tmp_path.iterdir())

@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         module.add_arguments(step_parser)
         args = step_parser.parse_args(argv[1:])
         check_paths(module.paths(args))  # before any work: no output may destroy an input
+        from .distributed import refuse_launch
+
+        refuse_launch(step)
         module.run(args)
         if "sparsebasin.distributed" in sys.modules:  # leave the process group cleanly (torchrun runs)
             sys.modules["sparsebasin.distributed"].shutdown()

@@ -32,12 +32,12 @@ if TYPE_CHECKING:
 _STATE = {"on": False, "rank": 0, "world": 1, "local": 0, "sync_bn": False}
 
 
-STEPS = ("train", "prune", "sparse")  # the steps that run data-parallel under torchrun
+STEPS = ("train", "prune", "sparse", "match", "interpolate", "plane")  # data-parallel under torchrun
 
 
 def refuse_launch(step: str) -> None:
-    """One line for a step that runs in one process when torchrun started it."""
-    if launched():
+    """One line, before any work, for a step that runs in one process when torchrun started it."""
+    if launched() and step not in STEPS:
         raise UserError(f"{step} runs in one process: launch it without torchrun "
                         f"({', '.join(STEPS[:-1])} and {STEPS[-1]} are the data-parallel steps)")
 
@@ -102,6 +102,44 @@ def shard(n: int) -> slice:
     """This rank's contiguous part of a global batch of ``n`` examples."""
     r, w = _STATE["rank"], _STATE["world"]
     return slice(r * n // w, (r + 1) * n // w)
+
+
+def batch_shard() -> tuple[int, int] | None:
+    """``shard=`` for ``data.batches``: (rank, world) when data-parallel, else None (the whole batch)."""
+    return (_STATE["rank"], _STATE["world"]) if _STATE["on"] else None
+
+
+def broadcast_state(model: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers on every rank, in place: with per-rank BatchNorm each rank's running
+    statistics are its own, and rank 0's are the model's (the saved one)."""
+    if not _STATE["on"]:
+        return
+    import torch
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+def gather_batches(local: torch.Tensor, batch_sizes: list[int]) -> torch.Tensor:
+    """Every rank's shards of a sequence of global batches (``local``: this rank's, concatenated), in the
+    one-process order, on every rank."""
+    if not _STATE["on"]:
+        return local
+    import torch
+    import torch.distributed as dist
+
+    w = _STATE["world"]
+    sizes = [[(r + 1) * n // w - r * n // w for n in batch_sizes] for r in range(w)]
+    counts = [sum(s) for s in sizes]
+    if local.shape[0] != counts[_STATE["rank"]]:
+        raise RuntimeError(f"rank {_STATE['rank']}: {local.shape[0]} rows for shards of {counts[_STATE['rank']]}")
+    pad = local.new_zeros((max(counts) - local.shape[0], *local.shape[1:]))
+    parts = [torch.empty_like(torch.cat([local, pad])) for _ in range(w)]
+    dist.all_gather(parts, torch.cat([local, pad]).contiguous())
+    pieces = [torch.split(parts[r][:counts[r]], sizes[r]) for r in range(w)]
+    return torch.cat([pieces[r][b] for b in range(len(batch_sizes)) for r in range(w)])
 
 
 def all_sum(t: torch.Tensor) -> torch.Tensor:

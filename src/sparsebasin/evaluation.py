@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import device as devices
+from . import distributed
 
 
 @torch.no_grad()
@@ -20,26 +21,37 @@ def evaluate(
 ) -> dict:
     """Mean cross-entropy, top-1 and top-5 accuracy (fractions) over ``ds``.
 
+    Data-parallel (under torchrun every rank calls it): each rank evaluates its
+    shard of every batch with rank 0's weights and buffers, the sums are
+    all-reduced and the logits gathered in one process's order, so every rank
+    returns one process's numbers.
+
     Runs in eval mode (BatchNorm uses running statistics) and restores the
     model's previous mode afterwards. Always fp32, whatever precision the model
     was trained in: bf16 logits carry 8 significant bits, so argmax, top-5, the
     error barriers and the saved predictions would be decided by rounding.
     """
     from .data import batches
+    from .data.base import batch_bounds
 
     device = devices.resolve(device)
     was_training = model.training
     model.eval()
     conv = devices.is_conv_model(model)
+    distributed.broadcast_state(model)
     # Sums stay on the device (float64: the same additions as Python floats) and are read once at the end:
     # a per-batch .item() would make the host wait for the GPU three times per batch.
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1, top-5
     total = 0
     logits_all = []
     labels_all = []
-    for i, (x, y) in enumerate(batches(ds, batch_size, shuffle=False, augment=False, device=device)):
+    sizes = []  # the global batches' sizes, for gathering the ranks' logits
+    bounds = batch_bounds(len(ds), batch_size)
+    for i, (x, y) in enumerate(batches(ds, batch_size, shuffle=False, augment=False, device=device,
+                                       shard=distributed.batch_shard())):
         if max_batches is not None and i >= max_batches:
             break
+        sizes.append(bounds[i][1] - bounds[i][0])
         x = devices.to_input(x, device, conv)
         out = model(x).float()
         k = min(5, out.shape[1])
@@ -51,7 +63,10 @@ def evaluate(
             logits_all.append(out)
             labels_all.append(y)
     model.train(was_training)
-    loss_sum, correct, correct5 = sums.tolist()
+    if distributed.active():
+        sums = distributed.all_sum(torch.cat([sums, torch.tensor([float(total)], dtype=torch.float64, device=device)]))
+        total = int(sums[3])
+    loss_sum, correct, correct5 = sums[:3].tolist()
     res = {
         "loss": loss_sum / max(total, 1),
         "acc": int(correct) / max(total, 1),
@@ -59,6 +74,9 @@ def evaluate(
         "n": total,
     }
     if return_logits:
-        res["logits"] = torch.cat(logits_all).cpu() if logits_all else torch.empty(0)
-        res["labels"] = torch.cat(labels_all).cpu() if labels_all else torch.empty(0, dtype=torch.long)
+        logits = torch.cat(logits_all) if logits_all else torch.empty(0, device=device)
+        labels = torch.cat(labels_all) if labels_all else torch.empty(0, dtype=torch.long, device=device)
+        if logits_all:
+            logits, labels = distributed.gather_batches(logits, sizes), distributed.gather_batches(labels, sizes)
+        res["logits"], res["labels"] = logits.cpu(), labels.cpu()
     return res

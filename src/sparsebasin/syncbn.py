@@ -55,8 +55,11 @@ class SyncBatchNorm(_BatchNorm):
         self._check_input_dim(input)
         dims = [0, *range(2, input.dim())]
         x = input.float()
-        var_r, mean_r = torch.var_mean(x, dims, correction=0)  # this rank's, accurate in float32
         n_r = input.numel() / input.size(1)
+        if n_r:
+            var_r, mean_r = torch.var_mean(x, dims, correction=0)  # this rank's, accurate in float32
+        else:  # an empty shard (a last batch smaller than the world) adds nothing
+            var_r = mean_r = x.new_zeros(self.num_features)
         count = torch.full((1,), n_r, dtype=torch.float64, device=input.device)
         mean64 = mean_r.double()
         stats = _AllSum.apply(torch.cat([count, mean64 * n_r, (var_r.double() + mean64 * mean64) * n_r]))

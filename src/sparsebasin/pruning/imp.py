@@ -362,8 +362,8 @@ def _run_round(r: Round, *, out: Path, model_cfg: dict, data: dict, dense_sd: di
     apply_mask_(model, mask)
     kept, total = mask_counts(mask)
     writer = distributed.writer()
+    pruned_eval = evaluate(model.to(device), test_ds, device, ft_cfg.eval_batch_size)  # data-parallel: every rank
     if writer:
-        pruned_eval = evaluate(model.to(device), test_ds, device, ft_cfg.eval_batch_size)
         log(f"IMP round {r.round} ({r.kind}{'' if r.target is None else ' S=' + fmt_sparsity(r.target)}): "
             f"sparsity {1 - kept / total:.6f} ({kept}/{total} kept), test acc after pruning {pruned_eval['acc']:.4f}")
 

@@ -222,9 +222,7 @@ def run_options(args: argparse.Namespace):
     device = args.device
     from .. import distributed
 
-    if distributed.launched():  # torchrun (or srun with env://)
-        if not hasattr(args, "progress"):
-            distributed.refuse_launch("this step")
+    if distributed.launched():  # torchrun (or srun with env://); cli refused the steps that are not data-parallel
         device = distributed.setup(device, sync_bn=bool(getattr(args, "sync_bn", False)))
     if getattr(args, "deterministic", False):
         from ..device import set_deterministic

@@ -40,9 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..errors import UserError
     from ..training import fused_run, resolve_config
-    from ..distributed import refuse_launch
 
-    refuse_launch("fused")
     if args.compile != "none":
         raise UserError(f"fused: --compile {args.compile} is for single runs (a fused group already runs its members "
                         "in one set of launches); drop --compile, or train the runs separately")

@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from ..distributed import writer
     from ..symmetry.align import MatchOptions, match_checkpoints
 
     run = run_options(args)
@@ -49,8 +50,9 @@ def run(args: argparse.Namespace) -> None:
     summary = match_checkpoints(args.a, args.b, data=data_options(args), opts=opts, out=args.out,
                                 summary_out=args.summary, device=run.device, tags=run.tags)
     mc = summary["mean_correlation"]
-    print(f"matched {args.a} -> {args.b} ({args.method}, {summary['batches']} batches): "
-          f"mean correlation {mc if mc is None else round(mc, 4)} in {summary['seconds']:.1f}s")
+    if writer():  # data-parallel: every rank has the same summary
+        print(f"matched {args.a} -> {args.b} ({args.method}, {summary['batches']} batches): "
+              f"mean correlation {mc if mc is None else round(mc, 4)} in {summary['seconds']:.1f}s")
 
 
 def paths(args: argparse.Namespace) -> StepPaths:

@@ -37,6 +37,7 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
                       summary_out: str | Path, device: str = "auto", tags: dict | None = None) -> dict:
     """Match checkpoint ``a`` to ``b``; write the permutation (``out``) and its summary JSON; return the summary."""
     from .. import data as datamod
+    from .. import distributed
     from .. import device as devices
     from .. import provenance
     from ..checkpoints import load_checkpoint, model_from_checkpoint, same_architecture
@@ -62,7 +63,8 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
     def train_batches():
         ds, info = datamod.sample_split(data.load("train"), opts.batches * opts.batch_size, seed=opts.sample_seed)
         sample.update(info)
-        return datamod.batches(ds, opts.batch_size, shuffle=False, augment=False, device=dev)
+        return datamod.batches(ds, opts.batch_size, shuffle=False, augment=False, device=dev,
+                               shard=distributed.batch_shard())
 
     t0 = time.perf_counter()
     if opts.method == "activation":
@@ -85,7 +87,8 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
     config.pop("chunk")  # how much is forwarded at once never changes the result
     prov = provenance.collect(config=config, seeds={"weight_matching": opts.seed, "sample": opts.sample_seed},
                               device=dev)
-    save_permutation(out, perm, ckpt_a["model"], ckpt_a["data"], meta, prov)
+    if distributed.writer():  # data-parallel: every rank solved the same assignments; rank 0 writes
+        save_permutation(out, perm, ckpt_a["model"], ckpt_a["data"], meta, prov)
     summary = {
         "method": meta["method"],
         "statistic": meta["statistic"],
@@ -104,7 +107,8 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
         "tags": tags,
         "provenance": prov,
     }
-    write_json(summary_out, summary)
+    if distributed.writer():
+        write_json(summary_out, summary)
     return summary
 
 

@@ -30,7 +30,18 @@ class EvalOptions:
 
 
 def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    from .. import distributed
+
+    if distributed.writer():  # data-parallel: every rank has the same numbers; rank 0 says them
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _write(write, *args) -> None:
+    """Data-parallel: rank 0 writes the outputs (every rank computed the same rows)."""
+    from .. import distributed
+
+    if distributed.writer():
+        write(*args)
 
 
 def _setup(data: DataOptions, ev: EvalOptions, device: str):
@@ -100,7 +111,7 @@ def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | 
     config = {"step": "interpolate", "a": str(a), "b": str(b), "permutation": permutation and str(permutation),
               **decides, "tags": tags}
     prov = provenance.collect(config=config, device=dev)
-    write_csv(out, rows, tags, prov)
+    _write(write_csv, out, rows, tags, prov)
     result = {
         "barriers": barriers(rows),
         "epoch_a": int(ckpt_a["epoch"]),
@@ -110,7 +121,7 @@ def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | 
         "tags": tags,
         "provenance": prov,
     }
-    write_json(barriers_out, result)
+    _write(write_json, barriers_out, result)
     points.close()
     for r in result["barriers"]:
         _log(f"{r['mode']:8s} permuted={r['permuted']!s:5s} {r['split']:5s} loss barrier {r['loss_barrier']:.4f} "
@@ -161,7 +172,7 @@ def plane_through(origin: str | Path, p1: str | Path, p2: str | Path, *, p2_perm
     config = {"step": "plane", "origin": str(origin), "p1": str(p1), "p2": str(p2),
               "p2_permutation": p2_permutation and str(p2_permutation), "inverse": bool(inverse), **decides,
               "anchors": geom.anchors(), "tags": tags}
-    write_csv(out, rows, tags, provenance.collect(config=config, device=dev))
+    _write(write_csv, out, rows, tags, provenance.collect(config=config, device=dev))
     points.close()
     return rows
 

@@ -28,6 +28,12 @@ three modes:
   block's output (after the addition and ReLU), and the corrections sit there.
   Networks without residual blocks (MLP, VGG) use the ``repair`` points.
 
+Data-parallel (under torchrun every rank runs the same points): each rank
+takes its shard of every batch, BatchNorm in train mode (BN reset, REPAIR's
+corrections and block statistics) normalises over the global batch
+(sparsebasin.syncbn), and the sums are all-reduced, so each point's numbers
+are one process's up to summation order.
+
 Evaluation is fp32 whatever the training precision, and a split evaluated on
 ``eval_batches`` batches uses a seeded random sample of it, not its first
 batches (ImageNet's train and val trees are stored class by class).
@@ -75,6 +81,7 @@ import torch
 from torch import nn
 
 from .. import device as devices
+from .. import distributed
 from ..errors import UserError
 from .apply import permute_state
 from .matching import unit_matrix
@@ -167,7 +174,18 @@ def _train_batches(ds, cfg: EvalConfig) -> Iterable:
     from ..data import batches
 
     sample = cfg.sample(ds, cfg.reset_batches, "statistics")
-    yield from batches(sample, cfg.batch_size, shuffle=False, augment=False, device=cfg.device)
+    yield from batches(sample, cfg.batch_size, shuffle=False, augment=False, device=cfg.device,
+                       shard=distributed.batch_shard())
+
+
+def _global_batchnorm(model: nn.Module) -> nn.Module:
+    """Data-parallel: BatchNorm layers that normalise (and average) over the global batch in train mode
+    (in place, idempotent; a forward hook on a swapped-out layer would no longer fire)."""
+    if distributed.active():
+        from ..syncbn import convert
+
+        convert(model)
+    return model
 
 
 def has_bn(model: nn.Module) -> bool:
@@ -177,7 +195,7 @@ def has_bn(model: nn.Module) -> bool:
 @torch.no_grad()
 def reset_bn_stats(model: nn.Module, train_ds, cfg: EvalConfig) -> bool:
     """Recompute every BN's running statistics on training data; False if the model has no BN."""
-    bns = [m for m in model.modules() if isinstance(m, _BN)]
+    bns = [m for m in _global_batchnorm(model).modules() if isinstance(m, _BN)]
     if not bns:
         return False
     momenta = [m.momentum for m in bns]
@@ -220,7 +238,7 @@ def channel_stats(model: nn.Module, points: Sequence[str], train_ds, cfg: EvalCo
                   train_mode: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per-channel mean and std (float64) of each point's output on the reset batches (eval mode, or
     train mode: BatchNorm normalising by batch statistics, running statistics left as they were)."""
-    modules = dict(model.named_modules())
+    modules = dict(_global_batchnorm(model).named_modules())  # before the hooks: it swaps the BN modules
     sums: dict[str, list] = {}
 
     def hook(name):
@@ -254,6 +272,9 @@ def channel_stats(model: nn.Module, points: Sequence[str], train_ds, cfg: EvalCo
         raise UserError("REPAIR saw no training batches; check --train-subset and --reset-batches")
     out = {}
     for p, (n, s, sq) in sums.items():
+        if distributed.active():  # the ranks' shards: the global sums (same order of points on every rank)
+            flat = distributed.all_sum(torch.cat([torch.tensor([float(n)], dtype=torch.float64, device=s.device), s, sq]))
+            n, s, sq = float(flat[0]), flat[1:1 + s.numel()], flat[1 + s.numel():]
         mean = s / n
         out[p] = (mean, (sq / n - mean * mean).clamp_min(0).sqrt())
     return out
@@ -267,7 +288,7 @@ class Repair:
 
     def __init__(self, model: nn.Module, targets: Mapping[str, tuple[torch.Tensor, torch.Tensor]]):
         self.model = model
-        modules = dict(model.named_modules())
+        modules = dict(_global_batchnorm(model).named_modules())  # before the hooks: it swaps the BN modules
         self.corrections: dict[str, nn.Module] = {}
         self.handles = []
         dev = next(model.parameters()).device
@@ -275,7 +296,8 @@ class Repair:
         for name, (mean, std) in targets.items():
             n = mean.numel()
             conv = conv_net and not isinstance(modules[name], (nn.Linear, nn.BatchNorm1d))  # a conv, BN2d or block
-            bn = nn.BatchNorm2d(n, momentum=None) if conv else nn.BatchNorm1d(n, momentum=None)
+            bn = _global_batchnorm(nn.Sequential(nn.BatchNorm2d(n, momentum=None) if conv else
+                                                 nn.BatchNorm1d(n, momentum=None)))[0]
             with torch.no_grad():
                 bn.weight.copy_(std.float())
                 bn.bias.copy_(mean.float())

@@ -12,6 +12,9 @@ Weight matching (Git Re-Basin): coordinate descent over groups, each step
 solving one group's assignment given the others, in random group order,
 until a full pass brings no improvement.
 
+Data-parallel (torchrun): each rank streams its shard of every batch and
+the sums are all-reduced, so every rank solves the same assignments.
+
 Both return ``perm`` with ``apply(perm, A)`` aligned to B: ``perm[g][i]`` is
 the unit of A placed at B's position ``i``.
 """
@@ -28,6 +31,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from .. import device as devices
+from .. import distributed
 from ..errors import UserError
 from .spec import PermutationSpec
 
@@ -71,6 +75,16 @@ class CrossStats:
             self.sq_b += (bd * bd).sum(0)
             self.cross.addmm_(ad.T, bd)
         self.n += a.shape[0]
+
+    def all_sum(self) -> None:
+        """The sums over every rank of a data-parallel run (identical on each rank afterwards)."""
+        parts = [self.sum_a, self.sum_b, self.sq_a, self.sq_b, self.cross]
+        flat = distributed.all_sum(torch.cat([torch.tensor([float(self.n)], dtype=torch.float64, device=self.cross.device),
+                                              *(p.flatten() for p in parts)]))
+        self.n, at = int(flat[0]), 1
+        for p in parts:
+            p.copy_(flat[at:at + p.numel()].view_as(p))
+            at += p.numel()
 
     def covariance(self) -> torch.Tensor:
         n = max(self.n, 1)
@@ -173,6 +187,10 @@ def activation_statistics(
         model_b.train(modes[1])
     if used == 0:
         raise UserError("activation matching saw no data: the training set gave no batches (check --train-subset / --batches)")
+    if distributed.active():  # each rank streamed its shard of every batch: the global sums, on every rank
+        examples = int(distributed.all_sum(torch.tensor([float(examples)], dtype=torch.float64, device=device))[0])
+        for st in stats.values():
+            st.all_sum()
     return stats, used, examples
 
 

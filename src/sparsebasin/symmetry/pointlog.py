@@ -10,6 +10,9 @@ fingerprint evaluates only the missing points; any other file there is set
 aside (one line says so) and the evaluation starts over. Every point is
 computed from seeded samples alone, so a resumed output equals an
 uninterrupted one. The file is removed once the output is written.
+
+Data-parallel: every rank reads the file, and they meet at a barrier before
+rank 0, the only writer, may change it, so all ranks skip the same points.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import io
+from .. import distributed, io
 from ..progress import log
 
 
@@ -30,6 +33,11 @@ class PointLog:
         self.fingerprint = fingerprint(identity)
         self.points: dict[str, list[dict]] = {}
         self.samples: dict[str, Any] = {}
+        self._read(what)
+        distributed.barrier()  # every rank has read the file before rank 0 writes it
+
+    def _read(self, what: str) -> None:
+        say = log if distributed.writer() else (lambda _msg: None)
         if not self.path.exists():
             return
         try:
@@ -38,11 +46,11 @@ class PointLog:
         except (OSError, ValueError):
             saved, same = None, False
         if not same:
-            log(f"{what}: {self.path} holds points of other inputs or is unreadable; starting over")
+            say(f"{what}: {self.path} holds points of other inputs or is unreadable; starting over")
             return
         self.points = dict(saved.get("points", {}))
         self.samples = dict(saved.get("samples", {}))
-        log(f"{what}: resuming after {len(self.points)} finished point(s) from {self.path}")
+        say(f"{what}: resuming after {len(self.points)} finished point(s) from {self.path}")
 
     def get(self, key: str) -> list[dict] | None:
         kept = self.points.get(key)
@@ -54,8 +62,10 @@ class PointLog:
         # columns kept apart: the JSON writer sorts keys, and the CSV's column order comes from the rows
         self.points[key] = {"columns": list(rows[0]) if rows else [], "rows": [list(r.values()) for r in rows]}
         self.samples.update(samples)
-        io.write_json(self.path, {"fingerprint": self.fingerprint, "points": self.points, "samples": self.samples})
+        if distributed.writer():
+            io.write_json(self.path, {"fingerprint": self.fingerprint, "points": self.points, "samples": self.samples})
 
     def close(self) -> None:
         """The output is written: the points are no longer needed."""
-        self.path.unlink(missing_ok=True)
+        if distributed.writer():
+            self.path.unlink(missing_ok=True)

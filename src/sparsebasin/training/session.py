@@ -306,8 +306,8 @@ def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg
             raise UserError(f"run {label}: epoch {done} produced no batches; check the dataset")
         engine.end_epoch()
         last = done == cfg.epochs
-        evs = (engine.evaluate(test_ds, cfg.eval_batch_size, return_logits=last and records[0].write_predictions)
-               if writer else [NOT_EVALUATED] * runs)  # rank 0 evaluates and writes
+        # data-parallel: every rank evaluates its shard of the test set (sparsebasin.evaluation); rank 0 writes
+        evs = engine.evaluate(test_ds, cfg.eval_batch_size, return_logits=last and records[0].write_predictions)
         if last:
             final_evals = evs
         seconds = time.perf_counter() - t0
@@ -347,10 +347,10 @@ def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg
                        f"{rate:.0f} img/s (all runs)")
         bar.close(summary)
 
-    if not writer:
-        return [None] * runs
     if final_evals is None:  # resumed after the last epoch had finished
         final_evals = engine.evaluate(test_ds, cfg.eval_batch_size, return_logits=records[0].write_predictions)
+    if not writer:
+        return [None] * runs
     results = []
     densities = [checkpoints.mask_density(m.mask) if m.mask else None for m in members]
     for rec, sd, ev, r_rows, extra, density in zip(records, engine.state_dicts(), final_evals, rows, extras, densities):
@@ -361,8 +361,6 @@ def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg
     remove_scratch(scratch_path)
     return results
 
-
-NOT_EVALUATED = {"loss": float("nan"), "acc": float("nan"), "top5": float("nan")}  # ranks > 0 of a data-parallel run
 
 
 def train_epoch(engine, schedule, epoch: int, steps_per_epoch: int, names: Sequence[str],
