@@ -9,8 +9,11 @@ global batch mean, and the gradients are all-reduced before the mask is
 applied to them. BatchNorm keeps per-rank statistics (the paper's DDP script
 and torchvision's recipe); DDP broadcasts rank 0's buffers, so rank 0's
 running statistics are the model's. ``--sync-bn`` normalises over the global
-batch instead (sparsebasin.syncbn). Only rank 0 takes the run directory's
-lock, evaluates and writes; every rank resumes from the same ``.resume.pt``.
+batch instead (sparsebasin.syncbn). Evaluation, matching statistics, BN reset
+and REPAIR are data-parallel as well: each rank takes its shard of every
+batch (rank 0's weights and buffers) and the sums are all-reduced. Only rank
+0 takes the run directory's lock and writes; every rank resumes from the
+same ``.resume.pt``.
 
 Backend: NCCL for CUDA; gloo on CPU (and when NCCL is missing), with a log
 line. A rank that dies makes torchrun stop the others; a collective that
