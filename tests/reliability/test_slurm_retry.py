@@ -1,10 +1,8 @@
 """A SLURM job that fails mid-training is resubmitted with more runtime and the run completes.
 
-tests/test_slurm.py::test_gpu_step_gets_a_gpu_of_the_model_and_is_retried
-already checks that a failing job is resubmitted with ``runtime`` grown by
-``attempt`` (there both attempts fail: no CUDA). This test adds the other
-half: the retry *succeeds* and finishes the work of the failed attempt. The
-dense training job of a tiny config is cancelled with ``scancel`` once it has
+The one test of a retry on the cluster: the resubmission has ``runtime``
+grown by ``attempt``, and it *succeeds* and finishes the work of the failed
+attempt. The dense training job of a tiny config is cancelled with ``scancel`` once it has
 written its ``.resume.pt`` (what SLURM does to a job that is pre-empted or out
 of time); Snakemake resubmits it (attempt 2, larger time limit), the step
 resumes after the last finished epoch and the workflow ends with exit 0.
