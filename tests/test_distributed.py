@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -29,6 +31,15 @@ def _env():
 
 
 def _run(procs: int, step: str, *argv, timeout=300, wait=True):
+    """``step`` under torchrun with ``procs`` processes; one process runs here (no interpreter and torch
+    import per run), as CompletedProcess all the same."""
+    if procs == 1 and wait:
+        from sparsebasin import cli
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = cli.main([step, *map(str, argv)])
+        return subprocess.CompletedProcess([step], code, "", err.getvalue())
     launcher = [sys.executable, "-m", "sparsebasin"] if procs == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs), "-m",
          "sparsebasin"]

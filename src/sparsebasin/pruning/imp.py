@@ -22,9 +22,9 @@ accuracy tables and IMP ensembles; ``rounds/round{r}.pt`` (+
 
 Data-parallel (torchrun, sparsebasin.distributed): every rank prunes the
 same parent files to the same mask and fine-tunes its shard of each global
-batch; rank 0 alone takes the lock, decides what is finished, evaluates and
-writes, and the ranks meet at a barrier after each round, so the next
-round's parent is on disk before any rank reads it.
+batch (and of the test set); rank 0 alone takes the lock, decides what is
+finished and writes, and the ranks meet at a barrier after each round, so
+the next round's parent is on disk before any rank reads it.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class IMPOptions:
 TARGET_FILES = ("mask.pt", "sparsity.json", "model.pt", "result.json", "predictions.pt")
 # Settings that determine the results: a rerun must agree on all of them to reuse finished rounds.
 _RESUME_KEYS = ("checkpoint_digest", "rewind_digest", "targets", "rate", "mode", "chain", "keys", "train",
-                "dataset", "train_subset", "seed", "data_seed")
+                "dataset", "train_subset", "seed", "data_seed", "parallel")
 
 
 def round_data_seed(data_seed: int, depth: int) -> int:
@@ -212,6 +212,9 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
         "data_seed": data_seed,
         "model": model_cfg,
         "data": data,
+        # data-parallel rounds sum in another order (and normalise BN per rank): not another run's rounds
+        **({"parallel": {"processes": distributed.world(), "sync_bn": distributed.sync_bn()}}
+           if distributed.active() else {}),
     }
     prov = provenance.collect(config=config, seeds={"seed": int(seed), "data_seed": data_seed}, device=device)
 
@@ -233,8 +236,10 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
                 shutil.rmtree(out / STAGING, ignore_errors=True)  # an abandoned forced attempt with other settings
         same, forced = map(bool, distributed.broadcast_ints([int(same), int(forced)]))
         if same:
-            log(f"IMP {out}: already finished with these settings; nothing to do")
-            return old if writer else None
+            if writer:
+                log(f"IMP {out}: already finished with these settings; nothing to do")
+                return old
+            return None
         staging = out / STAGING
         work = staging if forced else out
         index = _run_chain(work, schedule, targets, config, prov, model_cfg=model_cfg, data=data, dense=dense,
