@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -39,9 +40,9 @@ def slot(env: dict, cmd=PRINT, **extra) -> subprocess.CompletedProcess:
 
 
 def hold(env: dict, marker: Path, **extra) -> subprocess.Popen:
-    """A job that takes a slot, writes its GPU to ``marker`` and keeps the slot for a while."""
-    proc = subprocess.Popen(["bash", str(SCRIPT), "sh", "-c", f'echo "$CUDA_VISIBLE_DEVICES" > {marker}; sleep 5'],
-                            env={**env, **extra}, stderr=subprocess.DEVNULL)
+    """A job that takes a slot, writes its GPU to ``marker`` and keeps the slot until :func:`release`."""
+    proc = subprocess.Popen(["bash", str(SCRIPT), "sh", "-c", f'echo "$CUDA_VISIBLE_DEVICES" > {marker}; sleep 60'],
+                            env={**env, **extra}, stderr=subprocess.DEVNULL, start_new_session=True)
     for _ in range(100):
         if marker.exists() and marker.read_text().strip():
             return proc
@@ -49,12 +50,19 @@ def hold(env: dict, marker: Path, **extra) -> subprocess.Popen:
     raise AssertionError("the holding job never started")
 
 
+def release(*procs: subprocess.Popen) -> None:
+    """End holding jobs (the script, its command and the lock they share)."""
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
 def test_slots_come_from_nvidia_smi_and_two_jobs_get_two_gpus(env, tmp_path):
     e, bin_dir = env
     fake(bin_dir, "nvidia-smi", 'for i in 0 1 2 3; do echo "GPU $i: NVIDIA A100 (UUID: GPU-$i)"; done')
     first = hold(e, tmp_path / "first")
     res = slot(e)
-    first.wait()
+    release(first)
     assert (tmp_path / "first").read_text().strip() == "0"
     assert res.returncode == 0 and res.stdout.split() == ["1", "PCI_BUS_ID"], res.stderr
     assert (tmp_path / "locks" / "gpu0.lock").exists() and (tmp_path / "locks" / "gpu1.lock").exists()
@@ -64,7 +72,7 @@ def test_a_preset_list_of_devices_is_the_slots(env, tmp_path):
     e, _ = env
     first = hold(e, tmp_path / "first", CUDA_VISIBLE_DEVICES="2,5")
     res = slot(e, CUDA_VISIBLE_DEVICES="2,5")
-    first.wait()
+    release(first)
     assert (tmp_path / "first").read_text().strip() == "2"
     assert res.stdout.split()[0] == "5", res.stderr  # not both on the first listed GPU
 
@@ -84,7 +92,7 @@ def test_without_nvidia_smi_torch_counts_the_gpus(env, tmp_path):
     first = hold(e, tmp_path / "a", SPARSEBASIN_PYTHON=str(bin_dir / "fakepython"))
     second = hold(e, tmp_path / "b", SPARSEBASIN_PYTHON=str(bin_dir / "fakepython"))
     res = slot(e, SPARSEBASIN_PYTHON=str(bin_dir / "fakepython"))
-    first.wait(), second.wait()
+    release(first, second)
     assert {(tmp_path / n).read_text().strip() for n in "ab"} == {"0", "1"}
     assert res.stdout.split()[0] == "2", res.stderr
 
@@ -135,7 +143,7 @@ def test_a_data_parallel_job_takes_as_many_free_gpus_as_it_has_processes(env, tm
     res = slot(e, SPARSEBASIN_GPUS_PER_JOB="2")
     assert res.returncode == 0 and res.stdout.split()[0] == "1,2", res.stderr
     res = slot(e, SPARSEBASIN_GPUS_PER_JOB="3")  # 1, 2 and 3 are free again once that job ended
-    first.wait()
+    release(first)
     assert res.stdout.split()[0] == "1,2,3", res.stderr
     res = slot(e, SPARSEBASIN_GPUS_PER_JOB="8")
     assert res.returncode == 2 and "needs 8 GPUs but this machine has 4" in res.stderr
