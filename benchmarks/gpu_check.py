@@ -34,7 +34,10 @@ ensemble. Checks, one line each:
   host-side random draws, which CPU counts too), single and fused;
 - a resume state saved with more CUDA devices than are visible restores
   (the GPU-count change of a SLURM requeue);
-- the ImageNet GPU input path, when this version has one (else SKIP).
+- the ImageNet GPU input path, when this version has one (else SKIP);
+- two processes under torchrun (NCCL on 2+ GPUs; gloo on CPU; one GPU:
+  SKIP) train ResNet20x1 with ``--sync-bn`` within ``--dp-tolerance`` of
+  the one-process run.
 
 Then images/s of ResNet20 x1/x4/x16 and VGG11 (``--quick``: ResNet20 x1 and
 VGG11 x1) for our trainer against the conventional DataLoader + PIL
@@ -54,6 +57,7 @@ import csv
 import io as _io
 import json
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -116,6 +120,13 @@ def step(*argv) -> None:
     if status != 0:
         raise RuntimeError(f"`sparsebasin {' '.join(map(str, argv[:1]))}` exited {status}: "
                            f"{err.getvalue().strip().splitlines()[-1:]}")
+
+
+def rel_l2(a: dict, b: dict, buffers: bool = True) -> float:
+    """|b - a| / |a| over the floating tensors of two state dicts (``buffers``: BN running statistics too)."""
+    keys = [k for k in a if a[k].is_floating_point() and (buffers or not k.endswith(("running_mean", "running_var")))]
+    diff = math.sqrt(sum(float((a[k] - b[k]).double().pow(2).sum()) for k in keys))
+    return diff / math.sqrt(sum(float(a[k].double().pow(2).sum()) for k in keys))
 
 
 def zero_violations(state: dict, mask: dict) -> int:
@@ -264,10 +275,7 @@ def compile_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, args):
             with rep.guard(f"compile {mode}"):
                 if eager is None:
                     eager = result("eager")
-                got = result(mode)
-                keys = [k for k in eager if eager[k].is_floating_point()]
-                diff = math.sqrt(sum(float((eager[k] - got[k]).double().pow(2).sum()) for k in keys))
-                rel = diff / math.sqrt(sum(float(eager[k].double().pow(2).sum()) for k in keys))
+                rel = rel_l2(eager, result(mode))
                 from bench_throughput import images_per_s
 
                 speed = images_per_s(tmp / f"compile_{mode}") / images_per_s(tmp / "compile_eager")
@@ -276,6 +284,42 @@ def compile_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, args):
                           f"(relative L2, <= {args.compile_tolerance:g}); last epoch at {speed:.2f}x eager's "
                           f"images/s{' (its only epoch: compiling included)' if size['epochs'] == 1 else ''}; "
                           f"{procs[mode][2]:.0f} s with compiling (cache {cache})")
+
+    return finish
+
+
+def data_parallel_check(rep: Report, tmp: Path, dev: torch.device, size: dict, args, reference: Path):
+    """Two processes under torchrun (NCCL on 2+ GPUs, gloo on CPU) train ResNet20x1 with --sync-bn; started
+    now, compared at the end with the one-process fp32 run ``reference`` (same arguments): final weights within
+    --dp-tolerance, masks of nothing to keep, rank 0 alone writes. On one GPU: SKIP."""
+    import subprocess
+
+    if dev.type == "cuda" and torch.cuda.device_count() < 2:
+        return lambda: rep.skip("data-parallel", f"needs 2 GPUs, {torch.cuda.device_count()} visible "
+                                                 "(tests/test_distributed.py covers gloo on CPU)")
+    out = tmp / "data_parallel"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "sparsebasin",
+           "train", "--dataset", "cifar10", "--data-dir", str(tmp / "data"), "--model", "resnet20", "--width", "1",
+           "--epochs", str(size["epochs"]), "--batch-size", str(size["batch"]), "--lr", "0.05", "--momentum", "0.9",
+           "--weight-decay", "5e-4", "--warmup-epochs", "0", "--progress", "log", "--device", dev.type,
+           "--threads", str(args.threads), "--precision", "fp32", "--seed", "1", "--save-epochs", "0", "--sync-bn",
+           "--out-dir", str(out)]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+    def finish() -> None:
+        with rep.guard("data-parallel"):
+            err = proc.communicate(timeout=1800)[1]
+            if proc.returncode != 0:
+                raise RuntimeError(f"torchrun train: {err.strip().splitlines()[-1:]}")
+            backend = next((line.split("backend ", 1)[1] for line in err.splitlines() if "distributed:" in line), "?")
+            result = json.loads((out / "result.json").read_text())
+            rel = rel_l2(load_checkpoint(reference / "final.pt")["state_dict"],
+                         load_checkpoint(out / "final.pt")["state_dict"])
+            rep.check("data-parallel", rel <= args.dp_tolerance and result["request"].get("processes") == 2
+                      and result["request"].get("sync_bn") is True,
+                      f"ResNet20x1 fp32 --sync-bn, 2 processes (backend {backend}) vs 1: weights within {rel:.1e} "
+                      f"(relative L2, <= {args.dp_tolerance:g}), test acc {result['test_acc']:.4f}")
 
     return finish
 
@@ -292,6 +336,7 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
     finish_compile = compile_checks(rep, tmp, dev, size, args)
     if not args.quick:
         finish_compile()
+    finish_data_parallel = data_parallel_check(rep, tmp, dev, size, args, A)
 
     with rep.guard("dense training"):
         t0 = time.perf_counter()
@@ -371,10 +416,7 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
         for branch in branches:
             a = load_checkpoint(tmp / "sparse" / branch / "final.pt")["state_dict"]
             b = load_checkpoint(tmp / "fused" / branch / "final.pt")["state_dict"]
-            keys = [k for k in a if a[k].is_floating_point() and not k.endswith(("running_mean", "running_var"))]
-            diff = math.sqrt(sum(float((a[k] - b[k]).double().pow(2).sum()) for k in keys))
-            norm = math.sqrt(sum(float(a[k].double().pow(2).sum()) for k in keys))
-            worst = max(worst, diff / norm)
+            worst = max(worst, rel_l2(a, b, buffers=False))
             bad += zero_violations(b, pmask if branch == "permuted" else mask)
         rep.check("fused = separate", worst <= args.fused_tolerance and bad == 0,
                   f"3 branches as one job (fp32): weights within {worst:.1e} of the separate runs' (relative L2, "
@@ -443,6 +485,7 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
 
     if args.quick:
         finish_compile()
+    finish_data_parallel()
 
     with rep.guard("resume across a GPU-count change"):
         from sparsebasin.training import resume
@@ -525,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
                         "rounding step by step; tests/test_fused.py checks the first steps at 1e-5)")
     p.add_argument("--compile-tolerance", type=float, default=1e-3,
                    help="compiled vs eager final weights, relative L2 (other kernels round differently)")
+    p.add_argument("--dp-tolerance", type=float, default=1e-2,
+                   help="2-process --sync-bn vs 1-process final weights, relative L2 (summation order, and torch's "
+                        "own BatchNorm rounding in the 1-process run: tests/test_distributed.py)")
     p.add_argument("--compile-cache", default=None, metavar="DIR",
                    help="compiled-kernel cache for the compile checks (default: a fresh one, so compiling is timed)")
     p.add_argument("--no-throughput", action="store_true", help="only the PASS/FAIL checks")

@@ -21,7 +21,7 @@ def test_gpu_check_passes_on_cpu(tmp_path):
                 if line.split(" ", 1)[0] in ("PASS", "FAIL", "SKIP")}
     for check in ("dense training", "bf16 vs fp32", "deterministic reruns", "prune (IMP-FT)", "match", "sparse branches", "fused = separate",
                   "interpolate, every mode", "plane", "ensemble", "host waits per step", "compile inductor",
-                  "resume across a GPU-count change"):
+                  "resume across a GPU-count change", "data-parallel"):
         assert verdicts.get(check) == "PASS", (check, res.stdout[-3000:])
     assert "FAIL" not in verdicts.values()
     assert lines[-1].startswith(f"{sum(v == 'PASS' for v in verdicts.values())} passed, 0 failed"), lines[-1]
