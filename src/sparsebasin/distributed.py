@@ -138,9 +138,9 @@ def gather_batches(local: torch.Tensor, batch_sizes: list[int]) -> torch.Tensor:
     counts = [sum(s) for s in sizes]
     if local.shape[0] != counts[_STATE["rank"]]:
         raise RuntimeError(f"rank {_STATE['rank']}: {local.shape[0]} rows for shards of {counts[_STATE['rank']]}")
-    pad = local.new_zeros((max(counts) - local.shape[0], *local.shape[1:]))
-    parts = [torch.empty_like(torch.cat([local, pad])) for _ in range(w)]
-    dist.all_gather(parts, torch.cat([local, pad]).contiguous())
+    padded = torch.cat([local, local.new_zeros((max(counts) - local.shape[0], *local.shape[1:]))]).contiguous()
+    parts = [torch.empty_like(padded) for _ in range(w)]
+    dist.all_gather(parts, padded)
     pieces = [torch.split(parts[r][:counts[r]], sizes[r]) for r in range(w)]
     return torch.cat([pieces[r][b] for b in range(len(batch_sizes)) for r in range(w)])
 
@@ -151,6 +151,14 @@ def all_sum(t: torch.Tensor) -> torch.Tensor:
 
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def all_sum_many(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The ranks' sums of several tensors (one device) in one all-reduce: float64, in their shapes."""
+    import torch
+
+    flat = all_sum(torch.cat([t.reshape(-1).to(torch.float64) for t in tensors]))
+    return [part.view(t.shape) for part, t in zip(torch.split(flat, [t.numel() for t in tensors]), tensors)]
 
 
 def broadcast_ints(values: list[int]) -> list[int]:

@@ -64,9 +64,9 @@ def evaluate(
             labels_all.append(y)
     model.train(was_training)
     if distributed.active():
-        sums = distributed.all_sum(torch.cat([sums, torch.tensor([float(total)], dtype=torch.float64, device=device)]))
-        total = int(sums[3])
-    loss_sum, correct, correct5 = sums[:3].tolist()
+        sums, seen = distributed.all_sum_many(sums, torch.tensor([float(total)], device=device))
+        total = int(seen)
+    loss_sum, correct, correct5 = sums.tolist()
     res = {
         "loss": loss_sum / max(total, 1),
         "acc": int(correct) / max(total, 1),

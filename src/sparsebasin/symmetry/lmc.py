@@ -273,8 +273,8 @@ def channel_stats(model: nn.Module, points: Sequence[str], train_ds, cfg: EvalCo
     out = {}
     for p, (n, s, sq) in sums.items():
         if distributed.active():  # the ranks' shards: the global sums (same order of points on every rank)
-            flat = distributed.all_sum(torch.cat([torch.tensor([float(n)], dtype=torch.float64, device=s.device), s, sq]))
-            n, s, sq = float(flat[0]), flat[1:1 + s.numel()], flat[1 + s.numel():]
+            count, s, sq = distributed.all_sum_many(torch.tensor([float(n)], device=s.device), s, sq)
+            n = float(count)
         mean = s / n
         out[p] = (mean, (sq / n - mean * mean).clamp_min(0).sqrt())
     return out

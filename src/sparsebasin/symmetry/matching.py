@@ -79,12 +79,10 @@ class CrossStats:
     def all_sum(self) -> None:
         """The sums over every rank of a data-parallel run (identical on each rank afterwards)."""
         parts = [self.sum_a, self.sum_b, self.sq_a, self.sq_b, self.cross]
-        flat = distributed.all_sum(torch.cat([torch.tensor([float(self.n)], dtype=torch.float64, device=self.cross.device),
-                                              *(p.flatten() for p in parts)]))
-        self.n, at = int(flat[0]), 1
-        for p in parts:
-            p.copy_(flat[at:at + p.numel()].view_as(p))
-            at += p.numel()
+        count, *sums = distributed.all_sum_many(torch.tensor([float(self.n)], device=self.cross.device), *parts)
+        self.n = int(count)
+        for p, total in zip(parts, sums):
+            p.copy_(total)
 
     def covariance(self) -> torch.Tensor:
         n = max(self.n, 1)
@@ -188,7 +186,7 @@ def activation_statistics(
     if used == 0:
         raise UserError("activation matching saw no data: the training set gave no batches (check --train-subset / --batches)")
     if distributed.active():  # each rank streamed its shard of every batch: the global sums, on every rank
-        examples = int(distributed.all_sum(torch.tensor([float(examples)], dtype=torch.float64, device=device))[0])
+        examples = int(distributed.all_sum_many(torch.tensor([float(examples)], device=device))[0])
         for st in stats.values():
             st.all_sum()
     return stats, used, examples

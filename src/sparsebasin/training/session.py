@@ -298,9 +298,8 @@ def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg
         loss_sum, correct, seen = train_epoch(engine, schedule, epoch, steps_per_epoch, [m.run_name for m in members],
                                               bar)
         if distributed.active():  # every rank's shard: the epoch's sums over the global batches
-            sums = distributed.all_sum(torch.cat([loss_sum, correct.double(),
-                                                  torch.tensor([float(seen)], dtype=torch.float64, device=dev)]))
-            loss_sum, correct, seen = sums[:runs], sums[runs:2 * runs].round().long(), int(sums[-1])
+            loss_sum, correct, total = distributed.all_sum_many(loss_sum, correct, torch.tensor([float(seen)], device=dev))
+            correct, seen = correct.round().long(), int(total)
         train_seconds = time.perf_counter() - t0
         if seen == 0:
             raise UserError(f"run {label}: epoch {done} produced no batches; check the dataset")
