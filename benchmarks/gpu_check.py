@@ -288,10 +288,10 @@ def compile_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, args):
     return finish
 
 
-def data_parallel_check(rep: Report, tmp: Path, dev: torch.device, size: dict, args, reference: Path):
+def data_parallel_check(rep: Report, tmp: Path, dev: torch.device, args, train_args: list, reference: Path):
     """Two processes under torchrun (NCCL on 2+ GPUs, gloo on CPU) train ResNet20x1 with --sync-bn; started
-    now, compared at the end with the one-process fp32 run ``reference`` (same arguments): final weights within
-    --dp-tolerance, masks of nothing to keep, rank 0 alone writes. On one GPU: SKIP."""
+    now, compared at the end with the one-process fp32 run ``reference`` of the same ``train_args``: final
+    weights within --dp-tolerance, the processes and --sync-bn recorded. On one GPU: SKIP."""
     import subprocess
 
     if dev.type == "cuda" and torch.cuda.device_count() < 2:
@@ -299,10 +299,7 @@ def data_parallel_check(rep: Report, tmp: Path, dev: torch.device, size: dict, a
                                                  "(tests/test_distributed.py covers gloo on CPU)")
     out = tmp / "data_parallel"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "sparsebasin",
-           "train", "--dataset", "cifar10", "--data-dir", str(tmp / "data"), "--model", "resnet20", "--width", "1",
-           "--epochs", str(size["epochs"]), "--batch-size", str(size["batch"]), "--lr", "0.05", "--momentum", "0.9",
-           "--weight-decay", "5e-4", "--warmup-epochs", "0", "--progress", "log", "--device", dev.type,
-           "--threads", str(args.threads), "--precision", "fp32", "--seed", "1", "--save-epochs", "0", "--sync-bn",
+           "train", *map(str, train_args), "--device", dev.type, "--threads", str(args.threads), "--sync-bn",
            "--out-dir", str(out)]
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -336,13 +333,15 @@ def functional_checks(rep: Report, tmp: Path, dev: torch.device, size: dict, arg
     finish_compile = compile_checks(rep, tmp, dev, size, args)
     if not args.quick:
         finish_compile()
-    finish_data_parallel = data_parallel_check(rep, tmp, dev, size, args, A)
+    dense = {A: ("fp32", 1), B: ("fp32", 2), A16: ("bf16", 1)}
+    dense_args = {out: [*d, *model, *optim, "--precision", precision, "--seed", seed, "--save-epochs", "0"]
+                  for out, (precision, seed) in dense.items()}
+    finish_data_parallel = data_parallel_check(rep, tmp, dev, args, dense_args[A], A)
 
     with rep.guard("dense training"):
         t0 = time.perf_counter()
-        for out, seed, precision in ((A, 1, "fp32"), (B, 2, "fp32"), (A16, 1, "bf16")):
-            step("train", *d, *model, *optim, *run, "--precision", precision, "--seed", seed,
-                 "--save-epochs", "0", "--out-dir", out)
+        for out, argv in dense_args.items():
+            step("train", *argv, *run, "--out-dir", out)
         recorded = {result(p)["provenance"]["device"] for p in (A, B, A16)}
         rep.check("dense training", recorded == {str(dev)},
                   f"3 runs of ResNet20x1 in {time.perf_counter() - t0:.1f} s, recorded device {sorted(recorded)}")
