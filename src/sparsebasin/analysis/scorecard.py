@@ -39,11 +39,12 @@ import numpy as np
 import pandas as pd
 
 from .. import reference
+from ..branches import PAPER_BRANCHES
 from . import names, tidy
 from .tables import ACCURACY_METRICS, markdown_table
 
 FLOOR_PP = 0.1
-SPARSE = ("lth", "naive", "permuted")
+SPARSE = PAPER_BRANCHES  # the sparse branches the paper publishes
 DIVERSITY_METRICS = ("member_acc", "ensemble_acc", "disagreement", "kl", "js")
 VERDICTS = ("within", "above", "below", "no_reference", "not_run")
 COLUMNS = ("section", "table", "dataset", "model", "width", "sparsity", "k", "branch", "match_epoch", "metric",
