@@ -46,6 +46,14 @@ rule all:
     default_target: True
 
 
+onstart:
+    note_fused_extras()
+
+
+onsuccess:
+    set_aside_stale()
+
+
 # SLURM profile support: copies the profile's `gpu_steps` resources (GPU
 # partition and model) onto every rule that asks for a GPU. Must come last.
 include: "slurm/gpu_steps.smk"

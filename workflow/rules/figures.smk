@@ -125,6 +125,7 @@ rule scorecard:
     params:
         args=lambda wc, input: reports.file_args(dict(input.items())),
         extra=lambda wc: reports.scorecard_extra(PLAN, wc.experiment),
+        tracker=TRACKER,
     log:
         "results/{experiment}/logs/scorecard.log",
     benchmark:
@@ -136,7 +137,7 @@ rule scorecard:
     conda:
         CONDA_ENV
     shell:
-        "python -m sparsebasin scorecard {params.args}{params.extra} --out-csv {output.csv:q}"
+        "python -m sparsebasin scorecard {params.args}{params.extra}{params.tracker} --out-csv {output.csv:q}"
         " --out-md {output.md:q} --out-json {output.json:q} > {log:q} 2>&1"
 
 

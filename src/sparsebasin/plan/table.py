@@ -507,22 +507,36 @@ class Plan:
             a += f" --{k} {v}"
         return a
 
-    OPTIM_KEYS = ("lr", "momentum", "weight_decay", "batch_size", "warmup_epochs", "augment", "schedule",
-                  "step_every", "step_gamma")
+    @staticmethod
+    def option_args(section: dict, prefix: str = "", skip: tuple = ("epochs", "precision")) -> str:
+        """``--{prefix}name value`` for every TrainConfig option (``training.config.option``) the config section
+        sets (as ``{prefix}name``), in declaration order: the step parses exactly these declarations back."""
+        from ..training.config import step_options
+
+        a = ""
+        for f in step_options():
+            if f.name in skip:
+                continue
+            key = ("" if f.metadata["shared"] else prefix.replace("-", "_")) + f.name
+            if key in section:
+                a += f" --{('' if f.metadata['shared'] else prefix)}{f.name.replace('_', '-')} {section[key]}"
+        return a
 
     def optim_args(self, opt: dict, epochs: int) -> str:
-        a = f"--preset {opt['preset']} --epochs {epochs}"
-        for k in self.OPTIM_KEYS:
-            if k in opt:
-                a += f" --{k.replace('_', '-')} {opt[k]}"
-        return f"{a} --precision {self.precision}"
+        return f"--preset {opt['preset']} --epochs {epochs}{self.option_args(opt)} --precision {self.precision}"
 
     def run_args(self, progress: bool = True) -> str:
-        """Device and run settings; ``progress``: a training step (progress lines, and compilation if asked)."""
-        a = f"--device {self.device}" + (" --deterministic" if self.config.get("deterministic") else "")
-        if not progress:
+        """The device: the one run setting that is part of a run's key (``run_only_args`` has the others)."""
+        return f"--device {self.device}"
+
+    def run_only_args(self, training: bool = True) -> str:
+        """Settings that never change which run a job makes: progress lines, tracking, and (``deterministic``,
+        ``compile``) how reproducible or fast its kernels are. The rules put them on the command line outside
+        Snakemake's params, so toggling one never reruns a finished job (threads likewise: ``{threads}``)."""
+        a = " --deterministic" if self.config.get("deterministic") else ""
+        if not training:
             return a
-        a += " --progress log" + self.tracker_args()
+        a += " --progress log --rebuild-stale" + self.tracker_args()
         if self.config.get("compile", "none") != "none":
             a += f" --compile {self.config['compile']}"
             if self.config.get("compile_cache"):
@@ -555,13 +569,9 @@ class Plan:
             p = cell.raw["prune"]
             a = (f"--checkpoint {q(job.inputs[1])} {self.data_args(cell)} "
                  f"--targets {','.join(fmt_sparsity(t) for t in sorted(s['targets']))} --rate {p['rate']}"
-                 f" --mode ft --chain --ft-preset {p['ft_preset']} --ft-epochs {p['ft_epochs']} --ft-lr {p['ft_lr']}"
-                 f" --ft-momentum {p['ft_momentum']} --ft-weight-decay {p['ft_weight_decay']}")
-            for k in ("ft_batch_size", "ft_warmup_epochs", "ft_schedule", "ft_step_every", "ft_step_gamma"):
-                if k in p:
-                    a += f" --{k.replace('_', '-')} {p[k]}"
-            if "augment" in cell.dense:
-                a += f" --augment {cell.dense['augment']}"
+                 f" --mode ft --chain --ft-preset {p['ft_preset']}"
+                 + self.option_args(p, "ft-", skip=("augment", "precision"))  # the fine-tuning's own options
+                 + self.option_args({k: v for k, v in cell.dense.items() if k == "augment"}))  # augments as A did
             return (f"{a} --precision {self.precision} {self.run_args()} --seed {dense_seed(s['seed'], 'A')} "
                     f"{tag_args(s['tags'])}")
         if job.kind == "match":

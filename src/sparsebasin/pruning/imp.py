@@ -225,7 +225,7 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
         if writer:
             state, old = _imp_status(out, targets, config)
             same = state == "same"
-            if state == "other" and not run.force:
+            if state == "other" and run.force is not True:  # "stale" (the workflow): see docs/workflow.md
                 raise UserError(f"{out} holds a finished IMP made with other settings "
                                 f"({'; '.join(_config_diff(old.get('config', {}), config)[:4]) or 'another version'}); "
                                 "rerun with --force to replace it (its files go only once the new IMP has finished), "

@@ -106,6 +106,22 @@ class RunRecord:
             return "new", None
         return ("same" if result.get("fingerprint") == self.fingerprint else "other"), result
 
+    # What may differ between a finished run and a new request of the same directory for the workflow to train
+    # it again: the content of its inputs (a dense run rebuilt on a GPU gives other bits, new data), or the rewind
+    # checkpoints it keeps (a new study needs another one). Everything else is in the directory's key, so a
+    # difference there is never a reason to replace a run silently.
+    REBUILDABLE = ("init", "mask", "train_ds", "test_ds", "save_epochs")
+
+    def _differs(self, result: dict) -> set[str]:
+        old = result.get("request") or {}
+        return {k for k in set(old) | set(self.request) if old.get(k) != self.request.get(k)}
+
+    def rebuildable(self, result: dict) -> bool:
+        return bool(result.get("request")) and self._differs(result) <= set(self.REBUILDABLE)
+
+    def rebuild_reason(self, result: dict) -> str:
+        return "finished with other " + ", ".join(sorted(self._differs(result))) + " than asked now"
+
     def refusal(self, result: dict) -> UserError:
         diff = request_diff(result.get("request") or {}, self.request)
         what = "; ".join(diff[:4]) if diff else "it was made by another version of sparsebasin"

@@ -105,6 +105,10 @@ def run_config_record(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, aug
         "steps_per_epoch": steps_per_epoch,
         "density": density,
         "cpu_threads": torch.get_num_threads(),
+        # how reproducible and how fast the kernels were: like the thread count, they may move the last bits
+        # but never make it another run (not in the request: toggling them reruns nothing)
+        **({"deterministic": True} if devices.deterministic() else {}),
+        **({"compile": compiling.mode()} if compiling.mode() != "none" else {}),
         **(extra or {}),
     }
 
@@ -117,7 +121,7 @@ def run_request(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, train_ds,
                 augment: bool, save_epochs: list[int], device: torch.device) -> dict:
     """Everything that determines a run's final weights (hashed into its fingerprint)."""
     return {
-        "train": cfg.to_dict() | {"eval_batch_size": None},
+        "train": cfg.key_dict() | {"eval_batch_size": None},
         "model": model_cfg,
         "data": dict(data_meta),
         "train_ds": resume.dataset_digest(train_ds),
@@ -128,8 +132,6 @@ def run_request(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, train_ds,
         "augment": augment,
         "save_epochs": save_epochs,
         "device": device.type,
-        **({"deterministic": True} if devices.deterministic() else {}),
-        **({"compile": compiling.mode()} if compiling.mode() != "none" else {}),
         **({"processes": distributed.world()} if distributed.active() else {}),
         **({"sync_bn": True} if distributed.sync_bn() else {}),
     }
@@ -149,11 +151,14 @@ def train_runs(
     device: str | torch.device = "auto",
     progress: str = "auto",
     write_predictions: bool = True,
-    force: bool = False,
+    force: bool | str = False,
     scratch: str | Path | None = None,
     group_name: str | None = None,
 ) -> list[dict]:
     """Train every member for ``cfg.epochs`` epochs and write its run directory; returns the results.
+
+    ``force``: True replaces finished runs made with other arguments; "stale" only those whose inputs
+    (init, mask, data) or rewind checkpoints changed since (``RunRecord.rebuildable``; the workflow's mode).
 
     ``make_engine(members, dev, augment, drop_last)`` builds the engine for
     the members that still need training.
@@ -205,10 +210,14 @@ def train_runs(
         results: list[dict | None] = [None] * runs
         if writer:
             status = [rec.status() for rec in records]
-            if not force:
+            if force is not True:
                 for rec, (state, result) in zip(records, status):
-                    if state == "other":
+                    if state != "other":
+                        continue
+                    if force != "stale" or not rec.rebuildable(result):
                         raise rec.refusal(result)
+                    log(f"{rec.out}: {rec.rebuild_reason(result)}; training it again (its files stay until the new "
+                        "run has finished)")
             results = [rec.reuse(res) if state == "same" else None for rec, (state, res) in zip(records, status)]
             for i, res in enumerate(results):
                 if res is None and status[i][0] == "new":
@@ -217,6 +226,9 @@ def train_runs(
         todo = [i for i, f in enumerate(flags) if f]
         if not todo:
             return results
+        if fused and len(todo) < runs and writer:  # a group trains only what is not finished
+            log(f"{label}: training {len(todo)} of {runs} runs ({', '.join(str(members[i].out_dir) for i in todo)}); "
+                f"the other {runs - len(todo)} are finished")
         trained = _train(
             [members[i] for i in todo], [records[i] for i in todo], train_ds, test_ds, cfg,
             model_cfg=model_cfg, data_meta=data_meta, make_engine=make_engine, engine_name=engine_name, dev=dev,
