@@ -56,7 +56,7 @@ class TrainConfig:
     warmup_epochs: float = option("linear warm-up epochs", "nonneg_float", 0.0)
     augment: str = option("random crop + flip (auto: on for image datasets)", choices=AUGMENT_CHOICES,
                           default="auto", shared=True)
-    nesterov: bool = option("Nesterov momentum", "boolean", False, cli=False)
+    nesterov: bool = option("Nesterov momentum", "boolean", False)
     eval_batch_size: int = option("batch size of the per-epoch test evaluation (speed only)", default=1000, cli=False)
     preset: str | None = option("the named preset this config came from", default=None, cli=False)
     precision: str = option("the training step on CUDA: bf16 autocast or fp32 (evaluation is fp32 either way)",
