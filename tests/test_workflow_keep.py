@@ -76,10 +76,11 @@ def snakemake(work: Path, *args, timeout=900, **env) -> subprocess.CompletedProc
                           timeout=timeout)
 
 
-def write_config(work: Path, data: Path, seeds=(0,)) -> None:
+def write_config(work: Path, data: Path, seeds=(0,), experiment="tiny") -> None:
     cfg = yaml.safe_load(yaml.safe_dump(TINY))
     cfg["data_dir"] = str(data)
     cfg["experiments"]["tiny"]["cells"][0]["seeds"] = list(seeds)
+    cfg["experiments"] = {experiment: cfg["experiments"]["tiny"]}
     work.mkdir(parents=True, exist_ok=True)
     (work / "tiny.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
 
@@ -220,12 +221,14 @@ class _Inodes:
 
 
 def test_two_workflows_on_one_results_tree_finish_and_train_each_run_once(finished, tmp_path):
+    """Two configs on one results tree, started together: both finish, and the runs they share are each written
+    once (the second job waits for the first's lock and finds its run finished)."""
     data = Path(yaml.safe_load((finished / "tiny.yaml").read_text())["data_dir"])
     shared = tmp_path / "shared"
     shared.mkdir()
     works = [tmp_path / "one", tmp_path / "two"]
-    for w in works:
-        write_config(w, data)
+    for w in works:  # two configs (their own experiments, tables and figures) whose runs are the same
+        write_config(w, data, experiment=w.name)
         (w / "results").symlink_to(shared)
     watch = _Inodes(shared)
     logs = [open(tmp_path / f"snakemake{i}.out", "w", encoding="utf-8") for i in range(2)]

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 def test_cuda_job_commands_from_a_checkout_path_with_spaces_and_non_ascii(tmp_path):
     checkout = tmp_path / "my work dir" / "éxpériences ü"
+    checkout.mkdir(parents=True)
     for name in ("Snakefile", "config.yaml", "workflow", "src", "slurm", "envs"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copyfile)(src, checkout / name)
@@ -31,9 +32,8 @@ def test_cuda_job_commands_from_a_checkout_path_with_spaces_and_non_ascii(tmp_pa
     target = f"{find('dense', cfg, seed=0, net='A', width=1)}/result.json"
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1",
                SPARSEBASIN_GPUS="1", PYTHONPATH=str(checkout / "src"))
-    res = subprocess.run([str(VENV_BIN / "snakemake"), "--cores", "1", "--resources", "gpu=1", target,
-                          "--configfile=cuda.yaml"], cwd=checkout, env=env, capture_output=True, text=True,
-                         timeout=600)
+    res = subprocess.run([str(VENV_BIN / "snakemake"), target, "--cores", "1", "--configfile=cuda.yaml",
+                          "--resources", "gpu=1"], cwd=checkout, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode != 0  # no CUDA here
     log = (checkout / "results" / "logs" / target.removeprefix("results/")).parent / "train.log"
     text = log.read_text(encoding="utf-8")
