@@ -52,6 +52,7 @@ def aggregate(df: pd.DataFrame, by: list[str], value: str, scale: float = 1.0, p
     (``health`` not ok) are averaged in and counted in ``n_flagged``; ``flags``
     says both in words ("1 of 3 runs dead (chance accuracy)"), empty if neither.
     """
+    df = df[tidy.measured(df, value)]  # a healthy run's empty cell: a metric it does not report
     values = pd.to_numeric(df[value], errors="coerce").astype(float) * scale
     bad = pd.Series(tidy.nonfinite(values), index=df.index)
     values = values.where(~bad)
@@ -102,9 +103,10 @@ def fmt_mean_std(mean: float, std: float, n: int | float, digits: int = 2) -> st
 class Notes:
     """Footnotes of one Markdown table: a flagged cell gets ``†1``, ``†2``, ... and one line each below."""
 
-    def __init__(self) -> None:
+    def __init__(self, rule: bool = True) -> None:
         self.lines: list[str] = []
         self.not_run = False
+        self.rule = rule  # end with tidy.FLAG_RULE (off where the document states it once)
 
     def mark(self, where: str, flags) -> str:
         if not isinstance(flags, str) or not flags:
@@ -123,7 +125,7 @@ class Notes:
     def render(self) -> str:
         """The footnotes and, if any cell is flagged or missing, the rule (empty string if neither)."""
         out = list(self.lines)
-        if self.lines or self.not_run:
+        if self.rule and (self.lines or self.not_run):
             out.append(tidy.FLAG_RULE)
         return "\n\n".join(out)
 

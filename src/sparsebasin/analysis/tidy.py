@@ -116,6 +116,23 @@ def nonfinite(values) -> np.ndarray:
     return ~np.isfinite(pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float))
 
 
+def measured(df: pd.DataFrame, value: str) -> pd.Series:
+    """Rows that carry a measurement of ``value``: a number, or a value that came out non-finite.
+
+    Curves and barriers write every value they measure, an empty cell being a
+    non-finite one (the contract of interpolate/plane). A run's result.json
+    never holds a non-finite value unless its health flags it, so in a runs
+    table (``test_acc`` or ``health`` present) an empty cell of a healthy run
+    is a metric that run does not report, not a divergence.
+    """
+    if value not in df.columns:
+        return pd.Series(False, index=df.index)
+    if "test_acc" not in df.columns and HEALTH not in df.columns:
+        return pd.Series(True, index=df.index)
+    empty = pd.to_numeric(df[value], errors="coerce").isna()
+    return ~empty | flagged(df) | (df[NONFINITE].map(lambda v: not _blank(v)) if NONFINITE in df.columns else False)
+
+
 def flag_counts(df: pd.DataFrame) -> dict[str, int]:
     """status -> number of rows with it, for the non-ok statuses present (in ``LABEL`` order)."""
     health = health_of(df)
