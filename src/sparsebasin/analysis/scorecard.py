@@ -339,7 +339,7 @@ def paired_test(diffs) -> dict:
     (``nonfinite``). With every difference equal (std 0) t is infinite: p is 0
     when they are positive, 1 otherwise.
     """
-    from scipy import stats
+    from scipy.special import stdtr  # Student's t CDF (scipy.stats takes seconds to import)
 
     d = np.asarray(diffs, dtype=float)
     bad = int((~np.isfinite(d)).sum())
@@ -353,7 +353,7 @@ def paired_test(diffs) -> dict:
         out["t"], out["p"] = (math.inf, 0.0) if out["mean"] > 0 else (-math.inf if out["mean"] < 0 else math.nan, 1.0)
     else:
         out["t"] = out["mean"] / (out["std"] / math.sqrt(n))
-        out["p"] = float(stats.t.sf(out["t"], df=n - 1))
+        out["p"] = float(stdtr(n - 1, -out["t"]))  # P(T >= t), T ~ t(n - 1)
     return out | {"result": "significant" if out["p"] < CLAIM_ALPHA else "not significant"}
 
 
@@ -384,21 +384,25 @@ def _by_seed(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     return sparse.pivot_table(index=[*_CELL, "seed"], columns="branch", values="_v", aggfunc="mean")
 
 
-def _diff(a: pd.Series, b: pd.Series) -> pd.Series:
-    """a − b for the seeds that ran both; NaN (counted as non-finite by the test) where either was non-finite."""
-    both = a.notna() & b.notna()
-    d = (a - b)[both]
-    return d.where(np.isfinite(a[both]) & np.isfinite(b[both]))
+def _diff(a, b) -> np.ndarray:
+    """a − b for the seeds that ran both (NaN is a run that is missing); NaN, counted as non-finite by the
+    test, where either value was non-finite (inf)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    both = ~np.isnan(a) & ~np.isnan(b)
+    a, b = a[both], b[both]
+    return np.where(np.isfinite(a) & np.isfinite(b), a - np.where(np.isfinite(b), b, 0.0), np.nan)
 
 
 def _pair_cells(by_seed: pd.DataFrame, a: str, b: str) -> list[tuple[dict, np.ndarray]]:
     if by_seed.empty or a not in by_seed.columns or b not in by_seed.columns:
         return []
     out = []
-    for key, part in by_seed.groupby(level=_CELL, sort=True):
-        d = _diff(part[a], part[b])
+    cells = by_seed.index.droplevel("seed")
+    values = by_seed[[a, b]].to_numpy(dtype=float)
+    for key, idx in pd.Series(range(len(cells)), index=cells).groupby(level=_CELL, sort=True):
+        d = _diff(values[idx.to_numpy(), 0], values[idx.to_numpy(), 1])
         if len(d):
-            out.append((dict(zip(_CELL, key)), d.to_numpy(dtype=float)))
+            out.append((dict(zip(_CELL, key)), d))
     return out
 
 
@@ -406,8 +410,9 @@ def _gap_cells(by_seed: pd.DataFrame) -> list[tuple[dict, np.ndarray]]:
     """Per (dataset, model, width, k) with two or more sparsities: the gap at the highest minus the lowest, per seed."""
     if by_seed.empty or not {"permuted", "naive"} <= set(by_seed.columns):
         return []
-    gap = _diff(by_seed["permuted"], by_seed["naive"]).rename("gap").reset_index()
-    gap["gap"] = gap["gap"].fillna(np.inf)  # a non-finite gap stays counted (inf), unlike a seed not run
+    ran = by_seed["permuted"].notna() & by_seed["naive"].notna()
+    gap = pd.Series(_diff(by_seed["permuted"], by_seed["naive"]), index=by_seed.index[ran.to_numpy()], name="gap")
+    gap = gap.fillna(np.inf).reset_index()  # a non-finite gap stays counted (inf), unlike a seed not run
     out = []
     for key, part in gap.groupby(["dataset", "model", "width", "k"], sort=True):
         if part["sparsity"].nunique() < 2:
@@ -416,8 +421,7 @@ def _gap_cells(by_seed: pd.DataFrame) -> list[tuple[dict, np.ndarray]]:
         wide = part.pivot_table(index="seed", columns="sparsity", values="gap")
         d = _diff(wide[hi], wide[lo])
         out.append((dict(zip(["dataset", "model", "width", "k"], key)) | {"sparsity": f"{names.sparsity(lo)} → "
-                                                                            f"{names.sparsity(hi)}"},
-                    d.to_numpy(dtype=float)))
+                                                                            f"{names.sparsity(hi)}"}, d))
     return out
 
 
@@ -439,7 +443,7 @@ def _barrier_cells(barriers: pd.DataFrame | None) -> list[tuple[dict, np.ndarray
         lo, hi = part["width"].min(), part["width"].max()
         wide = part.pivot_table(index="seed", columns="width", values="_b", aggfunc="mean")
         d = _diff(wide[lo], wide[hi])
-        out.append((dict(zip(keys, key)) | {"width": f"{names.width(lo)} → {names.width(hi)}"}, d.to_numpy(dtype=float)))
+        out.append((dict(zip(keys, key)) | {"width": f"{names.width(lo)} → {names.width(hi)}"}, d))
     return out
 
 
