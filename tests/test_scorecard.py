@@ -128,7 +128,7 @@ def test_claims_are_counted_per_cell():
                    "matched barrier shrinks with width": (1, 1, 1, 0)}
     assert card.headline() == ("No published reference for this experiment (MNIST-1D MLP); "
                                "permuted > naive significant in 0 of 3 cells (one-sided paired t-test over seeds, "
-                               "α = 0.05; 3 cells with too few seeds (< 3)).")
+                               "α = 0.05; 3 cells with fewer than 2 seeds, not tested).")
 
 
 def test_step_writes_csv_markdown_and_json(tmp_path, paper_runs, capsys):
