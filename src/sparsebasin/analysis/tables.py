@@ -81,7 +81,8 @@ def _flags(health: pd.Series, bad: pd.Series, why: pd.Series) -> str:
     if statuses:
         parts.append(tidy.flag_text({s: int((health == s).sum()) for s in statuses}, total, "runs"))
     if bad.any():
-        text = f"{int(bad.sum())} of {total} values {tidy.label(tidy.NONFINITE_STATUS)}, left out of the mean"
+        text = (f"{int(bad.sum())} of {total} value{'s' if total != 1 else ''} "
+                f"{tidy.label(tidy.NONFINITE_STATUS)}, left out of the mean")
         reasons = [r for r in dict.fromkeys(why[bad.to_numpy()]) if isinstance(r, str) and r.strip()]
         if reasons:  # the writer's own words, e.g. "loss_barrier: loss is non-finite at α = 0.5"
             text += f" ({reasons[0]}{'; …' if len(reasons) > 1 else ''})"
