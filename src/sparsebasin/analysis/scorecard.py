@@ -562,6 +562,13 @@ def _cell_label(r) -> list[str]:
             names.branch(r["branch"]), e, r["metric"]]
 
 
+def _cell_words(r) -> str:
+    """'MNIST-1D MLP ×1 · S = 90% · k = 4 · Naive · test_acc' for a footnote."""
+    _, setting, width, sparsity, k, branch, epoch, metric = _cell_label(r)
+    return " · ".join(x for x in (f"{setting} {width}", f"S = {sparsity}" if sparsity else "", f"k = {k}" if k else "",
+                                  branch, f"matched at epoch {epoch}" if epoch else "", metric) if x)
+
+
 def _claim_key(row: dict) -> list[str]:
     """A claim cell's label: setting, then whichever of width / sparsity / k / mode / split it has."""
     out = [f"{names.dataset(row['dataset'])} {names.model(row['model'])}" if "dataset" in row else ""]
@@ -619,8 +626,7 @@ def to_markdown(card: Scorecard) -> str:
             d = 4 if r["unit"] == "" else 2
             ours = _pm(r["ours_mean"], r["ours_std"], r["ours_n"], d)
             if isinstance(r["flags"], str) and r["flags"]:
-                notes.append(f"{tidy.FLAG_MARK}{len(notes) + 1} {' · '.join(x for x in _cell_label(r)[1:] if x)}: "
-                             f"{r['flags']}.")
+                notes.append(f"{tidy.FLAG_MARK}{len(notes) + 1} {_cell_words(r)}: {r['flags']}.")
                 ours += f" {tidy.FLAG_MARK}{len(notes)}"
             body.append([*_cell_label(r), ours,
                          "no reference" if not _finite(r["paper_mean"]) else

@@ -229,7 +229,7 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "test_acc", metrics=None) -
             dense = mpart[mpart["branch"] == "dense"]
             if not dense.empty:
                 d = dense.iloc[0]
-                lines.append(f"- Dense: {notes.cell(d.mean_pct, d.std_pct, d.n, d.flags, 'Dense')}")
+                lines.append(f"- Dense: {notes.cell(d.mean_pct, d.std_pct, d.n, d['flags'], 'Dense')}")
             imp = mpart[mpart["branch"] == "imp"].sort_values("sparsity")
             if not imp.empty:
                 cells = [f"{sparsity_cell(r.sparsity, _value(r.sparsity_all_weights))}: "
@@ -382,7 +382,7 @@ def early_matching_table(runs: pd.DataFrame, k: int = 20, metric: str = "test_ac
                     continue
                 r = c.iloc[0]
                 where = what + (f", S = {names.sparsity(s)}" if s is not None else "")
-                out.append(notes.cell(r.mean_pct, r.std_pct, r.n, r.flags, where))
+                out.append(notes.cell(r.mean_pct, r.std_pct, r.n, r["flags"], where))
             return out
 
         perm = part[part["branch"] == "permuted"]
