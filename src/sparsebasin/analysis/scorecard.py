@@ -15,19 +15,29 @@ ensemble accuracy, disagreement, KL and JS. For each cell of ours:
   the paper's value for KL and JS, which have no natural unit to floor in.
 
 Published cells of the datasets and models we ran that we did not run are
-listed with verdict ``not_run``, so a partial run shows what is missing.
-Table 1 does not state its rewind point, so its cells match ours at any k.
+listed with verdict ``not_run``, so a partial run shows what is missing; a
+cell we ran whose every value came out non-finite is ``diverged``. Cells
+follow ``tidy.FLAG_RULE``: runs flagged dead or diverged are in the mean and
+the cell says so (``n_flagged``, ``flags``; † in the Markdown).
+Table 1 does not state its rewind point, so its cells match ours at any k;
+its cell key is the ensemble's ``group`` (the tidy table's equal ``branch``
+tag is dropped, not duplicated).
 
-The claims, checked on our cell means (and, where the paper has the numbers,
-on the paper's):
+The claims, each tested per cell on our seeds with a one-sided paired
+t-test (``CLAIM_TEST``, ``CLAIM_ALPHA`` = 0.05; a cell with a single seed pair
+is not tested) and counted as significant / not significant / too few seeds;
+the headline gives the count for permuted > naive, and nothing else in any
+output counts those cells differently. The paper publishes means, not seeds,
+so on its numbers only the direction of the means is counted:
 
-- permuted > naive, and LTH >= permuted, per (dataset, model, width, sparsity, k);
+- permuted > naive, and LTH >= permuted (tested: LTH − permuted > 0), per
+  (dataset, model, width, sparsity, k), paired by seed;
 - the permuted − naive gap grows with sparsity: per (dataset, model, width, k)
-  with two or more sparsities, the gap at the highest sparsity exceeds the gap
-  at the lowest;
+  with two or more sparsities, the gap at the highest sparsity minus the gap
+  at the lowest, per seed;
 - the matched barrier shrinks with width: per (dataset, model, mode, split)
-  with two or more widths, the mean loss barrier after matching at the widest
-  width is below the one at the narrowest.
+  with two or more widths, the matched loss barrier at the narrowest width
+  minus the one at the widest, per seed.
 """
 
 from __future__ import annotations
