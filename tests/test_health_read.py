@@ -145,7 +145,7 @@ def test_scorecard_and_summary_say_which_runs_are_flagged(tmp_path):
     card = scorecard(runs)
     naive = card.cells[card.cells["branch"] == "naive"].iloc[0]
     assert naive["n_flagged"] == 1 and naive["flags"] == "1 of 3 runs dead (chance accuracy)"
-    assert "1 of our cells include runs flagged dead or diverged †" in card.headline()
+    assert "; 1 of our cells flagged † (runs dead or diverged, or values non-finite); " in card.headline()
     md = to_markdown(card)
     assert "44.33 ± 29.74 (n=3) †1" in md and "†1 MNIST-1D MLP ×1 · S = 90% · k = 4 · Naive · test_acc: 1 of 3 runs" in md
     text = summary_markdown(runs, card=card.as_dict())

@@ -478,6 +478,7 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
                         label=names.path_kind(permuted, mode_name), **style.path_style(permuted, mode_name))
             _mark_flags(ax, agg, "width", 1.0, lambda r, p=permuted, m=mode_name: (
                 f"{_setting_label(setting)} · {names.path_kind(p, m)} barrier · width {names.width(r['width'])}"), notes)
+        _min_span(ax, 0.05 if metric == "loss" else 1.0, floor=0.0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(widths, [names.width(w) for w in widths])
         ax.minorticks_off()

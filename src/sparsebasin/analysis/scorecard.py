@@ -88,8 +88,8 @@ class Scorecard:
     def headline(self) -> str:
         claim = next((c for c in self.claims if c.name == "permuted > naive"), None)
         tail = claim.text() if claim and claim.cells else "no permuted/naive cells to test"
-        flagged = (f"; {self.flagged} of our cells include runs flagged dead or diverged {tidy.FLAG_MARK}"
-                   if self.flagged else "")
+        flagged = (f"; {self.flagged} of our cells flagged {tidy.FLAG_MARK} (runs dead or diverged, or values "
+                   "non-finite)" if self.flagged else "")
         if not self.published:
             scope = ", ".join(self.scope) or "nothing compared"
             return f"No published reference for this experiment ({scope}){flagged}; {tail}."
