@@ -204,3 +204,15 @@ def test_a_panel_with_nothing_finite_says_so():
     fig = plots.lmc_width(curves)
     repair = [ax for ax in fig.axes if ax.get_title().endswith("REPAIR")]
     assert all(any(t.get_text() == "diverged: no finite value" for t in ax.texts) for ax in repair)
+
+
+def test_summary_leaves_a_non_finite_run_out_of_the_means_and_says_so():
+    rows = [dict(experiment="e", dataset="mnist1d", model="mlp", width=1, seed=s, sparsity=0.9, k=4, branch=b,
+                 test_acc=(np.inf if (b == "naive" and s == 2) else {"lth": 0.8, "naive": 0.6, "permuted": 0.7}[b]),
+                 health="exploded" if (b == "naive" and s == 2) else "ok")
+            for s in range(3) for b in ("lth", "naive", "permuted")]
+    text = summary_markdown(pd.DataFrame(rows))
+    assert "| ×1 | 90% | 4 | 80.00 | 60.00 †1 | 70.00 | +10.00 ± 0.00 | 50% |" in text
+    assert ("†1 ×1, S = 90%, k = 4, Naive: 1 of 3 runs diverged (exploded loss); 1 of 3 values diverged "
+            "(non-finite), left out of the mean.") in text
+    assert " inf " not in text and "| inf" not in text

@@ -75,7 +75,8 @@ def branch_comparison(runs: pd.DataFrame, metric: str = "test_acc", gap_floor_pp
     """
     runs = tidy.prepare(runs, ["branch", "sparsity", "k", "seed", metric], "the summary")
     tidy.check_single_matching(runs)
-    sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & runs[metric].notna()]
+    # non-finite values stay out of the means (tidy.FLAG_RULE); the tables' † footnotes count them
+    sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & ~tidy.nonfinite(runs[metric])]
     have = set(sparse["branch"])
     if not {"naive", "permuted"} <= have:
         raise UserError(f"{tidy.source_of(runs)}: the summary needs both naive and permuted runs (have {', '.join(sorted(have)) or 'none'}); collect all sparse branches")
