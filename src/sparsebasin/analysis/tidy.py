@@ -133,12 +133,6 @@ def measured(df: pd.DataFrame, value: str) -> pd.Series:
     return ~empty | flagged(df) | (df[NONFINITE].map(lambda v: not _blank(v)) if NONFINITE in df.columns else False)
 
 
-def flag_counts(df: pd.DataFrame) -> dict[str, int]:
-    """status -> number of rows with it, for the non-ok statuses present (in ``LABEL`` order)."""
-    health = health_of(df)
-    return {s: int((health == s).sum()) for s in LABEL if (health == s).any()}
-
-
 def flag_text(counts: dict[str, int], total: int, what: str = "runs") -> str:
     """'1 of 4 runs dead (chance accuracy)', several statuses joined by '; '."""
     return "; ".join(f"{n} of {total} {what if total != 1 else what.rstrip('s')} {label(s)}"
