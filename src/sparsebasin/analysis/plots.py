@@ -18,8 +18,9 @@ they never cover data.
   titled with its setting, sparsity and k, sized to the anchors' extent.
 
 Axis ranges follow our data: the paper's lines are clipped to our range of k
-(or sparsity), with a note in the panel when they were; a single rewind point
-or sparsity gets a narrow range around it, a flat barrier a range from 0.
+(or sparsity), and their legend entry says so when they were; a single rewind
+point or sparsity gets a narrow range around it, a flat panel a minimum span
+(from 0 for barriers, which are never negative).
 Flagged runs and non-finite values (``tidy.FLAG_RULE``): a point whose cell
 includes runs flagged dead or diverged is ringed in red and the figure's
 legend title says which cells; a point, curve or barrier with no finite value
