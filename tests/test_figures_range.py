@@ -147,3 +147,11 @@ def test_plane_has_a_title_and_uses_its_canvas(extent_v):
         assert ax.get_aspect() == 1.0 and ax.get_ylabel() == "Plane coordinate v"
     else:  # 14.4 : 48 is beyond 1:3: filled, and the v label says the stretch
         assert ax.get_aspect() == "auto" and "the scale of u" in ax.get_ylabel()
+
+
+def test_imp_barrier_without_a_bn_reset_curve_does_not_speak_of_bn_reset():
+    """The demo's modes are plain and REPAIR: 'without BN reset' beside REPAIR says nothing true of an MLP."""
+    rounds = _imp_rounds(bn=True)
+    rounds.loc[rounds["mode"] == "bn_reset", "mode"] = "repair"
+    labels = [t.get_text() for t in plots.imp_barrier(rounds).legends[0].get_texts()]
+    assert labels == ["plain", "REPAIR"]

@@ -556,7 +556,7 @@ def imp_barrier(rounds: pd.DataFrame, metric: str = "error", split: str | None =
             sel = part[(part["permuted"] == permuted) & (part["mode"] == mode_name)]
             agg = aggregate(sel, ["imp_iteration"], bar_col, scale=_scale(metric))
             s = style.path_style(permuted, mode_name) if both else style.mode(mode_name)
-            lbl = names.path_kind(permuted, mode_name) if both else _imp_mode_label(mode_name, no_bn)
+            lbl = names.path_kind(permuted, mode_name) if both else _imp_mode_label(mode_name, no_bn, combos)
             _plot_mean_std(ax, agg, "imp_iteration", lbl, s)
             _mark_flags(ax, agg, "imp_iteration", 1.0,
                         lambda r, lbl=lbl: f"{_setting_label(setting)} · {lbl} · IMP iteration {r['imp_iteration']:g}",
@@ -593,10 +593,12 @@ def _without_batchnorm(curves: pd.DataFrame) -> bool:
     return bool(np.allclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float), rtol=0, atol=0, equal_nan=True))
 
 
-def _imp_mode_label(mode_name: str, no_bn: bool) -> str:
+def _imp_mode_label(mode_name: str, no_bn: bool, combos) -> str:
+    """'without/with BN reset' only where both are drawn (the paper's Fig. 4a pair); else the mode's name."""
+    pair = {m for _, m in combos} >= {"plain", "bn_reset"}
     if mode_name == "plain":
-        return "plain (no BatchNorm to reset)" if no_bn else "without BN reset"
-    return "with BN reset" if mode_name == "bn_reset" else names.mode(mode_name)
+        return "plain (no BatchNorm to reset)" if no_bn else "without BN reset" if pair else names.mode(mode_name)
+    return "with BN reset" if mode_name == "bn_reset" and pair else names.mode(mode_name)
 
 
 # ---------------------------------------------------------------- plane
