@@ -132,3 +132,9 @@ def test_readme_says_what_the_headline_says():
     flat = " ".join(para.split())
     assert "permuted > naive significant in X of Y cells (one-sided paired t-test over seeds, α = 0.05" in flat
     assert "in 8 of 8 cells" not in flat
+
+
+def test_a_cell_without_a_width_tag_is_still_tested():
+    runs = _runs(CELLS).drop(columns=["width", "experiment"])
+    pn = sc.scorecard(runs).claims[0]
+    assert (pn.significant, pn.cells) == (2, 4)

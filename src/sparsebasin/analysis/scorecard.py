@@ -394,7 +394,8 @@ def _by_seed(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
     value = pd.to_numeric(sparse[metric], errors="coerce") * 100
     sparse = sparse.assign(seed=sparse["seed"] if "seed" in sparse.columns else 0,
                            _v=value.where(~tidy.nonfinite(value), np.inf))
-    return sparse.pivot_table(index=[*_CELL, "seed"], columns="branch", values="_v", aggfunc="mean")
+    # dropna=False: a cell whose key has a missing tag (no width column) is still a cell
+    return sparse.pivot_table(index=[*_CELL, "seed"], columns="branch", values="_v", aggfunc="mean", dropna=False)
 
 
 def _diff(a, b) -> np.ndarray:
@@ -412,7 +413,7 @@ def _pair_cells(by_seed: pd.DataFrame, a: str, b: str) -> list[tuple[dict, np.nd
     out = []
     cells = by_seed.index.droplevel("seed")
     values = by_seed[[a, b]].to_numpy(dtype=float)
-    for key, idx in pd.Series(range(len(cells)), index=cells).groupby(level=_CELL, sort=True):
+    for key, idx in pd.Series(range(len(cells)), index=cells).groupby(level=_CELL, sort=True, dropna=False):
         d = _diff(values[idx.to_numpy(), 0], values[idx.to_numpy(), 1])
         if len(d):
             out.append((dict(zip(_CELL, key)), d))
@@ -427,7 +428,7 @@ def _gap_cells(by_seed: pd.DataFrame) -> list[tuple[dict, np.ndarray]]:
     gap = pd.Series(_diff(by_seed["permuted"], by_seed["naive"]), index=by_seed.index[ran.to_numpy()], name="gap")
     gap = gap.fillna(np.inf).reset_index()  # a non-finite gap stays counted (inf), unlike a seed not run
     out = []
-    for key, part in gap.groupby(["dataset", "model", "width", "k"], sort=True):
+    for key, part in gap.groupby(["dataset", "model", "width", "k"], sort=True, dropna=False):
         if part["sparsity"].nunique() < 2:
             continue
         lo, hi = part["sparsity"].min(), part["sparsity"].max()
