@@ -62,10 +62,12 @@ def test_summary_markdown_with_matches_and_barriers():
                          for s in (0, 1) for m, p, b in [("plain", False, 2.0), ("plain", True, 0.5), ("repair", True, 0.1 + s / 10)]])
     text = summary_markdown(_runs(), matches, bars)
     assert "# Summary: cifar10_resnet20" in text
-    assert "Permuted beats naive in 1 of 1" in text
+    # no scorecard here: the summary says the one count itself
+    assert "Permuted > naive significant in 2 of 2 cells (one-sided paired t-test over seeds, α = 0.05)." in text
+    assert text.count("significant in") == 1
     assert "| ×4 | 90% | 91.00 | 80.50 | 86.25 | +5.75 ± 0.35 | 55% | 0.650 ± 0.071 | 0.150 ± 0.071 |" in text
     assert "Loss barrier (Permuted · REPAIR)" in text
-    assert "| ×4 | 90% | 10 | 90.00 | 81.00 | 86.50 | +5.50 ± 0.71 | 61% |" in text
+    assert "| ×4 | 90% | 10 | 90.00 | 81.00 | 86.50 | +5.50 ± 0.71 | 61% | 0.0289 | significant |" in text
     assert "| Width | Dense acc. (%) | Matched corr. | Loss barrier (Unpermuted · plain) |" in text
     assert "| ×4 | 95.00 (n=1) | 0.650 ± 0.071 | 2.000 ± 0.000 | 0.500 ± 0.000 | 0.150 ± 0.071 |" in text
 

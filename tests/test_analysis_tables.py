@@ -148,7 +148,7 @@ def test_table_cli_writes_csv_md_and_provenance(tmp_path):
     assert cli.main(["table", "--kind", "accuracy", "--table", str(src), "--out-csv", str(out_csv), "--out-md", str(out_md)]) == 0
     frame = pd.read_csv(out_csv)
     assert list(frame.columns) == ["dataset", "model", "width", "sparsity", "k", "branch", "metric", "mean_pct", "std_pct", "n",
-                                   "sparsity_all_weights"]
+                                   "sparsity_all_weights", "n_flagged", "n_nonfinite", "flags"]
     text = out_md.read_text()
     assert text.startswith("<!-- provenance: {") and "86.00 ± 1.41" in text
     assert json.loads(outputs.sidecar_path(out_csv).read_text())["config"]["kind"] == "accuracy"

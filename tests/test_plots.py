@@ -143,7 +143,7 @@ def test_imp_barrier_x_is_the_iteration_along_the_path_not_the_round_file():
         if tagged:
             df["imp_iteration"] = [path.index(r) + 1 for r in df["round"]]
         ax = _visible(plots.imp_barrier(df))[0]
-        line = _lines_by_label(ax)["without BN reset"]
+        line = _lines_by_label(ax)["plain"]  # alone, not "without BN reset"
         assert list(line.get_xdata()) == list(range(1, 12))
         assert [t.get_text() for t in ax.get_xticklabels()] == [str(i) for i in range(1, 12)]
 

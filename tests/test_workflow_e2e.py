@@ -164,7 +164,7 @@ def test_summary_opens_with_the_scorecard_headline(finished):
     text = (finished / "results/mnist1d/summary.md").read_text().splitlines()
     first = next(line for line in text if line.strip() and not line.startswith("<!--"))
     assert first.startswith("**Reproduction:** No published reference for this experiment (MNIST-1D MLP); "
-                            "permuted > naive in "), first
+                            "permuted > naive significant in "), first
     card = json.loads((finished / "results/mnist1d/tables/scorecard.json").read_text())
     assert card["published"] == 0 and card["counts"]["no_reference"] > 0 and card["headline"] in first
 

@@ -9,6 +9,11 @@ since the end points themselves lie on the line.
 A curve is identified by every column that is neither alpha nor a measurement
 (mode, permuted, split and all tags such as width, seed, round), so the same
 code serves LMC curves and IMP-round curves.
+
+A curve with a non-finite point (an empty CSV cell: the evaluation diverged
+there, e.g. a REPAIR correction that blew up) has no barrier: it is NaN, and
+the row's ``nonfinite`` column says which points, so tables and figures show
+it as diverged. It is never the max over the finite rest, and never 0.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import pandas as pd
 from ..errors import UserError
 from . import tidy
 
-MEASURES = ("alpha", "loss", "acc", "error", "source")
+MEASURES = ("alpha", "loss", "acc", "error", "source", tidy.NONFINITE)
 BARRIER_OF = {"loss": "loss_barrier", "error": "error_barrier"}
 
 
@@ -47,8 +52,17 @@ def barriers_from_curves(curves: pd.DataFrame) -> pd.DataFrame:
             raise UserError(f"{tidy.source_of(curves)}: a curve has fewer than two alphas for {dict(zip(keys, key))}; rerun interpolate with --alphas >= 2")
         curve = curve.sort_values("alpha")
         row = dict(zip(keys, key))
+        reasons = []
         for metric in metrics:
-            row[BARRIER_OF[metric]] = barrier(curve["alpha"].to_numpy(), curve[metric].to_numpy())
+            values = curve[metric].to_numpy(dtype=float)
+            bad = tidy.nonfinite(values)
+            if bad.any():
+                at = ", ".join(f"{a:g}" for a in curve["alpha"].to_numpy(dtype=float)[bad])
+                reasons.append(f"{BARRIER_OF[metric]}: {metric} is non-finite at α = {at}")
+                row[BARRIER_OF[metric]] = np.nan
+            else:
+                row[BARRIER_OF[metric]] = barrier(curve["alpha"].to_numpy(), values)
+        row[tidy.NONFINITE] = "; ".join(reasons) or None
         rows.append(row)
     out = pd.DataFrame(rows)
     out.attrs["source"] = tidy.source_of(curves)
@@ -56,9 +70,11 @@ def barriers_from_curves(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def barrier(alpha: np.ndarray, value: np.ndarray) -> float:
-    """Height of ``value`` above the chord between its first and last alpha."""
+    """Height of ``value`` above the chord between its first and last alpha; NaN if any value is non-finite."""
     alpha = np.asarray(alpha, dtype=float)
     value = np.asarray(value, dtype=float)
+    if not np.isfinite(value).all():
+        return float("nan")
     t = (alpha - alpha[0]) / (alpha[-1] - alpha[0])
     chord = (1 - t) * value[0] + t * value[-1]
     return float(np.max(value - chord))
@@ -73,4 +89,14 @@ def ensure_barriers(table: pd.DataFrame) -> pd.DataFrame:
             f"{tidy.source_of(table)}: expected loss_barrier/error_barrier columns or interpolation curves (alpha, loss, error); "
             "collect interpolate's --barriers JSON or CSV"
         )
-    return tidy.normalise(table)
+    out = tidy.normalise(table)
+    present = [c for c in BARRIER_OF.values() if c in out.columns]
+    bad = np.zeros(len(out), dtype=bool)
+    for c in present:
+        bad |= tidy.nonfinite(out[c])
+    if bad.any():  # a NaN barrier without its reason (a file from before "nonfinite"): say so
+        if tidy.NONFINITE not in out.columns:
+            out[tidy.NONFINITE] = None
+        missing = bad & out[tidy.NONFINITE].map(tidy._blank).to_numpy(dtype=bool)
+        out.loc[missing, tidy.NONFINITE] = "barrier is non-finite"
+    return out

@@ -14,7 +14,18 @@ they never cover data.
 - ``lmc_width(curves, metric, split)``: Fig 3. One panel per (matching, mode)
   with one curve per width, plus a barrier-vs-width panel.
 - ``imp_barrier(rounds, metric, split)``: Fig 4a. Barrier vs IMP round per mode.
-- ``plane(grid, metric)``: Fig 4b. Filled contours with the three anchors.
+- ``plane(grid, metric)``: Fig 4b. Filled contours with the three anchors,
+  titled with its setting, sparsity and k, sized to the anchors' extent.
+
+Axis ranges follow our data: the paper's lines are clipped to our range of k
+(or sparsity), and their legend entry says so when they were; a single rewind
+point or sparsity gets a narrow range around it, a flat panel a minimum span
+(from 0 for barriers, which are never negative).
+Flagged runs and non-finite values (``tidy.FLAG_RULE``): a point whose cell
+includes runs flagged dead or diverged is ringed in red and the figure's
+legend title says which cells; a point, curve or barrier with no finite value
+is a red ✕ on the panel's floor labelled "diverged" (a panel with nothing
+finite says so in words), so it is never mistaken for a point not run.
 """
 
 from __future__ import annotations
@@ -33,6 +44,14 @@ from . import barriers, names, style, tidy
 from .tables import ACCURACY_METRICS, aggregate, branch_order, settings
 
 CURVE_METRICS = ("loss", "error")
+FLAG_COLOUR = "#CC0000"
+FLAGGED_STYLE = {"marker": "o", "markersize": 8, "markerfacecolor": "none", "markeredgecolor": FLAG_COLOUR,
+                 "markeredgewidth": 1.0, "linestyle": "none", "zorder": 4}
+DIVERGED_STYLE = {"marker": "X", "markersize": 6, "color": FLAG_COLOUR, "linestyle": "none", "zorder": 4,
+                  "clip_on": False}
+FLAGGED_LABEL = f"{tidy.FLAG_MARK} includes runs flagged dead or diverged"
+DIVERGED_LABEL = f"{tidy.DIVERGED} (no finite value)"
+MAX_NOTES = 4  # flagged cells named in a figure's legend title; the rest are counted
 K_LABEL = "Rewind point k (epochs)"
 SPARSITY_LABEL = "Sparsity (%)"
 ALPHA_LABEL = "Interpolation weight α"
@@ -59,11 +78,31 @@ def _figure(nrows: int, ncols: int) -> tuple[Figure, np.ndarray]:
     return fig, axes
 
 
-def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True) -> None:
+class FigureNotes:
+    """What a figure must say about flagged cells: one line per cell, shown as the legend's title."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, where: str, flags) -> None:
+        if isinstance(flags, str) and flags and f"{where}: {flags}" not in self.lines:
+            self.lines.append(f"{where}: {flags}")
+
+    def text(self) -> str | None:
+        if not self.lines:
+            return None
+        shown = self.lines[:MAX_NOTES]
+        more = len(self.lines) - len(shown)
+        tail = [f"and {more} more flagged cells (see the tables)"] if more else []
+        return "\n".join(f"{tidy.FLAG_MARK} {line}" for line in shown + tail)
+
+
+def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True, notes: FigureNotes | None = None) -> None:
     """One legend for the whole figure, below the panels, one entry per label.
 
     Branch entries come in the fixed order Dense, IMP, LTH, Naive, Permuted
     (unless ``branch_order_first`` is off); other entries keep drawing order.
+    ``notes`` (the flagged cells) become the legend's title.
     """
     seen: dict[str, object] = {}
     for ax in np.ravel(list(axes)):
@@ -78,8 +117,82 @@ def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True) 
         labels.sort(key=lambda lbl: order.index(lbl) if lbl in order else len(order))
     per_row = max(1, int(fig.get_figwidth() / 1.3))
     rows = math.ceil(len(labels) / per_row)
-    fig.legend([seen[lbl] for lbl in labels], labels, loc="outside lower center",
-               ncols=math.ceil(len(labels) / rows), frameon=False)
+    legend = fig.legend([seen[lbl] for lbl in labels], labels, loc="outside lower center",
+                        ncols=math.ceil(len(labels) / rows), frameon=False)
+    note = notes.text() if notes is not None else None
+    if note:
+        legend.set_title(note, prop={"size": 6})
+        legend.get_title().set_color(FLAG_COLOUR)
+
+
+def _mark_flags(ax, agg: pd.DataFrame, x: str, scale: float, where, notes: FigureNotes | None) -> None:
+    """Ring the points whose cell includes flagged runs, and put a ✕ on the panel's floor where a point has
+    no finite value (``where(row)``: the cell's words for the figure's note)."""
+    if "flags" not in agg.columns:
+        return
+    flagged = agg[agg["flags"].map(lambda f: isinstance(f, str) and bool(f))]
+    if flagged.empty:
+        return
+    finite = flagged[np.isfinite(flagged["mean"].to_numpy(dtype=float))]
+    if not finite.empty:
+        ax.plot(finite[x].to_numpy(dtype=float) * scale, finite["mean"], label=FLAGGED_LABEL, **FLAGGED_STYLE)
+    dead = flagged[~np.isfinite(flagged["mean"].to_numpy(dtype=float))]
+    if not dead.empty:
+        ax.plot(dead[x].to_numpy(dtype=float) * scale, np.zeros(len(dead)), label=DIVERGED_LABEL,
+                transform=ax.get_xaxis_transform(), **DIVERGED_STYLE)
+    for _, r in flagged.iterrows():
+        if notes is not None:
+            notes.add(where(r), r["flags"])
+
+
+def _clip_line(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The part of a line within [lo, hi], with the points where it crosses lo and hi; and whether it was cut."""
+    order = np.argsort(x)
+    x, y = np.asarray(x, dtype=float)[order], np.asarray(y, dtype=float)[order]
+    inside = (x >= lo) & (x <= hi)
+    cut = bool((~inside).any())
+    if not cut or len(x) < 2:
+        return x[inside], y[inside], cut
+    xs = [v for v in (lo, hi) if x[0] < v < x[-1] and not np.isclose(x, v).any()]
+    xx = np.concatenate([x[inside], xs])
+    yy = np.concatenate([y[inside], np.interp(xs, x, y)]) if xs else y[inside]
+    order = np.argsort(xx)
+    return xx[order], yy[order], cut
+
+
+def _fit_x(ax, values, pad_single: float, integer: bool = False) -> tuple[float, float]:
+    """x range of our data: 4% margins, or ±``pad_single`` around a single value (ticked there)."""
+    values = np.asarray(sorted(set(np.asarray(values, dtype=float))), dtype=float)
+    lo, hi = float(values.min()), float(values.max())
+    if np.isclose(lo, hi):
+        ax.set_xlim(lo - pad_single, hi + pad_single)
+        ax.set_xticks([lo])
+    else:
+        pad = 0.04 * (hi - lo)
+        ax.set_xlim(lo - pad, hi + pad)
+        if integer:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    return lo, hi
+
+
+def _min_span(ax, span: float, floor: float | None = None) -> None:
+    """At least ``span`` of y range (a flat line otherwise fills the panel with noise-level ticks); from
+    ``floor`` when the data never go below it (barriers are >= 0)."""
+    lo, hi = ax.get_ylim()
+    if floor is not None and lo < floor <= _data_min(ax):
+        lo = floor
+    if hi - lo < span:
+        mid = (lo + hi) / 2
+        lo, hi = (floor, floor + span) if floor is not None and mid - span / 2 < floor else (mid - span / 2, mid + span / 2)
+    ax.set_ylim(lo, hi)
+
+
+def _data_min(ax) -> float:
+    ys = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()
+          if line.get_transform() == ax.transData or line.get_transform().contains_branch(ax.transData)]
+    ys = [y[np.isfinite(y)] for y in ys]
+    ys = [y for y in ys if y.size]
+    return float(min(y.min() for y in ys)) if ys else math.inf
 
 
 def _band(ax, x, mean, std, colour) -> None:
@@ -140,21 +253,33 @@ def _filter_split(df: pd.DataFrame, split: str | None) -> pd.DataFrame:
 # ---------------------------------------------------------------- accuracy figures
 
 
-def _reference_lines(ax, part: pd.DataFrame, metric: str, sparsity: float | None) -> None:
-    dense = part[part["branch"] == "dense"][metric].dropna()
-    if not dense.empty:
-        ax.axhline(dense.mean() * 100, label=names.branch("dense"), **{k: v for k, v in style.branch("dense").items() if k != "marker"})
-    if sparsity is not None and "sparsity" in part.columns:
-        imp = part[(part["branch"] == "imp") & np.isclose(part["sparsity"], sparsity)][metric].dropna()
-        if not imp.empty:
-            ax.axhline(imp.mean() * 100, label=names.branch("imp"), **{k: v for k, v in style.branch("imp").items() if k != "marker"})
+def _reference_lines(ax, part: pd.DataFrame, metric: str, sparsity: float | None, where: str = "",
+                     notes: FigureNotes | None = None) -> None:
+    """Dense (dashed) and, at ``sparsity``, IMP (dotted) as horizontal lines, flagged runs noted."""
+    for branch in ("dense", "imp"):
+        sel = part[part["branch"] == branch]
+        if branch == "imp":
+            if sparsity is None or "sparsity" not in part.columns:
+                continue
+            sel = sel[np.isclose(sel["sparsity"], sparsity)]
+        if sel.empty:
+            continue
+        agg = aggregate(sel, [], metric, scale=100.0).iloc[0]
+        if not agg["n"] and not agg["n_nonfinite"]:
+            continue
+        line_style = {k: v for k, v in style.branch(branch).items() if k != "marker"}
+        if np.isfinite(agg["mean"]):
+            ax.axhline(agg["mean"], label=names.branch(branch), **line_style)
+        if notes is not None and agg["flags"]:
+            notes.add(" · ".join(x for x in (where, names.branch(branch)) if x), agg["flags"])
 
 
 def _paper_lines(ax, reference: pd.DataFrame | None, setting: dict, metric: str, x: str, where: dict,
-                 scale: float = 1.0) -> None:
-    """The paper's value of each branch in this panel (``where``: the panel's fixed sparsity or k), if any."""
+                 scale: float = 1.0, span: tuple[float, float] | None = None) -> bool:
+    """The paper's value of each branch in this panel (``where``: the panel's fixed sparsity or k), if any,
+    clipped to ``span`` (our x range, in plotted units); returns whether a line was clipped."""
     if reference is None or reference.empty:
-        return
+        return False
     ref = reference[reference["metric"] == metric]
     for col, value in {**{k: setting.get(k) for k in ("dataset", "model")}, **where}.items():
         if value is None:
@@ -162,9 +287,32 @@ def _paper_lines(ax, reference: pd.DataFrame | None, setting: dict, metric: str,
         ref = ref[np.isclose(ref[col], float(value))] if col != "dataset" and col != "model" else ref[ref[col] == value]
     if "width" in setting and setting["width"] is not None:
         ref = ref[np.isclose(ref["width"], float(setting["width"]))]
+    clipped = False
     for b in branch_order(ref["branch"]):
         part = ref[ref["branch"] == b].sort_values(x)
-        ax.plot(part[x].to_numpy(dtype=float) * scale, part["mean"], label=style.PAPER_LABEL, **style.paper(b))
+        xs, ys = part[x].to_numpy(dtype=float) * scale, part["mean"].to_numpy(dtype=float)
+        if span is not None:
+            xs, ys, cut = _clip_line(xs, ys, *span)
+            clipped |= cut
+        if len(xs):
+            ax.plot(xs, ys, label=style.PAPER_LABEL, **style.paper(b))
+    return clipped
+
+
+def _clip_note(fig: Figure, what: str) -> None:
+    """Say in the legend that the paper's lines were cut at the edge of our range (``what``: "k", ...)."""
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_label() == style.PAPER_LABEL:
+                line.set_label(f"{style.PAPER_LABEL} (clipped to our {what} range)")
+
+
+def _plot_branches(ax, cell: pd.DataFrame, x: str, metric: str, scale: float, where, notes: FigureNotes) -> None:
+    """Each sparse branch's mean ± std over seeds against ``x``, flagged points ringed."""
+    for b in branch_order(cell["branch"]):
+        agg = aggregate(cell[cell["branch"] == b], [x], metric, scale=100.0)
+        _plot_mean_std(ax, agg, x, names.branch(b), style.branch(b), scale=scale)
+        _mark_flags(ax, agg, x, scale, lambda r, b=b: where(r, b), notes)
 
 
 @_styled
@@ -181,6 +329,7 @@ def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc", reference: 
     rows = [(s, part) for s, part in rows if not part[part["branch"].isin(names.SPARSE_BRANCHES)].empty]
     sparsities = sorted(sparse["sparsity"].dropna().unique())
     fig, axes = _figure(len(rows), len(sparsities))
+    notes, clipped = FigureNotes(), False
     used = set()
     for r, (setting, part) in enumerate(rows):
         for c, s in enumerate(sparsities):
@@ -189,16 +338,19 @@ def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc", reference: 
             if cell.empty:
                 continue
             used.add((r, c))
-            for b in branch_order(cell["branch"]):
-                agg = aggregate(cell[cell["branch"] == b], ["k"], metric, scale=100.0)
-                _plot_mean_std(ax, agg, "k", names.branch(b), style.branch(b))
-            _reference_lines(ax, part, metric, s)
-            _paper_lines(ax, reference, setting, metric, "k", {"sparsity": s})
-            ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-            ax.set_title(" · ".join(x for x in (_setting_label(setting), f"S = {names.sparsity(s)}") if x))
+            panel = " · ".join(x for x in (_setting_label(setting), f"S = {names.sparsity(s)}") if x)
+            _plot_branches(ax, cell, "k", metric, 1.0,
+                           lambda row, b: f"{panel} · k = {row['k']:g} · {names.branch(b)}", notes)
+            _reference_lines(ax, part, metric, s, panel, notes)
+            span = _fit_x(ax, cell["k"], 0.5, integer=True)
+            clipped |= _paper_lines(ax, reference, setting, metric, "k", {"sparsity": s}, span=span)
+            _min_span(ax, 2.0)
+            ax.set_title(panel)
     _hide_unused(axes, used)
     _label_outer(axes, K_LABEL, names.METRIC_LABELS[metric])
-    _legend_below(fig, axes)
+    if clipped:
+        _clip_note(fig, "k")
+    _legend_below(fig, axes, notes=notes)
     return fig
 
 
@@ -217,6 +369,7 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 10
     rows = [(s, part) for s, part in settings(runs, ("dataset", "model", "width"))
             if not part[part["branch"].isin(names.SPARSE_BRANCHES)].empty]
     fig, axes = _figure(len(rows), len(ks))
+    notes, clipped = FigureNotes(), False
     used = set()
     for r, (setting, part) in enumerate(rows):
         imp = part[part["branch"] == "imp"].dropna(subset=["sparsity"])
@@ -226,19 +379,26 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 10
             if cell.empty:
                 continue
             used.add((r, c))
-            for b in branch_order(cell["branch"]):
-                agg = aggregate(cell[cell["branch"] == b], ["sparsity"], metric, scale=100.0)
-                _plot_mean_std(ax, agg, "sparsity", names.branch(b), style.branch(b), scale=100.0)
+            panel = " · ".join(x for x in (_setting_label(setting), f"k = {k:g}") if x)
+            _plot_branches(ax, cell, "sparsity", metric, 100.0,
+                           lambda row, b: f"{panel} · S = {names.sparsity(row['sparsity'])} · {names.branch(b)}", notes)
             if not imp.empty:
                 agg = aggregate(imp, ["sparsity"], metric, scale=100.0)
                 _plot_mean_std(ax, agg, "sparsity", names.branch("imp"), style.branch("imp"), scale=100.0)
-            _reference_lines(ax, part, metric, None)
-            _paper_lines(ax, reference, setting, metric, "sparsity", {"k": k}, scale=100.0)
-            ax.set_xticks(sorted(cell["sparsity"].unique() * 100))
-            ax.set_title(" · ".join(x for x in (_setting_label(setting), f"k = {k:g}") if x))
+                _mark_flags(ax, agg, "sparsity", 100.0,
+                            lambda row: f"{_setting_label(setting)} · S = {names.sparsity(row['sparsity'])} · IMP", notes)
+            _reference_lines(ax, part, metric, None, _setting_label(setting), notes)
+            ours = pd.concat([cell["sparsity"], imp["sparsity"]]).dropna().unique() * 100
+            span = _fit_x(ax, ours, 2.5)
+            clipped |= _paper_lines(ax, reference, setting, metric, "sparsity", {"k": k}, scale=100.0, span=span)
+            ax.set_xticks(sorted(ours))
+            _min_span(ax, 2.0)
+            ax.set_title(panel)
     _hide_unused(axes, used)
     _label_outer(axes, SPARSITY_LABEL, names.METRIC_LABELS[metric])
-    _legend_below(fig, axes)
+    if clipped:
+        _clip_note(fig, "sparsity")
+    _legend_below(fig, axes, notes=notes)
     return fig
 
 
@@ -278,28 +438,38 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
     used = set()
     bar_col = barriers.BARRIER_OF[metric]
     row0 = 0
+    notes = FigureNotes()
     for setting, part, combos in blocks:
         slots = [(row0 + i // ncols, i % ncols) for i in range(len(combos) + 1)]
         row0 += math.ceil(len(slots) / ncols)
         used.update(slots)
         widths = sorted(part["width"].unique())
+        finite: list[np.ndarray] = []
         for (permuted, mode_name), slot in zip(combos, slots):
             ax = axes[slot]
+            title = " · ".join(x for x in (_setting_label(setting), names.path_kind(permuted, mode_name)) if x)
             sel = part[(part["permuted"] == permuted) & (part["mode"] == mode_name)]
+            if not np.isfinite(pd.to_numeric(sel[metric], errors="coerce").to_numpy(dtype=float)).any():
+                _say_diverged(ax)
             for w in widths:
                 agg = aggregate(sel[sel["width"] == w], ["alpha"], metric, scale=_scale(metric))
                 if agg.empty:
                     continue
                 line = {"color": style.width_colour(w), "linestyle": "-", "marker": "o", "markersize": 2.5}
                 _plot_mean_std(ax, agg, "alpha", f"width {names.width(w)}", line)
-            ax.set_title(" · ".join(x for x in (_setting_label(setting), names.path_kind(permuted, mode_name)) if x))
+                _mark_curve(ax, agg, f"{title} · width {names.width(w)}", notes)
+                values = (agg["mean"] + agg["std"].fillna(0.0), agg["mean"] - agg["std"].fillna(0.0))
+                finite += [v[np.isfinite(v)] for v in map(np.asarray, values)]
+            ax.set_title(title)
             ax.set_xlabel(ALPHA_LABEL)
             ax.set_ylabel(label)
             ax.set_xlim(0, 1)
-        curve_axes = [axes[slot] for slot in slots[:-1]]
-        lows, highs = zip(*(a.get_ylim() for a in curve_axes))
-        for a in curve_axes:  # one y scale per setting, so panels compare at a glance
-            a.set_ylim(min(lows), max(highs))
+        finite = [v for v in finite if v.size]
+        if finite:  # one y scale per setting from its finite values, so panels compare at a glance
+            lo, hi = min(v.min() for v in finite), max(v.max() for v in finite)
+            pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.05
+            for slot in slots[:-1]:
+                axes[slot].set_ylim(lo - pad, hi + pad)
         ax = axes[slots[-1]]
         bars = barriers.barriers_from_curves(part)
         for permuted, mode_name in combos:
@@ -307,6 +477,9 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
             agg = aggregate(sel, ["width"], bar_col, scale=_scale(metric)).sort_values("width")
             ax.errorbar(agg["width"], agg["mean"], yerr=agg["std"].fillna(0.0), capsize=2,
                         label=names.path_kind(permuted, mode_name), **style.path_style(permuted, mode_name))
+            _mark_flags(ax, agg, "width", 1.0, lambda r, p=permuted, m=mode_name: (
+                f"{_setting_label(setting)} · {names.path_kind(p, m)} barrier · width {names.width(r['width'])}"), notes)
+        _min_span(ax, 0.05 if metric == "loss" else 1.0, floor=0.0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(widths, [names.width(w) for w in widths])
         ax.minorticks_off()
@@ -314,8 +487,32 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
         ax.set_ylabel("Loss barrier" if metric == "loss" else "Error barrier (%)")
         ax.set_title(" · ".join(x for x in (_setting_label(setting), "barrier vs width") if x))
     _hide_unused(axes, used)
-    _legend_below(fig, axes)
+    _legend_below(fig, axes, notes=notes)
     return fig
+
+
+def _mark_curve(ax, agg: pd.DataFrame, where: str, notes: FigureNotes) -> None:
+    """A curve's non-finite points: ✕ on the floor where no seed is finite, a ring where some are not; one
+    note per curve; a panel with no finite point at all says so in words."""
+    bad = agg[agg["flags"].map(lambda f: isinstance(f, str) and bool(f))]
+    if bad.empty:
+        return
+    dead = bad[~np.isfinite(bad["mean"].to_numpy(dtype=float))]
+    part = bad[np.isfinite(bad["mean"].to_numpy(dtype=float))]
+    if not dead.empty:
+        ax.plot(dead["alpha"], np.zeros(len(dead)), label=DIVERGED_LABEL, transform=ax.get_xaxis_transform(),
+                **DIVERGED_STYLE)
+    if not part.empty:
+        ax.plot(part["alpha"], part["mean"], label=FLAGGED_LABEL, **FLAGGED_STYLE)
+    alphas = ", ".join(f"{a:g}" for a in bad["alpha"])
+    seeds = int(bad["n"].max() + bad["n_nonfinite"].max())
+    notes.add(where, f"non-finite at α = {alphas} ({int(bad['n_nonfinite'].max())} of {seeds} seeds)")
+
+
+def _say_diverged(ax) -> None:
+    """A panel with no finite value at all says so where its curves would be."""
+    ax.text(0.5, 0.5, f"{tidy.DIVERGED}: no finite value", transform=ax.transAxes, ha="center", va="center",
+            color=FLAG_COLOUR, fontsize=8)
 
 
 def imp_iterations(rounds: pd.DataFrame) -> pd.DataFrame:
@@ -343,10 +540,14 @@ def imp_barrier(rounds: pd.DataFrame, metric: str = "error", split: str | None =
     if "permuted" not in rounds.columns:
         rounds = rounds.assign(permuted=False)
     rounds = imp_iterations(rounds)
+    no_bn = _without_batchnorm(rounds)
+    if no_bn:  # BN reset is plain for a BN-free model: one line, said so
+        rounds = rounds[rounds["mode"] != "bn_reset"]
     bars = barriers.barriers_from_curves(rounds)
     bar_col = barriers.BARRIER_OF[metric]
     panels = settings(bars, ("dataset", "model", "width"))
     fig, axes = _figure(1, len(panels))
+    notes = FigureNotes()
     for c, (setting, part) in enumerate(panels):
         ax = axes[0, c]
         combos = _path_combos(part)
@@ -355,9 +556,12 @@ def imp_barrier(rounds: pd.DataFrame, metric: str = "error", split: str | None =
             sel = part[(part["permuted"] == permuted) & (part["mode"] == mode_name)]
             agg = aggregate(sel, ["imp_iteration"], bar_col, scale=_scale(metric))
             s = style.path_style(permuted, mode_name) if both else style.mode(mode_name)
-            lbl = names.path_kind(permuted, mode_name) if both else (
-                "with BN reset" if mode_name == "bn_reset" else "without BN reset" if mode_name == "plain" else names.mode(mode_name))
+            lbl = names.path_kind(permuted, mode_name) if both else _imp_mode_label(mode_name, no_bn, combos)
             _plot_mean_std(ax, agg, "imp_iteration", lbl, s)
+            _mark_flags(ax, agg, "imp_iteration", 1.0,
+                        lambda r, lbl=lbl: f"{_setting_label(setting)} · {lbl} · IMP iteration {r['imp_iteration']:g}",
+                        notes)
+        _min_span(ax, 1.0 if metric == "error" else 0.05, floor=0.0)
         steps = sorted(part["imp_iteration"].unique())
         ax.set_xticks(steps, [f"{int(r)}" for r in steps])
         ax.set_xlabel("IMP iteration")
@@ -370,16 +574,50 @@ def imp_barrier(rounds: pd.DataFrame, metric: str = "error", split: str | None =
         ax.set_ylabel("Loss barrier" if metric == "loss" else "Error barrier (%)")
         title = _setting_label(setting)
         ax.set_title(f"{title} · dense A vs IMP round" if title else "Dense A vs IMP round")
-    _legend_below(fig, axes)
+    _legend_below(fig, axes, notes=notes)
     return fig
+
+
+def _without_batchnorm(curves: pd.DataFrame) -> bool:
+    """Whether the model has no BatchNorm: interpolate then writes its plain evaluation for BN reset too, so the
+    two modes' curves are identical point for point (a BN model's never are)."""
+    modes = set(curves["mode"])
+    if not {"plain", "bn_reset"} <= modes:
+        return False
+    keys = [c for c in curves.columns if c not in ("mode", *barriers.MEASURES)]
+    metrics = [m for m in ("loss", "acc", "error") if m in curves.columns]
+    a = curves[curves["mode"] == "plain"].set_index(keys + ["alpha"])[metrics].sort_index()
+    b = curves[curves["mode"] == "bn_reset"].set_index(keys + ["alpha"])[metrics].sort_index()
+    if len(a) != len(b) or not a.index.equals(b.index):
+        return False
+    return bool(np.allclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float), rtol=0, atol=0, equal_nan=True))
+
+
+def _imp_mode_label(mode_name: str, no_bn: bool, combos) -> str:
+    """'without/with BN reset' only where both are drawn (the paper's Fig. 4a pair); else the mode's name."""
+    pair = {m for _, m in combos} >= {"plain", "bn_reset"}
+    if mode_name == "plain":
+        return "plain (no BatchNorm to reset)" if no_bn else "without BN reset" if pair else names.mode(mode_name)
+    return "with BN reset" if mode_name == "bn_reset" and pair else names.mode(mode_name)
 
 
 # ---------------------------------------------------------------- plane
 
 
+PLANE_ASPECT = (1 / 3, 3.0)  # v extent / u extent drawn to scale inside this range; beyond it, squeezed
+
+
 @_styled
 def plane(grid: pd.DataFrame, metric: str = "error", split: str | None = "test") -> Figure:
-    """Fig. 4b: filled contours of the metric on the plane, the three anchors marked."""
+    """Fig. 4b: filled contours of the metric on the plane, the three anchors marked.
+
+    Titled with the setting, sparsity and rewind point of its tags. u and v are
+    drawn to the same scale (distances on the plane are comparable) with the
+    figure shaped to the grid's extent, unless one extent is more than three
+    times the other, where the axes fill the panel and the v axis label says
+    by how much its scale differs from u's. Grid points whose value came out
+    non-finite are left blank and marked ✕.
+    """
     grid = tidy.prepare(grid, ["u", "v", "point"], "the plane figure")
     _check_metric(metric, CURVE_METRICS, grid)
     grid = _filter_split(grid, split)
@@ -387,17 +625,30 @@ def plane(grid: pd.DataFrame, metric: str = "error", split: str | None = "test")
     anchors, cells = grid[is_anchor], grid[~is_anchor]
     if anchors.empty:
         raise UserError(f"{tidy.source_of(grid)}: the plane table marks no anchor points (column 'point'); rerun plane")
-    z = cells.pivot_table(index="v", columns="u", values=metric, aggfunc="mean")
-    if z.isna().any().any() or z.shape[0] < 2 or z.shape[1] < 2:
+    present = cells.pivot_table(index="v", columns="u", values="point", aggfunc="size", fill_value=0) \
+        if len(cells) else pd.DataFrame()
+    if present.shape[0] < 2 or present.shape[1] < 2 or (present.to_numpy() == 0).any():
         raise UserError(f"{tidy.source_of(grid)}: the plane grid is incomplete (need every (u, v) pair of a >= 2x2 grid); rerun plane")
-    fig = Figure(figsize=(style.PANEL_WIDTH + 0.6, style.PANEL_WIDTH + 0.3), layout="constrained")
+    values = pd.to_numeric(cells[metric], errors="coerce").where(~tidy.nonfinite(cells[metric]))
+    z = cells.assign(_z=values).pivot_table(index="v", columns="u", values="_z", aggfunc="mean", dropna=False)
+    z = z.reindex(index=present.index, columns=present.columns)
+    us, vs = z.columns.to_numpy(dtype=float), z.index.to_numpy(dtype=float)
+    ratio = (vs.max() - vs.min()) / (us.max() - us.min())
+    to_scale = PLANE_ASPECT[0] <= ratio <= PLANE_ASPECT[1]
+    width = style.PANEL_WIDTH  # the axes' width; the colour bar and labels come on top
+    height = width * min(max(ratio, 0.6), 1.6) if to_scale else width * 0.8
+    fig = Figure(figsize=(width + 1.0, height + 1.3), layout="constrained")
     ax = fig.subplots()
-    values = z.to_numpy() * _scale(metric)
-    contour = ax.contourf(z.columns.to_numpy(), z.index.to_numpy(), values, levels=15, cmap="magma_r")
-    ax.contour(z.columns.to_numpy(), z.index.to_numpy(), values, levels=contour.levels, colors="white", linewidths=0.3, alpha=0.5)
-    bar = fig.colorbar(contour, ax=ax, shrink=0.9)
+    data = np.ma.masked_invalid(z.to_numpy(dtype=float) * _scale(metric))
     what = "0-1 loss" if metric == "error" else "loss"
-    bar.set_label(f"{(split or 'test').capitalize()} {what}" + (" (%)" if metric == "error" else ""))
+    if data.count() >= 3 and np.ptp(data.compressed()) > 0:
+        contour = ax.contourf(us, vs, data, levels=15, cmap="magma_r")
+        ax.contour(us, vs, data, levels=contour.levels, colors="white", linewidths=0.3, alpha=0.5)
+        bar = fig.colorbar(contour, ax=ax, shrink=0.9)
+        bar.set_label(f"{(split or 'test').capitalize()} {what}" + (" (%)" if metric == "error" else ""))
+    else:
+        _say_diverged(ax) if data.count() == 0 else ax.text(
+            0.5, 0.5, f"{what} is flat on the plane", transform=ax.transAxes, ha="center", va="center")
     rank = {name: i for i, name in enumerate(style.ANCHOR_LABELS)}
     anchors = anchors.sort_values("point", key=lambda col: col.astype(str).map(lambda n: rank.get(n, len(rank))))
     for a in anchors.itertuples():
@@ -407,12 +658,40 @@ def plane(grid: pd.DataFrame, metric: str = "error", split: str | None = "test")
         label = label if isinstance(label, str) and label else style.ANCHOR_LABELS.get(name, name)
         ax.plot([a.u], [a.v], linestyle="none", markersize=7, markeredgecolor="white", markeredgewidth=1.0,
                 label=label, **s)
-    ax.set_aspect("equal", adjustable="box")
+    bad = np.argwhere(np.ma.getmaskarray(data))
+    if len(bad):
+        ax.plot(us[bad[:, 1]], vs[bad[:, 0]], label=f"{tidy.DIVERGED} (non-finite)", **{**DIVERGED_STYLE, "markersize": 4})
+    ax.set_xlim(us.min(), us.max())
+    ax.set_ylim(vs.min(), vs.max())
     ax.grid(False)
     ax.set_xlabel("Plane coordinate u")
-    ax.set_ylabel("Plane coordinate v")
+    if to_scale:
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_ylabel("Plane coordinate v")
+    else:  # say how much v is stretched (or squeezed) against u
+        ax.set_ylabel(f"Plane coordinate v (drawn ×{(height / width) / ratio:.2g} the scale of u)")
+    ax.set_title(_plane_title(grid))
     _legend_below(fig, [ax], branch_order_first=False)
     return fig
+
+
+def _plane_title(grid: pd.DataFrame) -> str:
+    """'CIFAR-10 · ResNet20 ×1 · S = 90% · k = 10' from the plane's tags (those it has)."""
+    def one(col):
+        if col not in grid.columns:
+            return None
+        vals = grid[col].dropna().unique()
+        return vals[0] if len(vals) == 1 else None
+
+    parts = [_setting_label({k: one(k) for k in ("dataset", "model", "width")})]
+    if one("sparsity") is not None:
+        parts.append(f"S = {names.sparsity(one('sparsity'))}")
+    if one("k") is not None:
+        parts.append(f"k = {float(one('k')):g}")
+    if one("seed") is not None:
+        parts.append(f"seed {float(one('seed')):g}")
+    title = " · ".join(p for p in parts if p)
+    return f"{title}\nplane through dense A, LTH and permuted" if title else "Plane through dense A, LTH and permuted"
 
 
 KINDS = {

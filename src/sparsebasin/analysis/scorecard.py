@@ -15,19 +15,29 @@ ensemble accuracy, disagreement, KL and JS. For each cell of ours:
   the paper's value for KL and JS, which have no natural unit to floor in.
 
 Published cells of the datasets and models we ran that we did not run are
-listed with verdict ``not_run``, so a partial run shows what is missing.
-Table 1 does not state its rewind point, so its cells match ours at any k.
+listed with verdict ``not_run``, so a partial run shows what is missing; a
+cell we ran whose every value came out non-finite is ``diverged``. Cells
+follow ``tidy.FLAG_RULE``: runs flagged dead or diverged are in the mean and
+the cell says so (``n_flagged``, ``flags``; † in the Markdown).
+Table 1 does not state its rewind point, so its cells match ours at any k;
+its cell key is the ensemble's ``group`` (the tidy table's equal ``branch``
+tag is dropped, not duplicated).
 
-The claims, checked on our cell means (and, where the paper has the numbers,
-on the paper's):
+The claims, each tested per cell on our seeds with a one-sided paired
+t-test (``CLAIM_TEST``, ``CLAIM_ALPHA`` = 0.05; a cell with a single seed pair
+is not tested) and counted as significant / not significant / too few seeds;
+the headline gives the count for permuted > naive, and nothing else in any
+output counts those cells differently. The paper publishes means, not seeds,
+so on its numbers only the direction of the means is counted:
 
-- permuted > naive, and LTH >= permuted, per (dataset, model, width, sparsity, k);
+- permuted > naive, and LTH >= permuted (tested: LTH − permuted > 0), per
+  (dataset, model, width, sparsity, k), paired by seed;
 - the permuted − naive gap grows with sparsity: per (dataset, model, width, k)
-  with two or more sparsities, the gap at the highest sparsity exceeds the gap
-  at the lowest;
+  with two or more sparsities, the gap at the highest sparsity minus the gap
+  at the lowest, per seed;
 - the matched barrier shrinks with width: per (dataset, model, mode, split)
-  with two or more widths, the mean loss barrier after matching at the widest
-  width is below the one at the narrowest.
+  with two or more widths, the matched loss barrier at the narrowest width
+  minus the one at the widest, per seed.
 """
 
 from __future__ import annotations
@@ -39,36 +49,22 @@ import numpy as np
 import pandas as pd
 
 from .. import reference
-from ..branches import PAPER_BRANCHES
 from . import names, tidy
-from .tables import ACCURACY_METRICS, markdown_table
+from .tables import ACCURACY_METRICS, aggregate, markdown_table  # noqa: F401 (ACCURACY_METRICS re-exported)
 
 FLOOR_PP = 0.1
-SPARSE = PAPER_BRANCHES  # the sparse branches the paper publishes
 DIVERSITY_METRICS = ("member_acc", "ensemble_acc", "disagreement", "kl", "js")
-VERDICTS = ("within", "above", "below", "no_reference", "not_run")
+VERDICTS = ("within", "above", "below", "diverged", "no_reference", "not_run")
 COLUMNS = ("section", "table", "dataset", "model", "width", "sparsity", "k", "branch", "match_epoch", "metric",
            "ours_mean", "ours_std", "ours_n", "paper_mean", "paper_std", "paper_n", "diff", "unit", "threshold",
-           "verdict")
+           "verdict", "n_flagged", "n_nonfinite", "flags")
 _ACC_KEYS = ["dataset", "model", "width", "sparsity", "k", "branch"]
-
-
-@dataclass
-class Claim:
-    name: str
-    held: int
-    cells: int
-    paper_held: int | None = None
-    paper_cells: int | None = None
-
-    def text(self) -> str:
-        return f"{self.name} in {self.held} of {self.cells} cells"
 
 
 @dataclass
 class Scorecard:
     cells: pd.DataFrame  # COLUMNS, one row per cell (ours, and published ones not run)
-    claims: list[Claim] = field(default_factory=list)
+    claims: list = field(default_factory=list)  # Claim, tested per cell over seeds
     sigma: float = 2.0
     scope: list[str] = field(default_factory=list)  # "dataset model" pairs we compared
 
@@ -77,22 +73,58 @@ class Scorecard:
 
     @property
     def published(self) -> int:
-        return sum(self.count(v) for v in ("within", "above", "below", "not_run"))
+        """Published cells of our settings: compared, diverged on our side, or not run."""
+        if not len(self.cells):
+            return 0
+        return int(pd.to_numeric(self.cells["paper_mean"], errors="coerce").notna().sum())
+
+    @property
+    def flagged(self) -> int:
+        """Cells of ours whose numbers include flagged runs or non-finite values (marked † in the Markdown)."""
+        if not len(self.cells):
+            return 0
+        return int(self.cells["flags"].map(lambda f: isinstance(f, str) and bool(f)).sum())
 
     def headline(self) -> str:
         claim = next((c for c in self.claims if c.name == "permuted > naive"), None)
-        tail = claim.text() if claim and claim.cells else "no permuted/naive cells to check"
+        tail = claim.text() if claim and claim.cells else "no permuted/naive cells to test"
+        flagged = (f"; {self.flagged} of our cells flagged {tidy.FLAG_MARK} (runs dead or diverged, or values "
+                   "non-finite)" if self.flagged else "")
         if not self.published:
             scope = ", ".join(self.scope) or "nothing compared"
-            return f"No published reference for this experiment ({scope}); {tail}."
+            return f"No published reference for this experiment ({scope}){flagged}; {tail}."
+        diverged = f", {self.count('diverged')} diverged" if self.count("diverged") else ""
         return (f"{self.count('within')} of {self.published} published cells reproduced within {self.sigma:g}σ "
-                f"({self.count('above')} above, {self.count('below')} below, {self.count('not_run')} not run); "
-                f"{tail}.")
+                f"({self.count('above')} above, {self.count('below')} below{diverged}, "
+                f"{self.count('not_run')} not run){flagged}; {tail}.")
 
     def as_dict(self) -> dict:
-        return {"headline": self.headline(), "sigma": self.sigma, "scope": self.scope,
-                "counts": {v: self.count(v) for v in VERDICTS}, "published": self.published,
-                "claims": [c.__dict__ for c in self.claims]}
+        """The JSON: headline, counts, the claims with their per-cell tests, and every cell (summary.md reads
+        the Table 1 and Table 15 cells from here). Non-finite numbers are null: the file stays valid JSON."""
+        return _json_safe({"headline": self.headline(), "sigma": self.sigma, "scope": self.scope,
+                           "counts": {v: self.count(v) for v in VERDICTS}, "published": self.published,
+                           "flagged": self.flagged, "rule": tidy.FLAG_RULE,
+                           "claims": [c.as_dict() for c in self.claims],
+                           "cells": self.cells.to_dict("records")})
+
+
+def _json_safe(obj):
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    try:
+        return None if pd.isna(obj) else str(obj)
+    except (TypeError, ValueError):
+        return str(obj)
 
 
 # ---------------------------------------------------------------- comparison
@@ -111,13 +143,12 @@ def verdict(diff: float, s_ours, n_ours, s_paper, n_paper, sigma: float, floor: 
     return threshold, "above" if diff > 0 else "below"
 
 
+_OURS = {"mean": "ours_mean", "std": "ours_std", "n": "ours_n"}
+
+
 def _aggregate(df: pd.DataFrame, keys: list[str], value: str, scale: float) -> pd.DataFrame:
-    df = df.dropna(subset=[value])
-    if df.empty:
-        return pd.DataFrame(columns=[*keys, "ours_mean", "ours_std", "ours_n"])
-    g = df.groupby(keys, dropna=False)[value]
-    out = pd.DataFrame({"ours_mean": g.mean() * scale, "ours_std": g.std(ddof=1) * scale, "ours_n": g.count()})
-    return out.reset_index()
+    """Our cells by ``tables.aggregate`` (tidy.FLAG_RULE: flagged runs in and counted, non-finite out and counted)."""
+    return aggregate(df, keys, value, scale=scale).rename(columns=_OURS)
 
 
 def _key(row, keys) -> tuple:
@@ -139,17 +170,23 @@ def _compare(ours: pd.DataFrame, paper: pd.DataFrame, keys: list[str], section: 
         k = _key(o, keys)
         p = index.get(k)
         row = {c: o.get(c) for c in keys} | {"section": section, "unit": unit, "ours_mean": o["ours_mean"],
-                                              "ours_std": o["ours_std"], "ours_n": int(o["ours_n"])}
+                                              "ours_std": o["ours_std"], "ours_n": int(o["ours_n"]),
+                                              **{c: o.get(c, d) for c, d in (("n_flagged", 0), ("n_nonfinite", 0),
+                                                                              ("flags", ""))}}
+        diverged = not np.isfinite(float(o["ours_mean"]))  # ran, but no finite value to compare
         if p is None or not np.isfinite(p["mean"]):
-            rows.append(row | {"verdict": "no_reference"})
+            rows.append(row | {"verdict": "diverged" if diverged else "no_reference"})
             continue
         seen.add(k)
-        diff = float(o["ours_mean"]) - float(p["mean"])
         n_paper = int(p["n"]) if np.isfinite(p["n"]) else 1
+        paper = {"table": p["table"], "paper_mean": p["mean"], "paper_std": p["std"], "paper_n": n_paper}
+        if diverged:
+            rows.append(row | paper | {"verdict": "diverged"})
+            continue
+        diff = float(o["ours_mean"]) - float(p["mean"])
         threshold, v = verdict(diff, o["ours_std"], o["ours_n"], p["std"], n_paper, sigma,
                                floor_of(o["metric"], float(p["mean"])))
-        rows.append(row | {"table": p["table"], "paper_mean": p["mean"], "paper_std": p["std"], "paper_n": n_paper,
-                           "diff": diff, "threshold": threshold, "verdict": v})
+        rows.append(row | paper | {"diff": diff, "threshold": threshold, "verdict": v})
     for k, p in index.items():
         if k not in seen and np.isfinite(p["mean"]):
             rows.append({c: p[c] for c in keys} | {"section": section, "unit": unit, "table": p["table"],
@@ -176,7 +213,7 @@ def _long(df: pd.DataFrame, metrics, keys: list[str], scale: float = 100.0) -> p
 
 def accuracy_rows(runs: pd.DataFrame, sigma: float, metrics=("test_acc",)) -> tuple[list[dict], set]:
     """Tables 5-14 from the runs table (sweep runs: lth, naive, permuted)."""
-    sparse = runs[runs["branch"].isin(SPARSE) & runs["k"].notna() & runs["sparsity"].notna()]
+    sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & runs["sparsity"].notna()]
     if sparse.empty:
         return [], set()
     pairs = set(zip(sparse["dataset"], sparse["model"]))
@@ -188,7 +225,7 @@ def accuracy_rows(runs: pd.DataFrame, sigma: float, metrics=("test_acc",)) -> tu
 
 def early_rows(early: pd.DataFrame, sigma: float, metrics=("test_acc",)) -> tuple[list[dict], set]:
     """Table 15: lth and naive at k (no match_epoch), permuted per the epoch of B it was matched at."""
-    early = early[early["branch"].isin(SPARSE)].copy()
+    early = early[early["branch"].isin(names.SPARSE_BRANCHES)].copy()
     if early.empty:
         return [], set()
     if "match_epoch" not in early.columns:
@@ -211,13 +248,24 @@ def _diversity_floor(metric: str, paper_mean: float) -> float:
 
 
 def diversity_rows(ensembles: pd.DataFrame, sigma: float) -> tuple[list[dict], set]:
-    """Table 1: per group, member and ensemble accuracy (pp), disagreement, KL, JS (their own units)."""
+    """Table 1: per group, member and ensemble accuracy (pp), disagreement, KL, JS (their own units).
+
+    The group is ``group`` (the ensemble step's name); the tidy table also
+    carries the ``branch`` tag with the same value, which is dropped so the
+    cell key has one branch column.
+    """
     if ensembles.empty:
         return [], set()
-    ens = ensembles.rename(columns={"group": "branch"}) if "group" in ensembles.columns else ensembles
+    ens = ensembles
+    if "group" in ens.columns:
+        ens = ens.drop(columns=[c for c in ("branch",) if c in ens.columns]).rename(columns={"group": "branch"})
     pairs = set(zip(ens["dataset"], ens["model"]))
     keys = ["dataset", "model", "width", "sparsity", "branch"]
     ref = _in_scope(reference.load("diversity").rename(columns={"group": "branch"}), pairs)
+    from .tables import _ensemble_flags
+
+    flags = pd.Series([_ensemble_flags(r) for _, r in ens.iterrows()], index=ens.index, dtype=object)
+    flagged = tidy.flagged(ens).astype(int)
     rows = []
     for metric in DIVERSITY_METRICS:
         pct = metric.endswith("_acc")
@@ -236,6 +284,9 @@ def diversity_rows(ensembles: pd.DataFrame, sigma: float) -> tuple[list[dict], s
             ours["ours_std"] = np.nan  # one ensemble: one number
             ours["ours_n"] = 1
             paper = ref[["table", *keys]].assign(mean=pd.to_numeric(ref[metric], errors="coerce"), std=np.nan, n=1)
+        ours["n_flagged"] = flagged
+        ours["n_nonfinite"] = tidy.nonfinite(ours["ours_mean"]).astype(int)
+        ours["flags"] = flags
         ours["metric"] = metric
         paper = paper.assign(metric=metric)
         rows += _compare(ours, paper, [*keys, "metric"], "diversity", sigma, unit="pp" if pct else "",
@@ -245,13 +296,169 @@ def diversity_rows(ensembles: pd.DataFrame, sigma: float) -> tuple[list[dict], s
 
 # ---------------------------------------------------------------- claims
 
+CLAIM_ALPHA = 0.05
+MIN_PAIRS = 2  # one pair has no spread: nothing to test
+CLAIM_TEST = "one-sided paired t-test over seeds"
+CLAIM_RESULTS = ("significant", "not significant", "too few seeds")
 
-def _means(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
-    """Cell means (%) with one column per branch, index (dataset, model, width, sparsity, k)."""
-    sparse = runs[runs["branch"].isin(SPARSE) & runs["k"].notna() & runs["sparsity"].notna()].dropna(subset=[metric])
-    if sparse.empty:
+
+@dataclass
+class Claim:
+    """One claim of the paper, tested per cell over seeds (``CLAIM_TEST`` at ``CLAIM_ALPHA``).
+
+    Per cell the paired difference d (pp for accuracies) of each seed is
+    tested one-sided for d > 0 (H0: mean d <= 0). The t-test pays for few seeds
+    through its degrees of freedom (two seeds need t > 6.31), so it is used
+    from ``MIN_PAIRS`` = 2 pairs; a single pair has no spread and the cell has
+    too few seeds. Exact sign or signed-rank tests were not chosen: with the
+    paper's 3 seeds their smallest one-sided p is 0.125, so no cell could ever
+    be significant. ``held`` counts the cells whose mean d is in the claimed
+    direction (descriptive, and the only thing the paper's means allow:
+    ``paper_held``).
+    """
+
+    name: str
+    significant: int = 0
+    not_significant: int = 0
+    too_few: int = 0
+    held: int = 0
+    paper_held: int | None = None
+    paper_cells: int | None = None
+    hypothesis: str = ""
+    rows: list = field(default_factory=list)  # per cell: keys, n, mean, std, t, p, result, nonfinite
+
+    @property
+    def cells(self) -> int:
+        return self.significant + self.not_significant + self.too_few
+
+    def text(self) -> str:
+        """The one count every output prints: 'permuted > naive significant in X of Y cells (test, alpha; Z ...)'."""
+        few = f"; {self.too_few} {'cell' if self.too_few == 1 else 'cells'} with fewer than {MIN_PAIRS} seeds, " \
+            "not tested" if self.too_few else ""
+        return (f"{self.name} significant in {self.significant} of {self.cells} cells "
+                f"({CLAIM_TEST}, α = {CLAIM_ALPHA:g}{few})")
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "hypothesis": self.hypothesis, "test": CLAIM_TEST, "alpha": CLAIM_ALPHA,
+                "min_pairs": MIN_PAIRS, "significant": self.significant, "not_significant": self.not_significant,
+                "too_few": self.too_few, "cells": self.cells, "held": self.held, "paper_held": self.paper_held,
+                "paper_cells": self.paper_cells, "text": self.text(), "rows": _json_safe(self.rows)}
+
+
+def paired_test(diffs) -> dict:
+    """One-sided paired t-test of mean(diffs) > 0 over seeds: n, mean, std, t, p and the result word.
+
+    Non-finite differences cannot be tested; they are left out and counted
+    (``nonfinite``). With every difference equal (std 0) t is infinite: p is 0
+    when they are positive, 1 otherwise.
+    """
+    from scipy.special import stdtr  # Student's t CDF (scipy.stats takes seconds to import)
+
+    d = np.asarray(diffs, dtype=float)
+    bad = int((~np.isfinite(d)).sum())
+    d = d[np.isfinite(d)]
+    n = len(d)
+    out = {"n": n, "nonfinite": bad, "mean": float(d.mean()) if n else math.nan,
+           "std": float(d.std(ddof=1)) if n > 1 else math.nan, "t": math.nan, "p": math.nan}
+    if n < MIN_PAIRS:
+        return out | {"result": "too few seeds"}
+    if out["std"] == 0:
+        out["t"], out["p"] = (math.inf, 0.0) if out["mean"] > 0 else (-math.inf if out["mean"] < 0 else math.nan, 1.0)
+    else:
+        out["t"] = out["mean"] / (out["std"] / math.sqrt(n))
+        out["p"] = float(stdtr(n - 1, -out["t"]))  # P(T >= t), T ~ t(n - 1)
+    return out | {"result": "significant" if out["p"] < CLAIM_ALPHA else "not significant"}
+
+
+def _claim(name: str, hypothesis: str, cells: list[tuple[dict, np.ndarray]]) -> Claim:
+    claim = Claim(name, hypothesis=hypothesis)
+    for key, diffs in cells:
+        r = paired_test(diffs)
+        claim.rows.append(key | r)
+        claim.significant += r["result"] == "significant"
+        claim.not_significant += r["result"] == "not significant"
+        claim.too_few += r["result"] == "too few seeds"
+        claim.held += bool(np.isfinite(r["mean"]) and r["mean"] > 0)
+    return claim
+
+
+_CELL = ["dataset", "model", "width", "sparsity", "k"]
+
+
+def _by_seed(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
+    """Accuracy (%) per (cell, seed) with one column per sparse branch that ran there: a run whose value is
+    non-finite is +inf here (so it is counted, not mistaken for a run that is missing, which is NaN)."""
+    sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & runs["sparsity"].notna()]
+    if sparse.empty or metric not in sparse.columns:
         return pd.DataFrame()
-    return (sparse.groupby(["dataset", "model", "width", "sparsity", "k", "branch"])[metric].mean() * 100).unstack("branch")
+    value = pd.to_numeric(sparse[metric], errors="coerce") * 100
+    sparse = sparse.assign(seed=sparse["seed"] if "seed" in sparse.columns else 0,
+                           _v=value.where(~tidy.nonfinite(value), np.inf))
+    # dropna=False: a cell whose key has a missing tag (no width column) is still a cell
+    return sparse.pivot_table(index=[*_CELL, "seed"], columns="branch", values="_v", aggfunc="mean", dropna=False)
+
+
+def _diff(a, b) -> np.ndarray:
+    """a − b for the seeds that ran both (NaN is a run that is missing); NaN, counted as non-finite by the
+    test, where either value was non-finite (inf)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    both = ~np.isnan(a) & ~np.isnan(b)
+    a, b = a[both], b[both]
+    return np.where(np.isfinite(a) & np.isfinite(b), a - np.where(np.isfinite(b), b, 0.0), np.nan)
+
+
+def _pair_cells(by_seed: pd.DataFrame, a: str, b: str) -> list[tuple[dict, np.ndarray]]:
+    if by_seed.empty or a not in by_seed.columns or b not in by_seed.columns:
+        return []
+    out = []
+    cells = by_seed.index.droplevel("seed")
+    values = by_seed[[a, b]].to_numpy(dtype=float)
+    for key, idx in pd.Series(range(len(cells)), index=cells).groupby(level=_CELL, sort=True, dropna=False):
+        d = _diff(values[idx.to_numpy(), 0], values[idx.to_numpy(), 1])
+        if len(d):
+            out.append((dict(zip(_CELL, key)), d))
+    return out
+
+
+def _gap_cells(by_seed: pd.DataFrame) -> list[tuple[dict, np.ndarray]]:
+    """Per (dataset, model, width, k) with two or more sparsities: the gap at the highest minus the lowest, per seed."""
+    if by_seed.empty or not {"permuted", "naive"} <= set(by_seed.columns):
+        return []
+    ran = by_seed["permuted"].notna() & by_seed["naive"].notna()
+    gap = pd.Series(_diff(by_seed["permuted"], by_seed["naive"]), index=by_seed.index[ran.to_numpy()], name="gap")
+    gap = gap.fillna(np.inf).reset_index()  # a non-finite gap stays counted (inf), unlike a seed not run
+    out = []
+    for key, part in gap.groupby(["dataset", "model", "width", "k"], sort=True, dropna=False):
+        if part["sparsity"].nunique() < 2:
+            continue
+        lo, hi = part["sparsity"].min(), part["sparsity"].max()
+        wide = part.pivot_table(index="seed", columns="sparsity", values="gap")
+        d = _diff(wide[hi], wide[lo])
+        out.append((dict(zip(["dataset", "model", "width", "k"], key)) | {"sparsity": f"{names.sparsity(lo)} → "
+                                                                            f"{names.sparsity(hi)}"}, d))
+    return out
+
+
+def _barrier_cells(barriers: pd.DataFrame | None) -> list[tuple[dict, np.ndarray]]:
+    """Per (dataset, model, mode, split) with two or more widths: narrowest minus widest matched barrier, per seed."""
+    if barriers is None or barriers.empty or "loss_barrier" not in barriers.columns or "width" not in barriers.columns:
+        return []
+    matched = barriers[barriers["permuted"] == True].copy()  # noqa: E712 (a boolean column)
+    if "seed" not in matched.columns:
+        matched["seed"] = 0
+    value = pd.to_numeric(matched["loss_barrier"], errors="coerce")
+    matched["_b"] = value.where(~tidy.nonfinite(value), np.inf)  # a diverged barrier is counted, not dropped
+    keys = [c for c in ("dataset", "model", "mode", "split") if c in matched.columns]
+    out = []
+    for key, part in (matched.groupby(keys, sort=True, dropna=False) if keys else [((), matched)]):
+        key = key if isinstance(key, tuple) else (key,)
+        if part["width"].nunique() < 2:
+            continue
+        lo, hi = part["width"].min(), part["width"].max()
+        wide = part.pivot_table(index="seed", columns="width", values="_b", aggfunc="mean")
+        d = _diff(wide[lo], wide[hi])
+        out.append((dict(zip(keys, key)) | {"width": f"{names.width(lo)} → {names.width(hi)}"}, d))
+    return out
 
 
 def _paper_means(metric: str = "test_acc") -> pd.DataFrame:
@@ -260,14 +467,14 @@ def _paper_means(metric: str = "test_acc") -> pd.DataFrame:
     return ref.set_index(["dataset", "model", "width", "sparsity", "k", "branch"])["mean"].unstack("branch")
 
 
-def _pairwise(table: pd.DataFrame, a: str, b: str, op) -> tuple[int, int]:
+def _paper_held(table: pd.DataFrame, a: str, b: str, op) -> tuple[int, int]:
     if table.empty or a not in table.columns or b not in table.columns:
         return 0, 0
     both = table[[a, b]].dropna()
     return int(op(both[a], both[b]).sum()), len(both)
 
 
-def _gap_grows(table: pd.DataFrame) -> tuple[int, int]:
+def _paper_gap_grows(table: pd.DataFrame) -> tuple[int, int]:
     if table.empty or not {"permuted", "naive"} <= set(table.columns):
         return 0, 0
     gap = (table["permuted"] - table["naive"]).dropna().reset_index(name="gap")
@@ -281,22 +488,9 @@ def _gap_grows(table: pd.DataFrame) -> tuple[int, int]:
     return held, cells
 
 
-def _barrier_shrinks(barriers: pd.DataFrame | None) -> tuple[int, int]:
-    if barriers is None or barriers.empty or "loss_barrier" not in barriers.columns:
-        return 0, 0
-    matched = barriers[barriers["permuted"] == True]  # noqa: E712 (a boolean column)
-    held = cells = 0
-    for _, part in matched.groupby(["dataset", "model", "mode", "split"]):
-        by_width = part.groupby("width")["loss_barrier"].mean().sort_index()
-        if len(by_width) < 2:
-            continue
-        cells += 1
-        held += int(by_width.iloc[-1] < by_width.iloc[0])
-    return held, cells
-
-
 def claims(runs: pd.DataFrame, barriers: pd.DataFrame | None = None, scope: set | None = None) -> list[Claim]:
-    ours = _means(runs)
+    """The paper's claims on our seeds (tested per cell), with the paper's own means where it has them."""
+    by_seed = _by_seed(runs)
     paper = _paper_means()
     if scope:
         keep = [(d, m) in scope for d, m in zip(paper.index.get_level_values(0), paper.index.get_level_values(1))]
@@ -306,14 +500,15 @@ def claims(runs: pd.DataFrame, barriers: pd.DataFrame | None = None, scope: set 
     out = []
     for name, a, b, op in (("permuted > naive", "permuted", "naive", lambda x, y: x > y),
                            ("LTH >= permuted", "lth", "permuted", lambda x, y: x >= y)):
-        held, cells = _pairwise(ours, a, b, op)
-        ph, pc = _pairwise(paper, a, b, op)
-        out.append(Claim(name, held, cells, ph, pc))
-    held, cells = _gap_grows(ours)
-    ph, pc = _gap_grows(paper)
-    out.append(Claim("permuted − naive grows with sparsity", held, cells, ph, pc))
-    held, cells = _barrier_shrinks(barriers)
-    out.append(Claim("matched barrier shrinks with width", held, cells))
+        claim = _claim(name, f"mean over seeds of {a} − {b} (pp) > 0", _pair_cells(by_seed, a, b))
+        claim.paper_held, claim.paper_cells = _paper_held(paper, a, b, op)
+        out.append(claim)
+    claim = _claim("permuted − naive grows with sparsity",
+                   "(permuted − naive) at the highest sparsity minus at the lowest (pp) > 0", _gap_cells(by_seed))
+    claim.paper_held, claim.paper_cells = _paper_gap_grows(paper)
+    out.append(claim)
+    out.append(_claim("matched barrier shrinks with width",
+                      "matched loss barrier at the narrowest width minus at the widest > 0", _barrier_cells(barriers)))
     return out
 
 
@@ -350,50 +545,107 @@ def scorecard(runs: pd.DataFrame, diversity: pd.DataFrame | None = None, early: 
 
 def _num(v, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
+        return ""
     v = float(v)
     return f"{0.0 if abs(v) < 0.5 * 10 ** -digits else v:+.{digits}f}"
 
 
 def _pm(mean, std, n, digits: int) -> str:
     if mean is None or (isinstance(mean, float) and not np.isfinite(mean)):
-        return "–"
+        return tidy.DIVERGED
     s = "" if std is None or not np.isfinite(std) else f" ± {float(std):.{digits}f}"
     return f"{float(mean):.{digits}f}{s} (n={int(n)})"
 
 
+def _finite(v) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
 def _cell_label(r) -> list[str]:
-    k = "" if r["k"] is None or not np.isfinite(r["k"]) else f"{r['k']:g}"
-    e = "" if r["match_epoch"] is None or not np.isfinite(r["match_epoch"]) else f"{r['match_epoch']:g}"
-    s = "" if r["sparsity"] is None or not np.isfinite(r["sparsity"]) else names.sparsity(r["sparsity"])
-    table = "" if r["table"] is None or (isinstance(r["table"], float) and not np.isfinite(r["table"])) else \
-        f"{int(float(r['table']))}"
+    k = f"{float(r['k']):g}" if _finite(r["k"]) else ""
+    e = f"{float(r['match_epoch']):g}" if _finite(r["match_epoch"]) else ""
+    s = names.sparsity(r["sparsity"]) if _finite(r["sparsity"]) else ""
+    table = f"{int(float(r['table']))}" if _finite(r["table"]) else ""
     return [table, f"{names.dataset(r['dataset'])} {names.model(r['model'])}", names.width(r["width"]), s, k,
             names.branch(r["branch"]), e, r["metric"]]
+
+
+def _cell_words(r) -> str:
+    """'MNIST-1D MLP ×1 · S = 90% · k = 4 · Naive · test_acc' for a footnote."""
+    _, setting, width, sparsity, k, branch, epoch, metric = _cell_label(r)
+    return " · ".join(x for x in (f"{setting} {width}", f"S = {sparsity}" if sparsity else "", f"k = {k}" if k else "",
+                                  branch, f"matched at epoch {epoch}" if epoch else "", metric) if x)
+
+
+def _claim_key(row: dict) -> list[str]:
+    """A claim cell's label: setting, then whichever of width / sparsity / k / mode / split it has."""
+    out = [f"{names.dataset(row['dataset'])} {names.model(row['model'])}" if "dataset" in row else ""]
+    for key, show in (("width", lambda v: v if isinstance(v, str) else names.width(v)),
+                      ("sparsity", lambda v: v if isinstance(v, str) else names.sparsity(v)),
+                      ("k", lambda v: f"k = {float(v):g}"), ("mode", names.mode), ("split", str)):
+        if key in row and row[key] is not None and not (isinstance(row[key], float) and math.isnan(row[key])):
+            out.append(str(show(row[key])))
+    return [" · ".join(x for x in out if x)]
+
+
+def claims_markdown(claims: list) -> list[str]:
+    """The claims table (significant / not significant / too few seeds) and each claim's cells."""
+    lines = [f"Each claim is tested per cell with a {CLAIM_TEST} (H1: the difference below is > 0, "
+             f"α = {CLAIM_ALPHA:g}); a cell with fewer than {MIN_PAIRS} seed pairs has too few seeds to test. "
+             "\"Mean in the claimed direction\" only compares means; the paper publishes means, not seeds, so that is "
+             "all its column can say.", ""]
+    rows = [[c.name, c.hypothesis, str(c.significant), str(c.not_significant), str(c.too_few),
+             f"{c.held} of {c.cells}", "" if c.paper_cells in (None, 0) else f"{c.paper_held} of {c.paper_cells}"]
+            for c in claims]
+    lines += [markdown_table(["claim", "difference tested", "significant", "not significant", "too few seeds",
+                              "mean in the claimed direction (ours)", "same, paper's means"], rows), ""]
+    for c in claims:
+        if not c.rows:
+            continue
+        body = []
+        for r in c.rows:
+            p = "" if not _finite(r["p"]) else f"{r['p']:.3g}"
+            diverged = f" ({r['nonfinite']} {tidy.label(tidy.NONFINITE_STATUS)}, left out)" if r["nonfinite"] else ""
+            body.append([*_claim_key(r), str(r["n"]) + diverged,
+                         "" if not _finite(r["mean"]) else _num(r["mean"], 2) +
+                         ("" if not _finite(r["std"]) else f" ± {r['std']:.2f}"), p, r["result"]])
+        lines += [f"### {c.name}, per cell", "",
+                  markdown_table(["cell", "seed pairs", "difference (mean ± std)", "p (one-sided)", "result"], body), ""]
+    return lines
 
 
 def to_markdown(card: Scorecard) -> str:
     lines = ["# Reproduction scorecard", "", card.headline(), ""]
     lines += [f"Verdict: our mean vs the paper's (Adnan et al., ICML 2025), `within` when |ours − paper| <= "
               f"{card.sigma:g}·sqrt(s_ours²/n_ours + s_paper²/n_paper), stds floored at 0.1 pp (single runs); "
-              "accuracies in %, disagreement a fraction, KL and JS in nats.", ""]
+              "accuracies in %, disagreement a fraction, KL and JS in nats. `diverged`: we ran the cell but none of "
+              "its values is finite. " + tidy.FLAG_RULE, ""]
     lines += ["## The paper's claims, on our numbers", ""]
-    rows = [[c.name, f"{c.held} of {c.cells}",
-             "–" if c.paper_cells in (None, 0) else f"{c.paper_held} of {c.paper_cells}"] for c in card.claims]
-    lines += [markdown_table(["claim", "held (ours)", "held (paper)"], rows), ""]
+    lines += claims_markdown(card.claims)
     head = ["table", "setting", "width", "sparsity", "k", "branch", "match epoch", "metric"]
     ran = card.cells[card.cells["verdict"] != "not_run"]
     lines += ["## Our cells", ""]
+    notes: list[str] = []
     if ran.empty:
         lines += ["No cells.", ""]
     else:
         body = []
         for _, r in ran.iterrows():
             d = 4 if r["unit"] == "" else 2
-            body.append([*_cell_label(r), _pm(r["ours_mean"], r["ours_std"], r["ours_n"], d),
-                         "–" if r["verdict"] == "no_reference" else _pm(r["paper_mean"], r["paper_std"], r["paper_n"], d),
+            ours = _pm(r["ours_mean"], r["ours_std"], r["ours_n"], d)
+            if isinstance(r["flags"], str) and r["flags"]:
+                notes.append(f"{tidy.FLAG_MARK}{len(notes) + 1} {_cell_words(r)}: {r['flags']}.")
+                ours += f" {tidy.FLAG_MARK}{len(notes)}"
+            body.append([*_cell_label(r), ours,
+                         "no reference" if not _finite(r["paper_mean"]) else
+                         _pm(r["paper_mean"], r["paper_std"], r["paper_n"], d),
                          _num(r["diff"], d), _num(r["threshold"], d).lstrip("+"), r["verdict"]])
         lines += [markdown_table([*head, "ours", "paper", "diff", "±", "verdict"], body), ""]
+        for note in notes:
+            lines += [note, ""]
     missing = card.cells[card.cells["verdict"] == "not_run"]
     lines += ["## Published cells not run", ""]
     if missing.empty:
@@ -406,4 +658,5 @@ def to_markdown(card: Scorecard) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Claim", "Scorecard", "scorecard", "to_markdown", "verdict", "COLUMNS", "VERDICTS", "FLOOR_PP"]
+__all__ = ["Claim", "Scorecard", "scorecard", "to_markdown", "verdict", "paired_test", "claims_markdown", "COLUMNS",
+           "VERDICTS", "FLOOR_PP", "CLAIM_ALPHA", "CLAIM_TEST", "MIN_PAIRS"]

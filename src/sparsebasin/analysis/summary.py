@@ -15,23 +15,30 @@ For each setting (dataset, model), width and sparsity:
   the loss barrier after matching (test split when present; REPAIR, else BN
   reset, else plain).
 
-A second table repeats the comparison per rewind point k, and a last one
-lists per width the dense accuracy, matched correlation and every barrier
-(naive/permuted × mode). Experiments without a naive/permuted sweep get only
-that last table. Inputs are tidy tables (see ``tidy``): runs, optionally
-matches and barriers (or LMC curves).
+A second table repeats the comparison per rewind point k, with the
+one-sided paired test of permuted > naive of each cell (the scorecard's test,
+``scorecard.paired_test``: the headline counts these cells, and the summary
+prints no second count). A last table lists per width the dense accuracy,
+matched correlation and every barrier (naive/permuted × mode); the paper
+gives LMC only as a figure, so nothing published sits beside it. With the
+scorecard's JSON, the ensembles (Table 1) and early-matching (Table 15)
+studies show our cells beside the paper's, from the scorecard's own cells.
+Runs flagged dead or diverged and non-finite values follow ``tidy.FLAG_RULE``
+and are marked †N with a footnote. Inputs are tidy tables (see ``tidy``):
+runs, optionally matches and barriers (or LMC curves), and the scorecard JSON.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from . import barriers, names, tidy
-from .tables import (ALL_WEIGHTS_NOTE, aggregate, fmt_mean_std, markdown_table, present, settings, sparsity_cell,
-                     weight_sparsity_by_cell)
+from . import barriers, names, scorecard as scorecard_mod, tidy
+from .tables import (ALL_WEIGHTS_NOTE, Notes, aggregate, fmt_mean_std, markdown_table, present, settings,
+                     sparsity_cell, weight_sparsity_by_cell)
 
 MODE_PRIORITY = ("repair", "bn_reset", "plain")
 
@@ -68,7 +75,8 @@ def branch_comparison(runs: pd.DataFrame, metric: str = "test_acc", gap_floor_pp
     """
     runs = tidy.prepare(runs, ["branch", "sparsity", "k", "seed", metric], "the summary")
     tidy.check_single_matching(runs)
-    sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & runs[metric].notna()]
+    # non-finite values stay out of the means (tidy.FLAG_RULE); the tables' † footnotes count them
+    sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & ~tidy.nonfinite(runs[metric])]
     have = set(sparse["branch"])
     if not {"naive", "permuted"} <= have:
         raise UserError(f"{tidy.source_of(runs)}: the summary needs both naive and permuted runs (have {', '.join(sorted(have)) or 'none'}); collect all sparse branches")
@@ -145,16 +153,21 @@ def _restrict(frame: pd.DataFrame, setting: dict) -> pd.DataFrame:
 
 
 def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, barriers_table: pd.DataFrame | None = None,
-                     metric: str = "test_acc", gap_floor_pp: float = 0.1, headline: str | None = None) -> str:
-    """The whole ``summary.md`` text (without provenance); ``headline`` (the scorecard's verdict) opens it.
+                     metric: str = "test_acc", gap_floor_pp: float = 0.1, headline: str | None = None,
+                     card: dict | None = None) -> str:
+    """The whole ``summary.md`` text (without provenance); the scorecard's headline opens it (``card``: the
+    scorecard JSON, or just its ``headline``).
 
     Experiments without a naive/permuted sweep (e.g. LMC or diversity only)
     still get the per-width table: dense accuracy, matched correlation and
-    barriers.
+    barriers, and, from ``card``, their own study's cells beside the paper's.
     """
     runs = tidy.prepare(runs, ["branch", metric], "the summary")
+    if card is not None and headline is None:
+        headline = card.get("headline")
     sweep = has_sweep(runs)
     per_k, averaged = branch_comparison(runs, metric, gap_floor_pp) if sweep else (None, None)
+    tests = _tests(runs, metric) if sweep else None
     keys = present(runs, ("dataset", "model", "width"))
     corr = _per_width(tidy.prepare(matches, ["mean_correlation"], "the summary's matches") if matches is not None else None,
                       "mean_correlation", keys, "the matched correlation")
@@ -169,20 +182,34 @@ def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, ba
     out = [f"**Reproduction:** {headline}", ""] if headline else []
     out += [f"# Summary{': ' + experiment if experiment else ''}", ""]
     if sweep:
-        wins = int((averaged["diff_mean"] > 0).sum())
+        verdict = []
+        if not headline:  # without the scorecard, the one count is said here instead (same test, same cells)
+            claim = scorecard_mod.claims(runs)[0]
+            verdict.append(claim.text()[0].upper() + claim.text()[1:])
         gaps = averaged["gap_closed"].dropna()
-        verdict = f"Permuted beats naive in {wins} of {len(averaged)} (width, sparsity) cells, averaged over k"
         if len(gaps):
-            verdict += f"; permuting closes a median {100 * gaps.median():.0f}% of the naive-to-LTH gap"
-        out += [verdict + ".", ""]
+            verdict.append(f"Permuting closes a median {100 * gaps.median():.0f}% of the naive-to-LTH gap "
+                           "(cells averaged over k)")
+        if verdict:
+            out += [". ".join(verdict) + ".", ""]
         out += [
             f"Accuracy: {names.METRIC_LABELS.get(metric, metric)}, mean over seeds, then averaged over the rewind points k. "
             "Permuted − naive is paired by seed (percentage points, mean ± std over seeds). "
-            f"Gap closed = (permuted − naive) / (LTH − naive); n/a when LTH is less than {gap_floor_pp:g} pp above naive.",
+            f"Gap closed = (permuted − naive) / (LTH − naive); n/a when LTH is less than {gap_floor_pp:g} pp above naive. "
+            f"Per rewind point, each cell's permuted > naive is tested with a {scorecard_mod.CLAIM_TEST} "
+            f"(α = {scorecard_mod.CLAIM_ALPHA:g}; fewer than {scorecard_mod.MIN_PAIRS} seeds: too few to test).",
             "",
         ]
     else:
-        out += ["This experiment has no naive/permuted sweep, so there is no branch comparison; per-width results follow.", ""]
+        studies = [label for section, label in (("diversity", "ensembles (Table 1)"),
+                                                ("early_matching", "early matching (Table 15)"))
+                   if _section_cells(card, section) is not None]
+        if barriers_table is not None:
+            studies.append("linear mode connectivity per width")
+        out += ["This experiment has no naive/permuted sweep, so there is no branch comparison; "
+                + (f"its studies follow: {', '.join(studies)}." if studies else "per-width results follow."), ""]
+    flagged_runs = _flagged_runs(runs)
+    top = len(out)
 
     all_weights = weight_sparsity_by_cell(runs, keys) if "sparsity" in runs.columns else {}
     if all_weights and sweep:
@@ -193,18 +220,154 @@ def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, ba
         out += [f"## {title}" if title else "## All runs", ""]
         if sweep:
             out += _comparison_sections(_restrict(averaged, setting), _restrict(per_k, setting), setting, corr, bars,
-                                        main_mode, all_weights, setting_keys)
+                                        main_mode, all_weights, setting_keys, _restrict(tests, setting),
+                                        _restrict(_cell_flags(runs, keys, metric), setting))
+        out += _study_sections(card, setting)
         widths = sorted(part["width"].dropna().unique()) if "width" in part.columns else []
         if widths and (dense_acc is not None or corr is not None or bars is not None):
             out += _per_width_section(setting, widths, dense_acc, corr, bars)
+        listed = [r for r in flagged_runs if all(r.get(k) == v for k, v in setting.items() if v is not None)]
+        if listed:
+            out += [f"### Runs flagged dead or diverged ({tidy.FLAG_MARK})", ""]
+            out += [f"- {r['where']}: {tidy.label(r['status'])}" + (f": {r['reasons']}" if r["reasons"] else "")
+                    for r in listed]
+            out += [""]
+    body = "\n".join(out[top:])
+    if tidy.FLAG_MARK in body or tidy.DIVERGED in body:  # the rule, once, before the first mark
+        lead = (f"{tidy.FLAG_MARK} Runs flagged dead or diverged: {len(flagged_runs)} (listed per setting below). "
+                if flagged_runs else "")
+        out[top:top] = [lead + tidy.FLAG_RULE, ""]
     return "\n".join(out).rstrip() + "\n"
 
 
+def _tests(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per (dataset, model, width, sparsity, k): the scorecard's one-sided paired test of permuted > naive."""
+    rows = [key | scorecard_mod.paired_test(d) for key, d in
+            scorecard_mod._pair_cells(scorecard_mod._by_seed(runs, metric), "permuted", "naive")]
+    return pd.DataFrame(rows, columns=[*scorecard_mod._CELL, "n", "nonfinite", "mean", "std", "t", "p", "result"])
+
+
+def _cell_flags(runs: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
+    """Flags per (setting, sparsity, k, branch) and per (setting, sparsity, branch) over all k (k NaN)."""
+    sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna()]
+    per_k = aggregate(sparse, keys + ["sparsity", "k", "branch"], metric)
+    over_k = aggregate(sparse, keys + ["sparsity", "branch"], metric).assign(k=np.nan)
+    return pd.concat([per_k, over_k], ignore_index=True)
+
+
+def _flagged_runs(runs: pd.DataFrame) -> list[dict]:
+    """Every run flagged dead or diverged: where it sits, its status and reasons."""
+    bad = runs[tidy.flagged(runs)]
+    out = []
+    for _, r in bad.iterrows():
+        where = [names.setting(r.to_dict())]
+        if "sparsity" in r and pd.notna(r["sparsity"]):
+            where.append(f"S = {names.sparsity(r['sparsity'])}")
+        if "k" in r and pd.notna(r["k"]):
+            where.append(f"k = {float(r['k']):g}")
+        where.append(names.branch(r["branch"]))
+        if "seed" in r and pd.notna(r["seed"]):
+            where.append(f"seed {float(r['seed']):g}")
+        reasons = r.get(tidy.HEALTH_REASONS)
+        out.append({**{k: r.get(k) for k in ("experiment", "dataset", "model")}, "where": " · ".join(w for w in where if w),
+                    "status": tidy.health_of(r.to_frame().T).iloc[0],
+                    "reasons": reasons if isinstance(reasons, str) else ""})
+    return out
+
+
+def _section_cells(card: dict | None, section: str) -> pd.DataFrame | None:
+    """The scorecard's cells of one section (ours and the published ones not run), or None if it has none."""
+    if not card or not card.get("cells"):
+        return None
+    cells = pd.DataFrame(card["cells"])
+    if "section" not in cells.columns:
+        return None
+    cells = cells[cells["section"] == section]
+    return cells if len(cells) else None
+
+
+def _vs_paper(r: pd.Series, digits: int) -> str:
+    """'ours · paper P · verdict' for one scorecard cell."""
+    ours = scorecard_mod._pm(r["ours_mean"], r["ours_std"], r["ours_n"], digits) \
+        if r["verdict"] != "not_run" else "not run"
+    if r.get("flags"):
+        ours += f" {tidy.FLAG_MARK}"
+    if not scorecard_mod._finite(r.get("paper_mean")):
+        return f"{ours} · no reference"
+    return f"{ours} · paper {float(r['paper_mean']):.{digits}f} · {r['verdict'].replace('_', ' ')}"
+
+
+def _study_sections(card: dict | None, setting: dict) -> list[str]:
+    """Table 1 and Table 15: our cells beside the paper's, as the scorecard compared them."""
+    out = []
+    div = _section_cells(card, "diversity")
+    if div is not None:
+        div = _restrict(div, setting)
+    if div is not None and len(div):
+        out += ["### Ensembles (Table 1): ours · paper · verdict", ""]
+        metrics = [m for m in scorecard_mod.DIVERSITY_METRICS if m in set(div["metric"])]
+        labels = {"member_acc": "Member acc. (%)", "ensemble_acc": "Ensemble acc. (%)", "disagreement": "Disagreement",
+                  "kl": "KL", "js": "JS"}
+        for (w, s), part in div.groupby(["width", "sparsity"], sort=True, dropna=False):
+            rows = []
+            for g in [b for b in names.BRANCHES if b in set(part["branch"])] + \
+                    sorted(set(part["branch"]) - set(names.BRANCHES)):
+                cells = part[part["branch"] == g].set_index("metric")
+                rows.append([names.branch(g)] + [_vs_paper(cells.loc[m], 4 if m in ("disagreement", "kl", "js") else 2)
+                                                 if m in cells.index else tidy.NOT_RUN for m in metrics])
+            out += [f"{names.width(w)}, S = {names.sparsity(s)}", "",
+                    markdown_table(["Group"] + [labels[m] for m in metrics], rows), ""]
+    early = _section_cells(card, "early_matching")
+    if early is not None:
+        early = _restrict(early, setting)
+    if early is not None and len(early):
+        out += ["### Early matching (Table 15): ours · paper · verdict", ""]
+        for (w, k, metric), part in early.groupby(["width", "k", "metric"], sort=True, dropna=False):
+            sparsities = sorted(part["sparsity"].dropna().unique())
+            rows = []
+            perm = part[part["branch"] == "permuted"]
+            for e in sorted(perm["match_epoch"].dropna().unique()):
+                rows.append([f"permuted, matched at epoch {float(e):g}"] + _early_row(perm[perm["match_epoch"] == e],
+                                                                                     sparsities))
+            for b in ("lth", "naive"):
+                if (part["branch"] == b).any():
+                    rows.append([f"{names.branch(b)} (reference)"] + _early_row(part[part["branch"] == b], sparsities))
+            out += [f"{names.width(w)}, k = {float(k):g}, {names.METRIC_LABELS.get(metric, metric)}", "",
+                    markdown_table([""] + [f"S = {names.sparsity(x)}" for x in sparsities], rows), ""]
+    return out
+
+
+def _early_row(part: pd.DataFrame, sparsities) -> list[str]:
+    out = []
+    for x in sparsities:
+        c = part[np.isclose(part["sparsity"].astype(float), x)]
+        out.append(_vs_paper(c.iloc[0], 2) if len(c) else tidy.NOT_RUN)
+    return out
+
+
 def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: dict, corr, bars, main_mode,
-                         all_weights: dict | None = None, setting_keys: list[str] = ()) -> list[str]:
+                         all_weights: dict | None = None, setting_keys: list[str] = (), tests: pd.DataFrame | None = None,
+                         flags: pd.DataFrame | None = None) -> list[str]:
     def sparsity(r) -> str:
         key = tuple(setting.get(k) for k in setting_keys) + ((getattr(r, "width", None),) if "width" in keys else ())
         return sparsity_cell(r.sparsity, (all_weights or {}).get(key + (r.sparsity,)))
+
+    def where(r, k=None) -> str:
+        parts = [names.width(getattr(r, "width")) if "width" in keys else "", f"S = {names.sparsity(r.sparsity)}",
+                 f"k = {k:g}" if k is not None else "averaged over k"]
+        return ", ".join(p for p in parts if p)
+
+    def branch_cell(notes: Notes, r, b: str, k=None) -> str:
+        text = _fmt_pct(getattr(r, b))
+        if flags is None or flags.empty:
+            return text
+        sel = flags[(flags["branch"] == b) & np.isclose(flags["sparsity"], r.sparsity)]
+        sel = sel[np.isclose(sel["k"], k)] if k is not None else sel[sel["k"].isna()]
+        if "width" in keys:
+            sel = sel[sel["width"] == getattr(r, "width")]
+        if sel.empty:
+            return text
+        return text + notes.mark(f"{where(r, k)}, {names.branch(b)}", sel.iloc[0]["flags"])
 
     keys = [*setting_keys, "width"] if "width" in averaged.columns else list(setting_keys)
     if averaged.empty:
@@ -214,25 +377,42 @@ def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: d
         header.append("Matched corr.")
     if main_mode is not None:
         header.append(f"Loss barrier ({names.path_kind(True, main_mode)})")
+    notes = Notes(rule=False)
     rows = []
     for r in averaged.sort_values([k for k in ("width", "sparsity") if k in averaged.columns]).itertuples():
         width = getattr(r, "width", None)
         row = [names.width(width) if width is not None else "–", sparsity(r),
-               _fmt_pct(r.lth), _fmt_pct(r.naive), _fmt_pct(r.permuted),
+               *(branch_cell(notes, r, b) for b in ("lth", "naive", "permuted")),
                _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed)]
         if corr is not None:
             c = _lookup(corr, setting, width)
             row.append(fmt_mean_std(c["mean"], c["std"], c["n"], 3) if c is not None else "–")
         if main_mode is not None:
             b = _lookup(bars, setting, width, {"permuted": True, "mode": main_mode})
-            row.append(fmt_mean_std(b["mean"], b["std"], b["n"], 3) if b is not None else "–")
+            row.append(fmt_mean_std(b["mean"], b["std"], b["n"], 3) + notes.mark(
+                f"{names.width(width)}, loss barrier", b["flags"]) if b is not None else notes.missing())
         rows.append(row)
     out = ["### Averaged over k", "", markdown_table(header, rows), ""]
-    rows = [[names.width(getattr(r, "width", None)) if "width" in per_k.columns else "–", sparsity(r), f"{r.k:g}",
-             _fmt_pct(r.lth), _fmt_pct(r.naive), _fmt_pct(r.permuted),
-             _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed)]
-            for r in per_k.sort_values([c for c in ("width", "sparsity", "k") if c in per_k.columns]).itertuples()]
-    out += ["### Per rewind point k", "", markdown_table(header[:2] + ["k"] + header[2:7], rows), ""]
+    if notes.render():
+        out += [notes.render(), ""]
+    notes = Notes(rule=False)
+    rows = []
+    for r in per_k.sort_values([c for c in ("width", "sparsity", "k") if c in per_k.columns]).itertuples():
+        test = None
+        if tests is not None and not tests.empty:
+            sel = tests[np.isclose(tests["sparsity"], r.sparsity) & np.isclose(tests["k"], r.k)]
+            if "width" in keys:
+                sel = sel[sel["width"] == getattr(r, "width")]
+            test = sel.iloc[0] if len(sel) else None
+        p = "" if test is None or not scorecard_mod._finite(test["p"]) else f"{test['p']:.3g}"
+        rows.append([names.width(getattr(r, "width", None)) if "width" in per_k.columns else "–", sparsity(r),
+                     f"{r.k:g}", *(branch_cell(notes, r, b, r.k) for b in ("lth", "naive", "permuted")),
+                     _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed), p,
+                     test["result"] if test is not None else "not tested"])
+    out += ["### Per rewind point k", "",
+            markdown_table(header[:2] + ["k"] + header[2:7] + ["p (one-sided)", "Permuted > naive"], rows), ""]
+    if notes.render():
+        out += [notes.render(), ""]
     return out
 
 
@@ -250,15 +430,23 @@ def _per_width_section(setting: dict, widths: list, dense_acc, corr, bars) -> li
                         key=lambda c: (c[0], names.MODES.index(c[1]) if c[1] in names.MODES else len(names.MODES)))
         header += [f"Loss barrier ({names.path_kind(p, m)})" for p, m in combos]
     rows = []
+    notes = Notes(rule=False)
     for w in widths:
         row = [names.width(w)]
-        for frame, digits in ((dense_acc, 2), (corr, 3)):
+        for frame, digits, what in ((dense_acc, 2, "dense accuracy"), (corr, 3, "matched correlation")):
             if frame is not None:
                 c = _lookup(frame, setting, w)
-                row.append(fmt_mean_std(c["mean"], c["std"], c["n"], digits) if c is not None else "–")
+                row.append(notes.cell(c["mean"], c["std"], c["n"], c["flags"], f"{names.width(w)}, {what}", digits)
+                           if c is not None else notes.missing())
         for p, m in combos:
             b = _lookup(bars, setting, w, {"permuted": p, "mode": m})
-            row.append(fmt_mean_std(b["mean"], b["std"], b["n"], 3) if b is not None else "–")
+            row.append(notes.cell(b["mean"], b["std"], b["n"], b["flags"],
+                                  f"{names.width(w)}, loss barrier ({names.path_kind(p, m)})", 3)
+                       if b is not None else notes.missing())
         rows.append(row)
     note = "Mean ± std over seeds; barriers on the test split when available."
-    return ["### Per width", "", markdown_table(header, rows), "", note, ""]
+    if combos:
+        note += (" The paper gives linear mode connectivity only as a figure (Fig. 3), so no published barrier "
+                 "sits beside these.")
+    out = ["### Per width", "", markdown_table(header, rows), "", note, ""]
+    return out + ([notes.render(), ""] if notes.render() else [])

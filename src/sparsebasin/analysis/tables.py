@@ -41,26 +41,98 @@ def present(df: pd.DataFrame, columns: Iterable[str]) -> list[str]:
     return [c for c in columns if c in df.columns]
 
 
+FLAG_COLUMNS = ("n_flagged", "n_nonfinite", "flags")  # what aggregate adds after the count (tidy.FLAG_RULE)
+
+
 def aggregate(df: pd.DataFrame, by: list[str], value: str, scale: float = 1.0, prefix: str = "") -> pd.DataFrame:
-    """Mean, sample std (ddof=1) and count of ``value`` per ``by`` group; NaN keys kept."""
-    values = df[value] * scale
-    grouped = values.groupby([df[c] for c in by], dropna=False, sort=True) if by else values.groupby(np.zeros(len(df)))
+    """Mean, sample std (ddof=1) and count of ``value`` per ``by`` group; NaN keys kept.
+
+    Follows ``tidy.FLAG_RULE``: non-finite values (NaN/inf) stay out of the
+    mean, std and ``n`` and are counted in ``n_nonfinite``; rows of flagged runs
+    (``health`` not ok) are averaged in and counted in ``n_flagged``; ``flags``
+    says both in words ("1 of 3 runs dead (chance accuracy)"), empty if neither.
+    """
+    df = df[tidy.measured(df, value)]  # a healthy run's empty cell: a metric it does not report
+    values = pd.to_numeric(df[value], errors="coerce").astype(float) * scale
+    bad = pd.Series(tidy.nonfinite(values), index=df.index)
+    values = values.where(~bad)
+    health = tidy.health_of(df)
+    keys = [df[c] for c in by] if by else [pd.Series(np.zeros(len(df)), index=df.index)]
+    grouped = values.groupby(keys, dropna=False, sort=True)
     out = pd.DataFrame({
         f"{prefix}mean": grouped.mean(),
         f"{prefix}std": grouped.std(ddof=1),
         "n": grouped.count(),
+        "n_flagged": (health != tidy.OK).groupby(keys, dropna=False, sort=True).sum().astype(int),
+        "n_nonfinite": bad.groupby(keys, dropna=False, sort=True).sum().astype(int),
     })
+    why = df[tidy.NONFINITE] if tidy.NONFINITE in df.columns else pd.Series(None, index=df.index, dtype=object)
+    out["flags"] = [_flags(part_health, part_bad, why.loc[part_bad.index])
+                    for (_, part_health), (_, part_bad) in zip(health.groupby(keys, dropna=False, sort=True),
+                                                                bad.groupby(keys, dropna=False, sort=True))]
     out = out.reset_index() if by else out.reset_index(drop=True)
     return out
 
 
+def _flags(health: pd.Series, bad: pd.Series, why: pd.Series) -> str:
+    total = len(health)
+    parts = []
+    statuses = [s for s in dict.fromkeys(health) if s != tidy.OK]
+    if statuses:
+        parts.append(tidy.flag_text({s: int((health == s).sum()) for s in statuses}, total, "runs"))
+    if bad.any():
+        text = (f"{int(bad.sum())} of {total} value{'s' if total != 1 else ''} "
+                f"{tidy.label(tidy.NONFINITE_STATUS)}, left out of the mean")
+        reasons = [r for r in dict.fromkeys(why[bad.to_numpy()]) if isinstance(r, str) and r.strip()]
+        if reasons:  # the writer's own words, e.g. "loss_barrier: loss is non-finite at α = 0.5"
+            text += f" ({reasons[0]}{'; …' if len(reasons) > 1 else ''})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def fmt_mean_std(mean: float, std: float, n: int | float, digits: int = 2) -> str:
+    """``mean ± std``, ``mean (n=1)``; a cell that exists but has no finite value reads ``diverged``
+    (``tidy.DIVERGED``), never the not-run mark."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "–"
+        return tidy.DIVERGED
     count = 0 if n is None or _isnan(float(n)) else int(n)
     if count < 2 or std is None or math.isnan(std):
         return f"{mean:.{digits}f} (n={count})"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+class Notes:
+    """Footnotes of one Markdown table: a flagged cell gets ``†1``, ``†2``, ... and one line each below."""
+
+    def __init__(self, rule: bool = True) -> None:
+        self.lines: list[str] = []
+        self.not_run = False
+        self.rule = rule  # end with tidy.FLAG_RULE (off where the document states it once)
+
+    def mark(self, where: str, flags) -> str:
+        if not isinstance(flags, str) or not flags:
+            return ""
+        self.lines.append(f"{tidy.FLAG_MARK}{len(self.lines) + 1} {where}: {flags}.".replace(": .", "."))
+        return f" {tidy.FLAG_MARK}{len(self.lines)}"
+
+    def cell(self, mean, std, n, flags, where: str, digits: int = 2) -> str:
+        """``mean ± std`` (or ``diverged``) with the flag mark of its footnote, if ``flags`` says anything."""
+        return fmt_mean_std(mean, std, n, digits) + self.mark(where, flags)
+
+    def missing(self) -> str:
+        self.not_run = True
+        return tidy.NOT_RUN
+
+    def render(self) -> str:
+        """The footnotes and, if any cell is flagged or missing, the rule (empty string if neither)."""
+        out = list(self.lines)
+        if self.rule and (self.lines or self.not_run):
+            out.append(tidy.FLAG_RULE)
+        return "\n\n".join(out)
+
+    def append_to(self, text: str) -> str:
+        notes = self.render()
+        return f"{text}\n\n{notes}" if notes else text
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -145,36 +217,42 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "test_acc", metrics=None) -
         frame.insert(len(keys), "metric", m)
         frame["sparsity_all_weights"] = [all_weights.get(tuple(r[k] for k in setting_keys) + (r["sparsity"],))
                                          for _, r in frame.iterrows()]
+        frame = frame[[c for c in frame.columns if c not in FLAG_COLUMNS] + list(FLAG_COLUMNS)]
         frames.append(_sort_branches(frame, keys))
     frame = pd.concat(frames, ignore_index=True)
 
     for setting, part in settings(frame):
         for m in metrics:
             mpart = part[part["metric"] == m]
+            notes = Notes()
             lines = [heading(setting, names.METRIC_LABELS[m]), ""]
             dense = mpart[mpart["branch"] == "dense"]
             if not dense.empty:
                 d = dense.iloc[0]
-                lines.append(f"- Dense: {fmt_mean_std(d.mean_pct, d.std_pct, d.n)}")
+                lines.append(f"- Dense: {notes.cell(d.mean_pct, d.std_pct, d.n, d['flags'], 'Dense')}")
             imp = mpart[mpart["branch"] == "imp"].sort_values("sparsity")
             if not imp.empty:
                 cells = [f"{sparsity_cell(r.sparsity, _value(r.sparsity_all_weights))}: "
-                         f"{fmt_mean_std(r.mean_pct, r.std_pct, r.n)}" for r in imp.itertuples()]
+                         f"{notes.cell(r.mean_pct, r.std_pct, r.n, r.flags, f'IMP, S = {names.sparsity(r.sparsity)}')}"
+                         for r in imp.itertuples()]
                 lines.append("- IMP (pruned and fine-tuned A): " + "; ".join(cells))
             sparse = mpart[~mpart["branch"].isin(["dense", "imp"])]
             if not sparse.empty:
                 cols = branch_order(sparse["branch"])
                 rows = []
                 for (s, k), cell in sparse.groupby(["sparsity", "k"], dropna=False, sort=True):
-                    by_branch = {r.branch: fmt_mean_std(r.mean_pct, r.std_pct, r.n) for r in cell.itertuples()}
+                    by_branch = {r.branch: notes.cell(r.mean_pct, r.std_pct, r.n, r.flags,
+                                                      f"S = {names.sparsity(s)}, k = {_k_label(k)}, "
+                                                      f"{names.branch(r.branch)}")
+                                 for r in cell.itertuples()}
                     rows.append([sparsity_cell(s, _value(cell["sparsity_all_weights"].iloc[0])), _k_label(k)]
-                                + [by_branch.get(b, "–") for b in cols])
+                                + [by_branch[b] if b in by_branch else notes.missing() for b in cols])
                 if lines[-1] != "":
                     lines.append("")
                 lines.append(markdown_table(["Sparsity", "k"] + [names.branch(b) for b in cols], rows))
             if mpart["sparsity_all_weights"].notna().any():
                 lines += ["", ALL_WEIGHTS_NOTE]
-            parts.append("\n".join(lines))
+            parts.append(notes.append_to("\n".join(lines)))
     return frame, "\n\n".join(parts)
 
 
@@ -217,6 +295,8 @@ def diversity_table(ensembles: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         "kl": ens["kl"],
         "kl_one_way": ens["kl_one_way"] if "kl_one_way" in ens.columns else np.nan,
         "js": ens["js"],
+        tidy.HEALTH: tidy.health_of(ens),
+        "flags": [_ensemble_flags(r) for _, r in ens.iterrows()],
     })
     frame = frame.rename(columns={"group": "branch"})
     frame = _sort_branches(frame, keys + ["branch"]).rename(columns={"branch": "group"})
@@ -226,18 +306,40 @@ def diversity_table(ensembles: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         where = [f"S = {names.sparsity(setting['sparsity'])}" if setting.get("sparsity") is not None else "",
                  f"k = {_k_label(setting['k'])}" if setting.get("k") is not None else ""]
         title = "ensembles" + (" at " + ", ".join(w for w in where if w) if any(where) else "")
-        rows = [[names.branch(r.group), str(r.n), fmt_mean_std(r.acc_mean_pct, r.acc_std_pct, r.n),
-                 f"{r.ensemble_acc_pct:.2f}", f"{r.disagreement:.4f}", f"{r.kl:.4f}",
-                 "–" if _isnan(r.kl_one_way) else f"{r.kl_one_way:.4f}", f"{r.js:.4f}"]
+        notes = Notes()
+        rows = [[names.branch(r.group) + notes.mark(names.branch(r.group), r.flags), str(r.n),
+                 fmt_mean_std(r.acc_mean_pct, r.acc_std_pct, r.n),
+                 _measured(r.ensemble_acc_pct, 2), _measured(r.disagreement, 4), _measured(r.kl, 4),
+                 notes.missing() if _isnan(r.kl_one_way) else _measured(r.kl_one_way, 4), _measured(r.js, 4)]
                 for r in part.itertuples()]
         header = ["Group", "Members", "Test acc. (%)", "Ensemble acc. (%)", "Disagreement", "KL (symmetrised)",
                   "KL (one way)", "JS"]
-        parts.append(f"{heading(setting, title)}\n\n{markdown_table(header, rows)}")
+        parts.append(notes.append_to(f"{heading(setting, title)}\n\n{markdown_table(header, rows)}"))
     note = ("Ensemble accuracy: argmax of the mean softmax. Disagreement, KL and JS are averaged over all member pairs. "
             "KL (symmetrised) is the mean of KL(p_i||p_j) over ordered pairs, i.e. of 0.5 [KL(p_i||p_j) + "
             "KL(p_j||p_i)] over unordered pairs; KL (one way) is the mean of KL(p_i||p_j) over i < j, in member "
             "order; both in nats, as is JS.")
     return frame, "\n\n".join(parts) + "\n\n" + note
+
+
+def _measured(value, digits: int) -> str:
+    """A single measured number; non-finite reads ``diverged`` (a missing one is the caller's "–")."""
+    return f"{float(value):.{digits}f}" if np.isfinite(float(value)) else tidy.DIVERGED
+
+
+def _ensemble_flags(row: pd.Series) -> str:
+    """Words for an ensemble whose record says its members include flagged runs, or whose numbers are
+    non-finite ('' when neither)."""
+    parts = []
+    status = tidy.health_of(row.to_frame().T).iloc[0]
+    if status != tidy.OK:
+        reasons = row.get(tidy.HEALTH_REASONS)
+        parts.append(f"{tidy.label(status)}" + (f" ({reasons})" if isinstance(reasons, str) and reasons else ""))
+    bad = [c for c in ("member_acc_mean", "ensemble_acc", "disagreement", "kl", "js")
+           if c in row.index and not np.isfinite(float(row[c]))]
+    if bad:
+        parts.append(f"{', '.join(bad)} {tidy.label(tidy.NONFINITE_STATUS)}")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------- early matching (Table 15)
@@ -269,21 +371,29 @@ def early_matching_table(runs: pd.DataFrame, k: int = 20, metric: str = "test_ac
         sparsities = sorted(part["sparsity"].unique()) if "sparsity" in part.columns else [None]
         header = ["Matched at epoch i"] + [f"S = {names.sparsity(s)}" for s in sparsities]
 
-        def cells(sel: pd.DataFrame) -> list[str]:
+        notes = Notes()
+
+        def cells(sel: pd.DataFrame, what: str) -> list[str]:
             out = []
             for s in sparsities:
                 c = sel if s is None else sel[sel["sparsity"] == s]
-                out.append(fmt_mean_std(c.iloc[0].mean_pct, c.iloc[0].std_pct, c.iloc[0].n) if not c.empty else "–")
+                if c.empty:
+                    out.append(notes.missing())
+                    continue
+                r = c.iloc[0]
+                where = what + (f", S = {names.sparsity(s)}" if s is not None else "")
+                out.append(notes.cell(r.mean_pct, r.std_pct, r.n, r["flags"], where))
             return out
 
         perm = part[part["branch"] == "permuted"]
-        table_rows = [[_k_label(i)] + cells(perm[perm["match_epoch"] == i]) for i in sorted(perm["match_epoch"].unique())]
+        table_rows = [[_k_label(i)] + cells(perm[perm["match_epoch"] == i], f"permuted matched at epoch {_k_label(i)}")
+                      for i in sorted(perm["match_epoch"].unique())]
         for b in ("lth", "naive"):
             ref = part[part["branch"] == b]
             if not ref.empty:
-                table_rows.append([f"{names.branch(b)} (reference)"] + cells(ref))
+                table_rows.append([f"{names.branch(b)} (reference)"] + cells(ref, names.branch(b)))
         title = f"permuted test accuracy (%) at k = {k} vs matching epoch"
-        parts.append(f"{heading(setting, title)}\n\n{markdown_table(header, table_rows)}")
+        parts.append(notes.append_to(f"{heading(setting, title)}\n\n{markdown_table(header, table_rows)}"))
     return frame, "\n\n".join(parts)
 
 
@@ -297,15 +407,22 @@ def lmc_table(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     if "permuted" not in keys or "mode" not in keys:
         raise UserError(f"{tidy.source_of(table)}: the LMC table needs mode and permuted columns; collect interpolate's output")
     parts_frames = []
-    if "loss_barrier" in rows.columns:
-        parts_frames.append(aggregate(rows, keys, "loss_barrier", prefix="loss_barrier_"))
-    if "error_barrier" in rows.columns:
-        parts_frames.append(aggregate(rows, keys, "error_barrier", scale=100.0, prefix="error_barrier_")
-                            .rename(columns={"error_barrier_mean": "error_barrier_mean_pct", "error_barrier_std": "error_barrier_std_pct"}))
+    for column, scale in (("loss_barrier", 1.0), ("error_barrier", 100.0)):
+        if column not in rows.columns:
+            continue
+        agg = aggregate(rows, keys, column, scale=scale, prefix=f"{column}_")
+        if column == "error_barrier":
+            agg = agg.rename(columns={"error_barrier_mean": "error_barrier_mean_pct",
+                                      "error_barrier_std": "error_barrier_std_pct"})
+        # each barrier keeps its own count and flags: a diverged REPAIR loss need not be a diverged error
+        parts_frames.append(agg.rename(columns={c: f"{column}_{c}" for c in ("n", *FLAG_COLUMNS)}))
     frame = parts_frames[0]
     for extra in parts_frames[1:]:
-        frame = frame.merge(extra, on=keys + ["n"], how="outer")
-    frame = frame[[c for c in frame.columns if c != "n"] + ["n"]]
+        frame = frame.merge(extra, on=keys, how="outer")
+    first = parts_frames[0].columns[len(keys) + 2].removesuffix("_n")  # the first barrier's n and n_nonfinite
+    frame["n"] = frame[f"{first}_n"] + frame[f"{first}_n_nonfinite"]  # seeds in the cell, finite or not
+    counts = [c for c in frame.columns if c.endswith(("_n", "_n_flagged", "_n_nonfinite", "_flags"))]
+    frame = frame[[c for c in frame.columns if c not in counts and c != "n"] + ["n"] + counts]
     mode_rank = {m: i for i, m in enumerate(names.MODES)}
     frame = (frame.assign(_m=frame["mode"].map(lambda m: mode_rank.get(m, len(mode_rank))))
              .sort_values([k for k in keys if k != "mode"] + ["_m"]).drop(columns="_m").reset_index(drop=True))
@@ -315,22 +432,29 @@ def lmc_table(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         split = setting.pop("split", None)
         combos = list(dict.fromkeys(zip(part["permuted"], part["mode"])))
         combos.sort(key=lambda c: (c[0], mode_rank.get(c[1], len(mode_rank))))
-        for column, std_column, label, digits in (
-            ("loss_barrier_mean", "loss_barrier_std", "loss barrier", 3),
-            ("error_barrier_mean_pct", "error_barrier_std_pct", "error barrier (%)", 2),
+        for barrier, column, std_column, label, digits in (
+            ("loss_barrier", "loss_barrier_mean", "loss_barrier_std", "loss barrier", 3),
+            ("error_barrier", "error_barrier_mean_pct", "error_barrier_std_pct", "error barrier (%)", 2),
         ):
             if column not in part.columns:
                 continue
+            notes = Notes()
             header = ["Width"] + [names.path_kind(p, m) for p, m in combos]
             body = []
             for w, wpart in part.groupby("width", sort=True) if "width" in part.columns else [(None, part)]:
                 row = [names.width(w) if w is not None else "–"]
                 for p, m in combos:
                     c = wpart[(wpart["permuted"] == p) & (wpart["mode"] == m)]
-                    row.append(fmt_mean_std(c.iloc[0][column], c.iloc[0][std_column], c.iloc[0]["n"], digits) if not c.empty else "–")
+                    if c.empty:
+                        row.append(notes.missing())
+                        continue
+                    r = c.iloc[0]
+                    where = ", ".join(x for x in (names.width(w) if w is not None else "", names.path_kind(p, m)) if x)
+                    row.append(notes.cell(r[column], r[std_column], r[f"{barrier}_n"], r[f"{barrier}_flags"], where,
+                                          digits))
                 body.append(row)
             what = f"{label}" + (f", {split} split" if split else "")
-            parts.append(f"{heading(setting, what)}\n\n{markdown_table(header, body)}")
+            parts.append(notes.append_to(f"{heading(setting, what)}\n\n{markdown_table(header, body)}"))
     return frame, "\n\n".join(parts)
 
 

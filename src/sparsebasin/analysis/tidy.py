@@ -7,7 +7,7 @@ ignored; a missing required column is a ``UserError`` naming the table):
 
 runs (collect over ``result.json``)
     ``experiment, dataset, model, width, seed, sparsity, k, branch, test_acc,
-    test_top5, test_loss, density, run``. ``branch`` is one of dense, imp, lth,
+    test_top5, test_loss, density, run, health, health_reasons``. ``branch`` is one of dense, imp, lth,
     naive, permuted; ``sparsity`` and ``k`` are empty for dense runs (``k`` also
     for imp). Accuracies are fractions in [0, 1]. Table 15 (early matching)
     additionally needs ``match_epoch`` on the permuted runs: the epoch of B at
@@ -33,6 +33,18 @@ matches (collect over ``match --summary`` JSON)
 
 Tag values arrive as strings; ``normalise`` converts the numeric tags and the
 ``permuted`` flag so that ``width == 4`` and ``sparsity == 0.9`` work.
+
+Flagged runs and non-finite values (the read side of "every number right or
+refused"). A run's ``health`` is the ``status`` of its result.json's
+``health`` entry: ``ok``, ``chance`` (dead: chance accuracy) or ``exploded``
+(diverged: exploded test loss); a result without the entry (written before
+it existed) is ``ok``; ``health_reasons`` joins its sentences. A measured
+value that came out NaN/inf is JSON null (an empty CSV cell), and the file's
+``"nonfinite": {"<dotted path>": "<reason>"}`` lands on the row it belongs to
+as a ``nonfinite`` column (``"<field>: <reason>"``, several joined by ``; ``).
+``FLAG_RULE`` is the one rule every table, figure, scorecard and summary
+follows, in the words of ``LABEL``; ``NOT_RUN`` and ``DIVERGED`` are the two
+marks that must never be confused.
 """
 
 from __future__ import annotations
@@ -42,10 +54,30 @@ import math
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from ..errors import UserError
 from ..io import read_json, require_file
+
+try:  # the write side's words (sparsebasin.health, torch-free), so a flag reads the same everywhere
+    from ..health import LABEL as _LABEL
+except ImportError:  # pragma: no cover - until sparsebasin.health is on main: the same words, here only
+    _LABEL = {"chance": "dead (chance accuracy)", "exploded": "diverged (exploded loss)",
+              "nonfinite": "diverged (non-finite)"}
+
+OK = "ok"
+NONFINITE_STATUS = "nonfinite"
+LABEL = dict(_LABEL)  # status -> words: "chance" -> "dead (chance accuracy)", ...
+HEALTH = "health"  # run status column of the runs table
+HEALTH_REASONS = "health_reasons"
+NONFINITE = "nonfinite"  # per-row "field: reason" of the values that came out non-finite
+NOT_RUN = "–"  # a cell nobody ran
+DIVERGED = "diverged"  # a cell whose every value came out non-finite
+FLAG_MARK = "†"
+FLAG_RULE = ("Flagged runs (dead: chance accuracy; diverged: exploded test loss) are included in the means and "
+             f"marked {FLAG_MARK}; a value that came out non-finite (NaN/inf) cannot be averaged: it is left out of "
+             f"the mean and counted, and a cell with no finite value reads \"{DIVERGED}\". \"{NOT_RUN}\" means not run.")
 
 # Tag columns that are numbers, whatever type they arrived as.
 NUMERIC_COLUMNS = (
@@ -60,6 +92,51 @@ KEY_ORDER = ("experiment", "dataset", "model", "width", "seed", "sparsity", "k",
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
+
+
+def label(status: str) -> str:
+    """The words for a run status or ``nonfinite`` ("dead (chance accuracy)", ...); ``ok`` -> "ok"."""
+    return LABEL.get(str(status), str(status))
+
+
+def health_of(df: pd.DataFrame) -> pd.Series:
+    """Each row's run status; ``ok`` where the table has no health column or the row has none."""
+    if HEALTH not in df.columns:
+        return pd.Series(OK, index=df.index, dtype=object)
+    return df[HEALTH].map(lambda v: OK if _blank(v) else str(v))
+
+
+def flagged(df: pd.DataFrame) -> pd.Series:
+    """Rows of runs flagged dead or diverged (health not ok)."""
+    return health_of(df) != OK
+
+
+def nonfinite(values) -> np.ndarray:
+    """Which of ``values`` are NaN or ±inf, as a boolean array (numbers only; missing counts as NaN)."""
+    return ~np.isfinite(pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float))
+
+
+def measured(df: pd.DataFrame, value: str) -> pd.Series:
+    """Rows that carry a measurement of ``value``: a number, or a value that came out non-finite.
+
+    Curves and barriers write every value they measure, an empty cell being a
+    non-finite one (the contract of interpolate/plane). A run's result.json
+    never holds a non-finite value unless its health flags it, so in a runs
+    table (``test_acc`` or ``health`` present) an empty cell of a healthy run
+    is a metric that run does not report, not a divergence.
+    """
+    if value not in df.columns:
+        return pd.Series(False, index=df.index)
+    if "test_acc" not in df.columns and HEALTH not in df.columns:
+        return pd.Series(True, index=df.index)
+    empty = pd.to_numeric(df[value], errors="coerce").isna()
+    return ~empty | flagged(df) | (df[NONFINITE].map(lambda v: not _blank(v)) if NONFINITE in df.columns else False)
+
+
+def flag_text(counts: dict[str, int], total: int, what: str = "runs") -> str:
+    """'1 of 4 runs dead (chance accuracy)', several statuses joined by '; '."""
+    return "; ".join(f"{n} of {total} {what if total != 1 else what.rstrip('s')} {label(s)}"
+                     for s, n in counts.items() if n)
 
 
 def source_of(df: pd.DataFrame) -> str:
@@ -140,8 +217,15 @@ def json_rows(obj, source: str) -> list[dict]:
         raise UserError(f"{source}: 'tags' must be an object of KEY: VALUE; rerun the step that wrote it")
     base: dict = {}
     record_keys = []
+    health = obj.get(HEALTH)
+    if isinstance(health, dict):  # {"status": ..., "reasons": [...]} -> two plain columns
+        base[HEALTH] = str(health.get("status") or OK)
+        reasons = health.get("reasons") or []
+        base[HEALTH_REASONS] = "; ".join(map(str, reasons)) if isinstance(reasons, list) else str(reasons)
+    marks = obj.get(NONFINITE) if isinstance(obj.get(NONFINITE), dict) else {}
     for key, value in obj.items():
-        if key in ("provenance", "tags"):
+        if key in ("provenance", "tags") or (key == HEALTH and isinstance(health, dict)) or \
+                (key == NONFINITE and isinstance(value, dict)):
             continue
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             record_keys.append(key)
@@ -153,17 +237,32 @@ def json_rows(obj, source: str) -> list[dict]:
     if clash:
         raise UserError(f"{source}: tag(s) {', '.join(clash)} clash with result fields; rename the --tag")
     base.update(tags)
+    records = obj[record_keys[0]] if record_keys else []
+    # "nonfinite" paths: "<records key>.<i>.<field>" belongs to record i, anything else to every row
+    per_row: dict[int, list[str]] = {}
+    shared: list[str] = []
+    for path, reason in marks.items():
+        parts = str(path).split(".")
+        if record_keys and len(parts) >= 3 and parts[0] == record_keys[0] and parts[1].isdigit():
+            per_row.setdefault(int(parts[1]), []).append(f"{'.'.join(parts[2:])}: {reason}")
+        else:
+            shared.append(f"{path}: {reason}")
+    if marks:
+        base[NONFINITE] = "; ".join(shared) or None
     if not record_keys:
         return [base]
     rows = []
-    for record in obj[record_keys[0]]:
+    for i, record in enumerate(records):
         flat: dict = {}
         for key, value in record.items():
             _flatten_into(flat, key, value)
         clash = sorted(set(tags) & set(flat))
         if clash:
             raise UserError(f"{source}: tag(s) {', '.join(clash)} clash with fields of {record_keys[0]!r}; rename the --tag")
-        rows.append({**base, **flat})
+        row = {**base, **flat}
+        if marks:
+            row[NONFINITE] = "; ".join(shared + per_row.get(i, [])) or None
+        rows.append(row)
     return rows
 
 
@@ -194,6 +293,8 @@ def collect(paths: Iterable[str | Path], tags: dict | None = None) -> pd.DataFra
     table = pd.concat(frames, ignore_index=True, sort=False)
     for k, v in (tags or {}).items():
         table[k] = v
+    if "test_acc" in table.columns or HEALTH in table.columns:  # runs: a result without "health" predates it: ok
+        table[HEALTH] = health_of(table)
     first = [c for c in KEY_ORDER if c in table.columns]
     rest = [c for c in table.columns if c not in first and c != "source"]
     return normalise(table[first + rest + ["source"]], "collected table")

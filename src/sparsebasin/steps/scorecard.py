@@ -3,9 +3,11 @@
 Reads the tidy tables ``collect`` writes (accuracies as fractions, one row per
 seed) and writes one row per cell: our mean, std and n, the paper's, the
 difference and a verdict (``sparsebasin.analysis.scorecard``), then the
-published cells not run; the Markdown adds the paper's claims checked on our
-numbers. ``--out-json`` holds the one-line headline (summary.md opens with it),
-the verdict counts and the claims.
+published cells not run; the Markdown adds the paper's claims, tested per cell
+over seeds (one-sided paired t-test, alpha 0.05). ``--out-json`` holds the
+one-line headline (summary.md opens with it), the verdict counts, the claims
+with their per-cell tests and every cell (summary.md shows the Table 1 and
+Table 15 cells from it); non-finite numbers are null.
 """
 
 from __future__ import annotations

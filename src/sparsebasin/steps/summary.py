@@ -2,7 +2,8 @@
 
 Opens with the scorecard's one-line verdict (``--scorecard``), then permuted − naive
 and the fraction of the naive-to-LTH gap closed per width and sparsity (see ``sparsebasin.analysis.summary``), with the matched
-correlation (``--matches``) and loss barrier (``--barriers``) beside them.
+correlation (``--matches``) and loss barrier (``--barriers``) beside them; the scorecard's cells of Table 1
+(ensembles) and Table 15 (early matching) are shown beside the paper's.
 """
 
 from __future__ import annotations
@@ -32,21 +33,23 @@ def run(args: argparse.Namespace) -> None:
     runs = tidy.read_table(args.runs)
     matches = tidy.read_table(args.matches) if args.matches else None
     barriers = tidy.read_table(args.barriers) if args.barriers else None
-    headline = _headline(args.scorecard) if args.scorecard else None
-    text = summary_markdown(runs, matches, barriers, metric=args.metric, gap_floor_pp=args.gap_floor, headline=headline)
+    card = _card(args.scorecard) if args.scorecard else None
+    text = summary_markdown(runs, matches, barriers, metric=args.metric, gap_floor_pp=args.gap_floor, card=card)
     config = {"step": "summary", "runs": args.runs, "matches": args.matches, "barriers": args.barriers,
               "scorecard": args.scorecard, "metric": args.metric, "gap_floor_pp": args.gap_floor}
     outputs.write_markdown(args.out, text, provenance.collect(config=config))
 
 
-def _headline(path: str) -> str:
+def _card(path: str) -> dict:
     from ..errors import UserError
     from ..io import read_json
 
     obj = read_json(path)
     if not isinstance(obj, dict) or not isinstance(obj.get("headline"), str):
         raise UserError(f"{path} has no 'headline'; pass the JSON that scorecard --out-json writes")
-    return obj["headline"]
+    if not isinstance(obj.get("cells", []), list):
+        raise UserError(f"{path}: 'cells' must be a list of records; rerun scorecard")
+    return obj
 
 
 def paths(args: argparse.Namespace) -> StepPaths:
