@@ -82,6 +82,10 @@ class RunRecord:
         self.write_predictions = write_predictions
 
     # ------------------------------------------------------------ status --
+    # What a request says a run keeps rather than what it is: a finished run with more rewind checkpoints than
+    # asked is the run asked for (another config on the same tree may need the others).
+    KEPT = ("save_epochs",)
+
     def outputs(self) -> list[Path]:
         names = [n for n in FINAL_OUTPUTS if self.write_predictions or n != "predictions.pt"]
         return [self.out / n for n in names] + [self.checkpoint_path(k) for k in self.save_epochs]
@@ -90,8 +94,8 @@ class RunRecord:
         return self.out / "ckpt" / f"epoch{int(epoch)}.pt"
 
     def finished_result(self) -> dict | None:
-        """The recorded result if every output of a finished run is there, else None."""
-        if not all(p.is_file() for p in self.outputs()):
+        """The recorded result if every final output of a finished run is there (rewind checkpoints aside), else None."""
+        if not all(p.is_file() for p in self.outputs()[:-len(self.save_epochs) or None]):
             return None
         try:
             result = io.read_json(self.out / "result.json")
@@ -99,18 +103,38 @@ class RunRecord:
             return None
         return result if isinstance(result, dict) else None
 
+    def _same_run(self, result: dict) -> bool:
+        old = result.get("request")
+        if not isinstance(old, Mapping):
+            return result.get("fingerprint") == self.fingerprint
+        from .resume import fingerprint
+
+        def core(request):
+            return {k: v for k, v in request.items() if k not in self.KEPT}
+
+        return fingerprint(core(old)) == fingerprint(core(self.request))
+
     def status(self) -> tuple[str, dict | None]:
-        """("new" | "same" | "other", the finished result)."""
+        """("new" | "same" | "more" | "other", the finished result). "more": the run asked for, finished, but
+        without some rewind checkpoint now asked for (it is trained again, keeping every checkpoint it had)."""
         result = self.finished_result()
         if result is None:
             return "new", None
-        return ("same" if result.get("fingerprint") == self.fingerprint else "other"), result
+        if not self._same_run(result):
+            return "other", result
+        missing = [k for k in self.save_epochs if not self.checkpoint_path(k).is_file()]
+        return ("more" if missing else "same"), result
+
+    def kept_epochs(self, result: dict) -> list[int]:
+        """The rewind checkpoints a finished run kept (to keep them when it is trained again)."""
+        recorded = (result.get("request") or {}).get("save_epochs") or []
+        return sorted({int(e) for e in recorded if self.checkpoint_path(e).is_file()})
 
     # What may differ between a finished run and a new request of the same directory for the workflow to train
     # it again: the content of its inputs (a dense run rebuilt on a GPU gives other bits, new data), or the rewind
     # checkpoints it keeps (a new study needs another one). Everything else is in the directory's key, so a
     # difference there is never a reason to replace a run silently.
-    REBUILDABLE = ("init", "mask", "train_ds", "test_ds", "save_epochs")
+    REBUILDABLE = ("init", "mask", "train_ds", "test_ds", "save_epochs")  # save_epochs: when inputs changed too
 
     def _differs(self, result: dict) -> set[str]:
         old = result.get("request") or {}

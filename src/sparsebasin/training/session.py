@@ -189,25 +189,41 @@ def train_runs(
     drop_last = drop_last_batch(n_train, cfg.batch_size, distributed.world())
     steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
 
-    records = []
-    for r, m in enumerate(members):
-        request = run_request(cfg, model_cfg, data_meta, train_ds, test_ds, m, augment, save_epochs, dev)
-        density = checkpoints.mask_density(m.mask) if m.mask else None
-        extra = dict(m.provenance_config or {})
-        if fused:
-            extra["fused"] = {"runs": runs, "index": r, "engine": engine_name, "group": [str(o) for o in outs]}
-        prov = provenance.collect(
-            config=run_config_record(cfg, model_cfg, data_meta, augment, save_epochs, n_train, n_test,
-                                     steps_per_epoch, density, extra),
-            seeds={"init": m.init_seed, "data": int(m.data_seed)},
-            device=dev,
-        )
-        records.append(RunRecord(m.out_dir, m.run_name, resume.fingerprint(request), request, prov, m.tags,
+    def make_records(each_save_epochs):
+        out = []
+        for r, (m, save_epochs) in enumerate(zip(members, each_save_epochs)):
+            request = run_request(cfg, model_cfg, data_meta, train_ds, test_ds, m, augment, save_epochs, dev)
+            density = checkpoints.mask_density(m.mask) if m.mask else None
+            extra = dict(m.provenance_config or {})
+            if fused:
+                extra["fused"] = {"runs": runs, "index": r, "engine": engine_name, "group": [str(o) for o in outs]}
+            prov = provenance.collect(
+                config=run_config_record(cfg, model_cfg, data_meta, augment, save_epochs, n_train, n_test,
+                                         steps_per_epoch, density, extra),
+                seeds={"init": m.init_seed, "data": int(m.data_seed)},
+                device=dev,
+            )
+            out.append(RunRecord(m.out_dir, m.run_name, resume.fingerprint(request), request, prov, m.tags,
                                  save_epochs, write_predictions, m.mask))
+        return out
 
+    records = make_records([save_epochs] * runs)
     writer = distributed.writer()  # the other ranks of a data-parallel run follow rank 0's decisions
     with rundir.locked(outs) if writer else contextlib.nullcontext():
         results: list[dict | None] = [None] * runs
+        # a run trained again for a new rewind checkpoint keeps every one it had (another config may need them)
+        keep = [[0] * (cfg.epochs + 1) for _ in members]
+        if writer:
+            for r, rec in enumerate(records):
+                state, res = rec.status()
+                for e in rec.kept_epochs(res) if state == "more" else ():
+                    keep[r][e] = 1
+        flat = distributed.broadcast_ints([k for row in keep for k in row])
+        each = [sorted(set(save_epochs) | {e for e in range(cfg.epochs + 1) if flat[r * (cfg.epochs + 1) + e]})
+                for r in range(runs)]
+        if any(e != save_epochs for e in each):
+            records = make_records(each)
+            save_epochs = sorted(set().union(*each))  # the epochs the group stages; each run keeps its own
         if writer:
             status = [rec.status() for rec in records]
             if force is not True:
@@ -218,6 +234,11 @@ def train_runs(
                         raise rec.refusal(result)
                     log(f"{rec.out}: {rec.rebuild_reason(result)}; training it again (its files stay until the new "
                         "run has finished)")
+            for rec, (state, res) in zip(records, status):
+                if state == "more":
+                    missing = [k for k in rec.save_epochs if not rec.checkpoint_path(k).is_file()]
+                    log(f"{rec.out}: finished, but without the rewind checkpoint(s) {missing} now asked for; training "
+                        f"it again to keep epochs {rec.save_epochs} (its files stay until the new run has finished)")
             results = [rec.reuse(res) if state == "same" else None for rec, (state, res) in zip(records, status)]
             for i, res in enumerate(results):
                 if res is None and status[i][0] == "new":
@@ -297,7 +318,8 @@ def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg
     extras = [checkpoint_extra(m.mask) for m in members]
     if start == 0 and 0 in save_epochs and writer:
         for rec, sd, extra in zip(records, engine.state_dicts(), extras):
-            rec.stage_checkpoint(0, sd, model_cfg, data_meta, extra)
+            if 0 in rec.save_epochs:
+                rec.stage_checkpoint(0, sd, model_cfg, data_meta, extra)
 
     final_evals = None
     for epoch in range(start, cfg.epochs):
@@ -342,7 +364,8 @@ def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg
             continue
         if done in save_epochs:
             for rec, sd, extra in zip(records, engine.state_dicts(), extras):
-                rec.stage_checkpoint(done, sd, model_cfg, data_meta, extra)
+                if done in rec.save_epochs:
+                    rec.stage_checkpoint(done, sd, model_cfg, data_meta, extra)
         resume.save(scratch_path, fingerprint=fp, epoch=done, model=engine.scratch_model(),
                     optimizer=engine.optimizer.state_dict(), schedule=schedule.state_dict(), rows=rows,
                     provenance=records[0].provenance)
