@@ -213,7 +213,9 @@ def diversity_rows(ensembles: pd.DataFrame, sigma: float) -> tuple[list[dict], s
     """Table 1: per group, member and ensemble accuracy (pp), disagreement, KL, JS (their own units)."""
     if ensembles.empty:
         return [], set()
-    ens = ensembles.rename(columns={"group": "branch"}) if "group" in ensembles.columns else ensembles
+    # the group is the branch here (a run's own "branch" tag, when collected too, would duplicate the column)
+    ens = ensembles.drop(columns="branch", errors="ignore").rename(columns={"group": "branch"}) \
+        if "group" in ensembles.columns else ensembles
     pairs = set(zip(ens["dataset"], ens["model"]))
     keys = ["dataset", "model", "width", "sparsity", "branch"]
     ref = _in_scope(reference.load("diversity").rename(columns={"group": "branch"}), pairs)
