@@ -57,13 +57,13 @@ rule all:
 onsuccess:
     from sparsebasin import finish
 
-    finish.print_lines(finish.results_lines(config["experiments"], cwd=finish.invoked_from()), "Results")
+    finish.print_lines(finish.results_lines(config["experiments"], cwd=workflow.workdir_init), "Results")
 
 
 onerror:
     from sparsebasin import finish
 
-    finish.print_lines(finish.failure_lines(log, cwd=finish.invoked_from()), "What failed")
+    finish.print_lines(finish.failure_lines(log, cwd=workflow.workdir_init), "What failed")
 
 
 # SLURM profile support: copies the profile's `gpu_steps` resources (GPU

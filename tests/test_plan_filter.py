@@ -48,7 +48,8 @@ def test_numbers_compare_as_numbers(capsys):
     assert rc == 0, err
     rc, plain, err = plan(capsys, "--kind", "sparse", "--where", "sparsity=0.95", "--where", "width=4", "--targets")
     assert rc == 0, err
-    assert dotted == plain and len(plain.splitlines()) == 12  # 2 seeds x 2 rewind points x 3 branches
+    assert dotted == plain and len(plain.splitlines()) >= 12  # 2 seeds x 2 rewind points x 3 branches (+ Table 1)
+    assert all("/S0.95/" in line for line in plain.splitlines())
 
 
 def test_list_tags_match_one_member(capsys):
@@ -60,7 +61,7 @@ def test_list_tags_match_one_member(capsys):
 def test_the_readme_pairs_configfile_on_both_sides_and_the_command_plans_one_run(cli_env):
     """The README's paper-config example: the same --configfile for plan and snakemake, one target, few jobs."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    commands = [c for c in re.findall(r"`(snakemake [^`]*\$\(python -m sparsebasin plan [^`]*\))`", readme)
+    commands = [c for c in re.findall(r"^(snakemake .*\$\(python -m sparsebasin plan .*\))$", readme, flags=re.M)
                 if "--configfile" in c]
     assert commands, "README has no `snakemake ... $(python -m sparsebasin plan --configfile ...)` example"
     command = commands[0]
@@ -70,9 +71,10 @@ def test_the_readme_pairs_configfile_on_both_sides_and_the_command_plans_one_run
                          cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     from snakemake_output import job_stats
+    from workflow_plan import families
 
-    stats = job_stats(res.stdout + res.stderr)
-    assert stats.get("sparse_fused", 0) + stats.get("sparse", 0) == 1 and sum(stats.values()) < 40, stats
+    stats = families(job_stats(res.stdout + res.stderr))
+    assert stats.get("sparse_fused", 0) + stats.get("sparse", 0) == 1 and sum(stats.values()) < 20, stats
 
 
 def test_plan_to_a_closed_pipe_is_quiet():

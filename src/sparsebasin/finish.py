@@ -9,7 +9,6 @@ Snakemake names but does not show.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -138,7 +137,3 @@ def print_lines(lines: list[str], title: str) -> None:
     sys.stderr.write("\n".join([rule, title, *lines, rule]) + "\n")
     sys.stderr.flush()
 
-
-def invoked_from() -> Path:
-    """The directory snakemake was started in (before ``--directory`` moved it), when Snakemake says so."""
-    return Path(os.environ.get("PWD", os.getcwd()))

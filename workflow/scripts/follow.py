@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             return res.returncode
         report = args.report
     workdir = _workdir(command)
+    if report is not None:
+        report = workdir / report  # snakemake writes it relative to its working directory
     experiments = _experiments(lines, workdir)
     finish.print_lines(finish.results_lines(experiments, workdir, report), "Results")
     return 0
