@@ -53,9 +53,12 @@ def test_numbers_compare_as_numbers(capsys):
 
 
 def test_list_tags_match_one_member(capsys):
-    rc, out, err = plan(capsys, "--kind", "lmc", "--where", "studies=lmc")
+    """studies/experiments list every user of a run: --where studies=lmc matches "lmc,sweep" too."""
+    rc, out, err = plan(capsys, "--kind", "dense", "--where", "studies=lmc")
     assert rc == 0, err
-    assert len(out.splitlines()) == 1 + 3  # header + widths 1, 2, 4
+    rows = out.splitlines()[1:]
+    assert len(rows) == 6, rows  # widths 1, 2, 4 x A, B
+    assert all("lmc" in r.split("\t")[2].split(",") for r in rows) and any(r.split("\t")[2] != "lmc" for r in rows)
 
 
 def test_the_readme_pairs_configfile_on_both_sides_and_the_command_plans_one_run(cli_env):
