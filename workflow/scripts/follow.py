@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -159,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     last_line, last_print = "", 0.0
     while child.poll() is None:
         time.sleep(0.5 if tty else 1.0)
-        line = status(state, time.monotonic() - start)
+        # on a terminal, never wider than it (a wrapped line cannot be redrawn in place)
+        width = shutil.get_terminal_size((160, 24)).columns - 1 if tty else 160
+        line = status(state, time.monotonic() - start, width)
         now = time.monotonic()
         if tty:
             out.write("\r" + line + "\x1b[K")
