@@ -133,11 +133,16 @@ OPTIM_FIELDS = {
 def add_optim_args(p: argparse.ArgumentParser, preset_default: str | None = "dense", prefix: str = "",
                    title: str = "optimisation (unset values come from --preset)") -> None:
     """``--preset`` and the TrainConfig fields (``--{prefix}lr`` ...); ``prefix`` "ft-" for IMP fine-tuning."""
+    from ..training.config import PRESETS  # torch-free
+
     g = p.add_argument_group(title)
     default = f" (default {preset_default})" if preset_default else ""
-    g.add_argument(f"--{prefix}preset", default=preset_default, help=f"named hyper-parameter preset{default}")
+    g.add_argument(f"--{prefix}preset", default=preset_default,
+                   help=f"named hyper-parameter preset, one of {', '.join(PRESETS)}{default}; it gives the options "
+                        "below that are not set")
     for field, kind in OPTIM_FIELDS.items():
-        g.add_argument(f"--{prefix}{field.replace('_', '-')}", type=kind, default=None)
+        g.add_argument(f"--{prefix}{field.replace('_', '-')}", type=kind, default=None,
+                       help=f"{'learning rate' if field == 'lr' else field.replace('_', ' ')} (default: the preset's)")
     g.add_argument("--augment", choices=("auto", "on", "off"), default="auto",
                    help="random crop + flip (auto: on for image datasets)")
     g.add_argument(f"--{prefix}schedule", choices=("cosine", "step"), default=None,
