@@ -26,7 +26,7 @@ SPLITS = ("train", "test")
 
 __all__ = [
     "DATASET_NAMES", "SPLITS", "ArrayDataset", "DatasetInfo", "ImageFolderData",
-    "batches", "check_fits", "dataset_info", "epoch_generator", "load_split", "normalise", "num_batches",
+    "batches", "check_fits", "check_name", "dataset_info", "epoch_generator", "load_split", "normalise", "num_batches",
     "num_examples", "random_crop_flip", "sample_split",
 ]
 
@@ -69,6 +69,14 @@ def _as_read(ds: ArrayDataset) -> ArrayDataset:
     return ds if info is ds.info else dataclasses.replace(ds, info=info)
 
 
+def check_name(recorded: dict, dataset: str, source: str | Path) -> None:
+    """The file was made on ``dataset`` (checked before any data is read)."""
+    name = recorded.get("name")
+    if name != dataset:
+        raise UserError(f"{source} was trained on {name!r}, but --dataset is {dataset!r}; pass --dataset {name} "
+                        f"or a file trained on {dataset}")
+
+
 def check_fits(recorded: dict, ds: ArrayDataset | ImageFolderData, source: str | Path,
                data_dir: str | Path | None = None) -> None:
     """A checkpoint's (mask's, permutation's) recorded data must be the data loaded now.
@@ -79,15 +87,12 @@ def check_fits(recorded: dict, ds: ArrayDataset | ImageFolderData, source: str |
     """
     info = ds.info
     where = (ds.meta or {}).get("source") or (Path(data_dir) if data_dir is not None else info.name)
-    name = recorded.get("name")
-    if name != info.name:
-        raise UserError(f"{source} was trained on {name!r}, but --dataset is {info.name!r}; pass --dataset {name} "
-                        f"or a file trained on {info.name}")
+    check_name(recorded, info.name, source)
     classes = int(recorded.get("num_classes", -1))
     if classes != int(info.num_classes):
         raise UserError(f"{source} has {classes} output classes, but the {info.name} data in {where} has "
-                        f"{info.num_classes}; point --data-dir at the data it was trained on, or retrain it on "
-                        f"this data (delete {source})")
+                        f"{info.num_classes} classes; point --data-dir at the data it was trained on, or retrain it "
+                        f"on this data (delete {source})")
     got = (int(info.in_channels), int(info.input_size))
     want = (int(recorded.get("in_channels", -1)), int(recorded.get("input_size", -1)))
     if got != want:

@@ -161,7 +161,7 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
     ``.staging/`` meanwhile). Rounds of an unfinished IMP with other settings
     are discarded once this call holds the directory's lock.
     """
-    from ..data import check_fits
+    from ..data import check_fits, check_name
 
     out = Path(out_dir)
     device = devices.resolve(run.device)
@@ -181,6 +181,7 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
 
     dense = checkpoints.load_checkpoint(checkpoint)
     model_cfg, data = model_spec(dense["model"]), dict(dense["data"])
+    check_name(data, data_opts.dataset, checkpoint)
     train_ds, test_ds = data_opts.load("train"), data_opts.load("test")
     for ds in (train_ds, test_ds):  # the data read now, not the card: a 5-class ImageNet tree has 5 classes
         check_fits(data, ds, checkpoint, data_opts.data_dir)
