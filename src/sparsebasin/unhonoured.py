@@ -53,6 +53,15 @@ def batch_size(asked: int, total: int, what: str) -> dict | None:
                 f"the training split has {int(total)} examples: every epoch is one step on all of them")
 
 
+def epoch_examples(total: int, batch_size: int, drop_last: bool, what: str) -> dict | None:
+    """The examples an epoch trains on when its trailing batch is dropped (``session.drop_last_batch``)."""
+    if not drop_last or int(total) % int(batch_size) == 0:
+        return None
+    used = int(total) - int(total) % int(batch_size)
+    return note(what, int(total), used, f"the trailing batch of {int(total) - used} is dropped every epoch: "
+                                        "BatchNorm cannot train on one example and every process needs one")
+
+
 def sparsity(target: float, realised: float, kept: int, total: int, what: str) -> dict | None:
     """A target whose kept-weight count rounds so far that its percentage label misstates the mask."""
     if abs(float(realised) - float(target)) <= SPARSITY_LABEL_TOLERANCE:
@@ -61,4 +70,4 @@ def sparsity(target: float, realised: float, kept: int, total: int, what: str) -
                 f"{kept} of {total} prunable weights kept: the nearest whole count to the target")
 
 
-__all__ = ["SPARSITY_LABEL_TOLERANCE", "batch_size", "batches", "note", "sample", "sparsity"]
+__all__ = ["SPARSITY_LABEL_TOLERANCE", "batch_size", "batches", "epoch_examples", "note", "sample", "sparsity"]

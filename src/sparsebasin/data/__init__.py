@@ -49,6 +49,9 @@ def load_split(
     if isinstance(ds, ArrayDataset):
         ds = _as_read(ds)
     if split == "train" and train_subset is not None:
+        from .. import unhonoured
+
+        unhonoured.sample(train_subset, len(ds), "--train-subset")  # the run records n_train, what it used
         ds = ds.subset(train_subset)
     return ds
 
