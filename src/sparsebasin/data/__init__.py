@@ -76,8 +76,8 @@ def check_name(recorded: dict, dataset: str, source: str | Path) -> None:
     """The file was made on ``dataset`` (checked before any data is read)."""
     name = recorded.get("name")
     if name != dataset:
-        raise UserError(f"{source} was trained on {name!r}, but --dataset is {dataset!r}; pass --dataset {name} "
-                        f"or a file trained on {dataset}")
+        raise UserError(f"{source} was trained on {name!r}, but the run has --dataset {dataset}; pass --dataset "
+                        f"{name}, or a file made on the same dataset as the run ({dataset})")
 
 
 def check_fits(recorded: dict, ds: ArrayDataset | ImageFolderData, source: str | Path,
