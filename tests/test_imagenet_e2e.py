@@ -30,7 +30,7 @@ EXP = "imagenet_resnet50"
 pytestmark = pytest.mark.slow
 
 
-def make_tree(root: Path, classes: int = 5, train: int = 4, val: int = 2) -> None:
+def make_tree(root: Path, classes: int = 5, train: int = 2, val: int = 1) -> None:
     """Learnable tiny JPEGs: each class a fixed colour pattern plus noise."""
     from PIL import Image
 
@@ -52,13 +52,15 @@ def shrunk_config(data_dir: Path) -> dict:
     cell = config["experiments"][EXP]["cells"][0]
     config.update(device="cpu", threads=1, data_dir=str(data_dir))
     cell.update(seeds=[0], threads=1, gpus_per_run=2)
-    # lr 0.4 is the paper's at batch 1024; at batch 20 it diverges (the review's shrink), so it is scaled down
-    cell["dense"].update(epochs=2, lr=0.02, batch_size=20, warmup_epochs=1, step_every=1)
-    cell["sparse"].update(lr=0.02)
-    cell["prune"].update(rate=0.8, ft_epochs=1, ft_lr=0.002, ft_batch_size=20)  # one IMP round to S = 0.8
-    cell["match"].update(batches=2, batch_size=20)  # 2 x 20 of a 20-image split: said and recorded (item 8)
-    cell["sweep"] = {"sparsities": [0.8], "rewind": [1]}
-    cell["lmc"].update(alphas=3, modes=["plain"], train_eval_examples=20)
+    # lr 0.4 is the paper's at batch 1024; at batch 10 it diverges (the review's shrink), so it is scaled down
+    cell["dense"].update(epochs=2, lr=0.005, batch_size=10, warmup_epochs=1, step_every=1)
+    cell["sparse"].update(lr=0.005)
+    # one IMP round to S = 0.5: after 2 steps the 5-class head's weights are the smallest of the model, so one
+    # round to 0.7 or 0.8 prunes the whole head and IMP refuses the mask (it could not learn)
+    cell["prune"].update(rate=0.5, ft_epochs=1, ft_lr=0.001, ft_batch_size=10)
+    cell["match"].update(batches=2, batch_size=10)  # 2 x 10 of a 10-image split: said and recorded (item 8)
+    cell["sweep"] = {"sparsities": [0.5], "rewind": [1]}
+    cell["lmc"].update(alphas=3, modes=["plain"], train_eval_examples=10)
     return config
 
 
@@ -73,18 +75,21 @@ def test_imagenet_config_runs_end_to_end_on_a_five_class_tree(tmp_path):
                           "--configfile", str(tmp_path / "shrunk.yaml"), "--cores", "2"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     print(f"imagenet_resnet50 (shrunk) end to end: {time.perf_counter() - t0:.0f} s")
-    assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
+    if res.returncode != 0:
+        errors = [f"{p}: {line}" for p in sorted((tmp_path / "results" / "logs").rglob("*.log"))
+                  for line in p.read_text(encoding="utf-8", errors="replace").splitlines() if line.startswith("error:")]
+        pytest.fail((res.stdout + res.stderr)[-3000:] + "\n" + "\n".join(errors))
 
     results = tmp_path / "results"
-    sparse = sorted(results.glob("runs/imagenet-resnet50-w1/*/seed0/sparse-*/S0.8/k1/*/result.json"))
+    sparse = sorted(results.glob("runs/imagenet-resnet50-w1/*/seed0/sparse-*/S0.5/k1/*/result.json"))
     assert {p.parent.name for p in sparse} == {"lth", "naive", "permuted"}, sparse
     for path in sparse:
         result = json.loads(path.read_text(encoding="utf-8"))
         assert result["provenance"]["config"]["data"]["num_classes"] == 5  # the tree's, not the card's 1000
-        assert 0.0 <= result["test_acc"] <= 1.0 and abs(result["sparsity_realised"] - 0.8) < 1e-6
-    report = json.loads(next(results.glob("runs/imagenet-resnet50-w1/*/seed0/prune-*/S0.8/sparsity.json"))
+        assert 0.0 <= result["test_acc"] <= 1.0 and abs(result["sparsity_realised"] - 0.5) < 1e-6
+    report = json.loads(next(results.glob("runs/imagenet-resnet50-w1/*/seed0/prune-*/S0.5/sparsity.json"))
                         .read_text(encoding="utf-8"))
-    assert abs(report["realised"] - 0.8) < 1e-6 and not any("downsample" in k for k in report["keys"])
+    assert abs(report["realised"] - 0.5) < 1e-6 and not any("downsample" in k for k in report["keys"])
     perm = json.loads(next(results.glob("runs/imagenet-resnet50-w1/*/seed0/match-*/perm.json"))
                       .read_text(encoding="utf-8"))
     assert perm["batches"] == 1 and perm["sample"]["unhonoured"]["asked"] == 2  # said, and recorded

@@ -141,3 +141,24 @@ def test_a_training_subset_larger_than_the_split_is_said(setup, capsys):
     assert len(warnings) == 1 and "--train-subset" in warnings[0] and "asked 1000, using 300" in warnings[0]
     result = json.loads((tmp / "run" / "result.json").read_text(encoding="utf-8"))
     assert result["provenance"]["config"]["n_train"] == 300 and result["provenance"]["config"]["train_subset"] == 1000
+
+
+def test_a_sparse_run_says_when_its_mask_is_not_the_sparsity_it_is_labelled(setup, capsys):
+    """The run's sparsity tag (every figure's S) comes from the mask's label; a mask that keeps another
+    fraction is said, and its measured sparsity recorded beside the label."""
+    from sparsebasin.models import prunable_keys
+
+    tmp, paths = setup
+    model = checkpoints.model_from_checkpoint(paths[1])
+    g = torch.Generator().manual_seed(0)
+    mask = {k: torch.rand(p.shape, generator=g) < 0.5 for k, p in model.named_parameters()
+            if k in prunable_keys(model)}
+    checkpoints.save_mask(tmp / "mask.pt", mask, CFG, checkpoints.load_checkpoint(paths[1])["data"],
+                          {"requested": 0.9})
+    _, warnings = run(["sparse", "--init", paths[1], "--mask", tmp / "mask.pt", "--branch", "lth", "--epochs", 1,
+                       "--batch-size", 100, *data_args(tmp), "--out-dir", tmp / "run"], capsys)
+    assert len(warnings) == 1 and "asked 0.9" in warnings[0], warnings
+    result = json.loads((tmp / "run" / "result.json").read_text(encoding="utf-8"))
+    assert result["tags"]["sparsity"] == "0.9"
+    recorded = result["provenance"]["config"]["unhonoured"]["sparsity"]["used"]
+    assert abs(recorded - result["sparsity_realised"]) < 1e-6 and abs(recorded - 0.5) < 0.05

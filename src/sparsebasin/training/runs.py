@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .. import checkpoints, io
+from .. import checkpoints, io, unhonoured
 from ..branches import BRANCHES
 from ..errors import UserError
 from ..masking import check_trainable
@@ -57,6 +57,7 @@ def resolve_member(*, out_dir: str | Path, meta: dict, train_ds, model_cfg: dict
     permute`` would have written.
     """
     tags = dict(tags or {})
+    unheld: dict = {}  # settings this run cannot honour (sparsebasin.unhonoured), recorded in its provenance
     if branch is not None and branch not in BRANCHES:
         raise UserError(f"--branch {branch!r} is not one of {', '.join(BRANCHES)}")
     if mask_permutation is not None and mask is None:
@@ -98,6 +99,12 @@ def resolve_member(*, out_dir: str | Path, meta: dict, train_ds, model_cfg: dict
         requested = (mask_obj.get("sparsity") or {}).get("requested")
         if requested is not None:
             tags.setdefault("sparsity", fmt_sparsity(requested))
+            # the tag labels every figure and table: say it, and record the measured value, if the mask is not it
+            kept = sum(int(m.sum()) for m in tensors.values())
+            total = sum(m.numel() for m in tensors.values())
+            short = unhonoured.sparsity(requested, 1 - kept / total, kept, total, f"sparsity of mask {mask}")
+            if short:
+                unheld["sparsity"] = short
         run_name = run_name or f"sparse-{branch}-k{init_epoch}"
     member = Member(
         model=model, out_dir=Path(out_dir), run_name=run_name or str(out_dir),
@@ -108,6 +115,7 @@ def resolve_member(*, out_dir: str | Path, meta: dict, train_ds, model_cfg: dict
             "init_checkpoint_epoch": init_epoch,
             "mask": str(mask) if mask is not None else None,
             **({"mask_permutation": str(mask_permutation)} if mask_permutation is not None else {}),
+            **({"unhonoured": unheld} if unheld else {}),
         },
         init_seed=init_seed,
     )

@@ -191,7 +191,9 @@ def train_runs(
     for r, m in enumerate(members):
         request = run_request(cfg, model_cfg, data_meta, train_ds, test_ds, m, augment, save_epochs, dev)
         density = checkpoints.mask_density(m.mask) if m.mask else None
-        extra = dict(m.provenance_config or {}) | ({"unhonoured": short} if short else {})
+        extra = dict(m.provenance_config or {})
+        if short:
+            extra["unhonoured"] = {**extra.get("unhonoured", {}), **short}
         if fused:
             extra["fused"] = {"runs": runs, "index": r, "engine": engine_name, "group": [str(o) for o in outs]}
         prov = provenance.collect(
