@@ -95,14 +95,16 @@ class Zoo(nn.Module):
         self.t2 = nn.ConvTranspose2d(2, 2, 3)
         self.t3 = nn.ConvTranspose3d(2, 2, 3)
         self.bn = nn.BatchNorm1d(2)
+        self.bi = nn.Bilinear(2, 2, 2)
         self.fc = nn.Linear(4, num_classes)
         if custom:
             self.block = Kernel()
             self.emb = nn.Embedding(5, 4)
+            self.rnn = nn.GRU(4, 4) if custom == "gru" else None
 
 
 def build(cfg, num_classes, in_channels, input_size):
-    return Zoo(num_classes, custom=cfg["name"] != "zoo")
+    return Zoo(num_classes, custom={"zoo": False, "withgru": "gru"}.get(cfg["name"], True))
 
 
 def permutation_spec(model, stream_points="stage_output"):
@@ -165,7 +167,7 @@ def test_conv1d_layers_are_pruned(tmp_path, monkeypatch):
 def test_every_convolution_kind_is_prunable(tmp_path, monkeypatch):
     _plugin(tmp_path, monkeypatch, "zoo", ZOO, {"zoo": CARD})
     model = build_model({"name": "zoo"}, num_classes=3, in_channels=1, input_size=40)
-    assert prunable_keys(model) == [f"{m}.weight" for m in ("c1", "c2", "c3", "t1", "t2", "t3", "fc")]
+    assert prunable_keys(model) == [f"{m}.weight" for m in ("c1", "c2", "c3", "t1", "t2", "t3", "bi", "fc")]
 
 
 def test_a_weight_no_rule_covers_is_refused_in_one_line(tmp_path, monkeypatch):
@@ -177,6 +179,13 @@ def test_a_weight_no_rule_covers_is_refused_in_one_line(tmp_path, monkeypatch):
     assert "\n" not in msg
     assert "'block.kernel'" in msg and "Kernel" in msg and "also_prune" in msg and "never_prune" in msg
     assert "zoo_custom" in msg  # the module whose card to edit
+
+
+def test_a_recurrent_layer_is_refused_until_the_card_names_it(tmp_path, monkeypatch):
+    _plugin(tmp_path, monkeypatch, "zoo", ZOO, {"withgru": {**CARD, "also_prune": ["block.kernel", "emb.weight"]}})
+    model = build_model({"name": "withgru"}, num_classes=3, in_channels=1, input_size=40)
+    with pytest.raises(UserError, match=r"'rnn.weight_ih_l0' \(GRU\)"):
+        prunable_keys(model)
 
 
 def test_the_card_names_custom_weights_to_prune_or_to_keep(tmp_path, monkeypatch):

@@ -61,9 +61,9 @@ def arch_of(model: nn.Module) -> dict:
     return registry.architecture(name)
 
 
-# Modules whose ``weight`` a mask covers by default: every Linear and every convolution (Conv1d/2d/3d and the
-# transposed ones; ``_ConvNd`` is their common base, so lazy variants count too).
-MASKABLE = (nn.Linear, nn.modules.conv._ConvNd)
+# Modules whose ``weight`` a mask covers by default: every Linear (and Bilinear) and every convolution
+# (Conv1d/2d/3d and the transposed ones: ``_ConvNd`` is their common base).
+MASKABLE = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
 
 
 def weight_bearing(model: nn.Module) -> list[tuple[str, str]]:
