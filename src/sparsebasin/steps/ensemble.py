@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> None:
         x, y = _array(art, "logits", path), _array(art, "labels", path)
         if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise UserError(f"{path}: logits {tuple(x.shape)} and labels {tuple(y.shape)} do not form N x C and N; regenerate the predictions")
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= x.shape[1]):
+            raise UserError(f"{path}: labels run to {int(y.max())} but the logits have {x.shape[1]} classes; the model "
+                            "was evaluated on data with other classes than it was trained on: regenerate it")
         if labels is None:
             labels = y
         elif x.shape != logits[0].shape or not np.array_equal(y, labels):

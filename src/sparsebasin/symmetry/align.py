@@ -61,7 +61,10 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
     sample: dict = {}
 
     def train_batches():
-        ds, info = datamod.sample_split(data.load("train"), opts.batches * opts.batch_size, seed=opts.sample_seed)
+        full = data.load("train")
+        datamod.check_fits(ckpt_a["data"], full, a, data.data_dir)  # classes and inputs as read, not the card's
+        ds, info = datamod.sample_split(full, opts.batches * opts.batch_size, seed=opts.sample_seed,
+                                        what="match --batches", batch_size=opts.batch_size)
         sample.update(info)
         return datamod.batches(ds, opts.batch_size, shuffle=False, augment=False, device=dev,
                                shard=distributed.batch_shard())

@@ -44,9 +44,10 @@ def _write(write, *args) -> None:
         write(*args)
 
 
-def _setup(data: DataOptions, ev: EvalOptions, device: str):
-    """Device, evaluation config, training set and evaluation splits."""
+def _setup(data: DataOptions, ev: EvalOptions, device: str, ckpt: dict, source):
+    """Device, evaluation config, training set and evaluation splits (which must be the data ``ckpt`` fits)."""
     from .. import device as devices
+    from ..data import check_fits
     from .lmc import EvalConfig
 
     dev = devices.resolve(device)
@@ -54,6 +55,8 @@ def _setup(data: DataOptions, ev: EvalOptions, device: str):
                      reset_batches=ev.reset_batches, sample_seed=ev.sample_seed, train_examples=ev.train_examples)
     train = data.load("train")
     sets = {s: (train if s == "train" else data.load("test")) for s in ev.splits}
+    for ds in (train, *sets.values()):  # classes and inputs as read, not the card's
+        check_fits(ckpt["data"], ds, source, data.data_dir)
     return dev, cfg, train, sets
 
 
@@ -99,7 +102,7 @@ def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | 
         pobj, _ = load_permutation(permutation, spec)
         same_architecture(pobj, ckpt_a, permutation, a)
         perm = pobj["perm"]
-    dev, cfg, train, sets = _setup(data, ev, device)
+    dev, cfg, train, sets = _setup(data, ev, device, ckpt_a, a)
     model = devices.prepare_model(model, dev)
     sd_a = {k: v.to(dev) for k, v in ckpt_a["state_dict"].items()}
     sd_b = {k: v.to(dev) for k, v in ckpt_b["state_dict"].items()}
@@ -161,7 +164,7 @@ def plane_through(origin: str | Path, p1: str | Path, p2: str | Path, *, p2_perm
         pobj, _ = load_permutation(p2_permutation, spec)
         same_architecture(pobj, ckpts["p2"], p2_permutation, p2)
         sds["p2"] = permute_state(spec, pobj["perm"], sds["p2"], inverse=inverse, source=f"checkpoint {p2}")
-    dev, cfg, train, sets = _setup(data, ev, device)
+    dev, cfg, train, sets = _setup(data, ev, device, ckpts["origin"], origin)
     model = devices.prepare_model(model, dev)
     sds = {n: {k: v.to(dev) for k, v in sd.items()} for n, sd in sds.items()}
     decides = {**data.record(), "grid": grid, "margin": margin, "mode": mode, **_eval_record(ev, cfg, sets)}

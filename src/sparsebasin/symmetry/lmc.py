@@ -97,6 +97,8 @@ MODE_DESCRIPTIONS = {
                     "paper's code)",
 }
 _BN = nn.modules.batchnorm._BatchNorm
+# the option that sets each sample's size, for the warning when a split is smaller (sparsebasin.unhonoured)
+SAMPLE_SETTING = {"statistics": "--reset-batches", "eval_train": "--train-eval-examples"}
 
 
 @dataclass
@@ -121,7 +123,8 @@ class EvalConfig:
         n = examples if examples is not None else batches * self.batch_size
         key = (id(ds), n)
         if key not in self._cache:
-            self._cache[key] = sample_split(ds, n, seed=self.sample_seed)
+            setting = f"{SAMPLE_SETTING.get(what, '--eval-batches')} (the {what!r} sample)"
+            self._cache[key] = sample_split(ds, n, seed=self.sample_seed, what=setting)
         sample, info = self._cache[key]
         self.samples[what] = info
         return sample

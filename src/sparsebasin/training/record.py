@@ -177,6 +177,7 @@ class RunRecord:
             "train_acc": last["train_acc"],
             "epochs": epochs,
             "density": density,
+            "sparsity_realised": None if density is None else 1.0 - density,  # measured on the mask applied
             "sparsity_all_weights": sparsity_all,
             "train_seconds": sum(r["seconds"] for r in rows),
             "fingerprint": self.fingerprint,

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .. import checkpoints, compiling, distributed, provenance, rundir, tracking
+from .. import checkpoints, compiling, distributed, provenance, rundir, tracking, unhonoured
 from .. import device as devices
 from ..errors import TrainingDiverged, UserError
 from ..models import model_spec
@@ -183,12 +183,17 @@ def train_runs(
     distributed.check_batch(cfg.batch_size)
     drop_last = drop_last_batch(n_train, cfg.batch_size, distributed.world())
     steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
+    short = {"batch_size": unhonoured.batch_size(cfg.batch_size, n_train, f"{label}: --batch-size"),
+             "epoch_examples": unhonoured.epoch_examples(n_train, cfg.batch_size, drop_last, f"{label}: examples/epoch")}
+    short = {k: v for k, v in short.items() if v}  # settings it cannot honour, said and recorded in provenance
 
     records = []
     for r, m in enumerate(members):
         request = run_request(cfg, model_cfg, data_meta, train_ds, test_ds, m, augment, save_epochs, dev)
         density = checkpoints.mask_density(m.mask) if m.mask else None
         extra = dict(m.provenance_config or {})
+        if short:
+            extra["unhonoured"] = {**extra.get("unhonoured", {}), **short}
         if fused:
             extra["fused"] = {"runs": runs, "index": r, "engine": engine_name, "group": [str(o) for o in outs]}
         prov = provenance.collect(
