@@ -123,10 +123,12 @@ def check_mask(mask: Mapping[str, torch.Tensor], model: nn.Module, source: str) 
 
 def save_mask(path, mask: Mapping[str, torch.Tensor], model_cfg: dict, data: dict, sparsity: dict | None = None,
               provenance: dict | None = None) -> None:
+    bools = {k: v.detach().to("cpu").bool().contiguous() for k, v in mask.items()}
     payload = {
         "model": model_spec(model_cfg),
         "data": dict(data),
-        "mask": {k: v.detach().to("cpu").bool().contiguous() for k, v in mask.items()},
+        "mask": bools,
+        "kept": {k: int(v.sum()) for k, v in bools.items()},  # checked at load (io.check_kept_counts)
         "sparsity": sparsity or {},
     }
     save_artifact(path, "mask", payload, provenance)
