@@ -45,13 +45,18 @@ recorded (``samples``: seed, examples, of, classes).
 Barriers. For each (mode, permuted, split), with L(alpha) the mean loss:
 ``loss_barrier = max_alpha L(alpha) - ((1 - alpha) L(0) + alpha L(1))``, the
 ``error_barrier`` likewise with the 0-1 error (1 - accuracy). Both are >= 0
-because the endpoints contribute 0.
+because the endpoints contribute 0. A point whose loss is not finite (the
+model's outputs overflow there: huge weights, a diverged REPAIR or BN reset)
+is recorded with loss, acc and error None (empty CSV cells), and its curve's
+barriers are None with a reason (``barriers(rows, nonfinite)``), never a
+number.
 
 Interpolation CSV (one row per alpha x mode x permuted x split):
 ``alpha, mode, permuted, split, loss, acc, error`` + one column per tag.
 Barriers JSON: ``{"barriers": [{mode, permuted, split, loss_barrier,
 error_barrier, alpha_loss_max, alpha_error_max, loss_a, loss_b, error_a,
-error_b}, ...], "tags", "provenance", ...}``.
+error_b}, ...], "nonfinite": {"barriers.<i>.<field>": reason}, "tags",
+"provenance", ...}``.
 
 Plane (Garipov et al. 2018). Anchors theta_0 (origin), theta_1 (p1), theta_2
 (p2); orthonormal basis over the trainable parameters: ``e1 = (theta_1 -
