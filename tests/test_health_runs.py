@@ -128,3 +128,15 @@ def test_a_cpu_run_records_fp32_and_keeps_its_fingerprint(ws):
     assert result["provenance"]["config"]["train"]["precision_requested"] == "bf16"
     assert result["request"]["train"]["precision"] == "bf16"
     assert result["fingerprint"] == resume.fingerprint(result["request"])
+
+
+def test_steps_that_read_a_flagged_run_say_so(ws, capsys):
+    out = ws / "sparse"
+    assert cli.main(["sparse", "--init", str(ws / "hot.pt"), "--mask", str(ws / "mask.pt"), "--branch", "lth",
+                     *step_args(ws), "--out-dir", str(out)]) == 0
+    capsys.readouterr()
+    assert cli.main(["interpolate", "--a", str(ws / "init.pt"), "--b", str(out / "final.pt"), "--dataset", "mnist1d",
+                     "--data-dir", str(ws / "data"), "--device", "cpu", "--alphas", "2", "--modes", "plain",
+                     "--splits", "test", "--out", str(ws / "c.csv"), "--barriers", str(ws / "b.json")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {out / 'final.pt'} comes from a run marked diverged (exploded loss)" in err

@@ -460,7 +460,7 @@ def _count_phrase(nan: int, inf: int) -> str:
 _NONFINITE_REMEDY = {
     "checkpoint": "the run that wrote it diverged: rerun it",
     "predictions": "the run that wrote it diverged: rerun it",
-    "resume": "the run's scratch state is unusable: delete it and rerun (the run starts over)",
+    "resume": "the run's scratch state is unusable (a run sets it aside and starts over)",
 }
 
 
