@@ -295,12 +295,14 @@ def _foreign_global(source) -> str | None:
 def save_artifact(path: str | os.PathLike, kind: str, payload: dict, provenance: dict | None = None) -> None:
     """Write ``payload`` (a dict of plain types and tensors) tagged with its format, provenance and checksums.
 
-    ``checksums`` holds a sha256 of every tensor (dtype, shape and bytes), so
-    a bit flip on disk is caught at load and named (``verify_checksums``).
+    ``checksums`` holds a sha256 of every tensor (dtype, shape and bytes) and
+    of every other top-level entry (its plain values, tensors left out), so a
+    bit flip on disk is caught at load and named (``verify_checksums``).
     """
     obj = plain({"format": FORMATS[kind], **payload, "provenance": provenance or {}}, kind)
     obj.pop(CHECKSUMS, None)  # a payload copied from a loaded artifact: its own tensors are hashed anew
-    obj[CHECKSUMS] = {"algorithm": CHECKSUM_ALGORITHM, "tensors": tensor_checksums(obj)}
+    obj[CHECKSUMS] = {"algorithm": CHECKSUM_ALGORITHM, "tensors": tensor_checksums(obj),
+                      "entries": entry_checksums(obj)}
     torch_save(path, obj)
 
 
@@ -365,15 +367,19 @@ def _tensor_items(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield from _tensor_items(v, f"{prefix}.{i}" if prefix else str(i))
 
 
-def tensor_checksum(t: torch.Tensor) -> str:
-    """sha256 of a tensor's dtype, shape and bytes (hashed in place: no copy of a contiguous CPU tensor)."""
+def tensor_checksum(t: torch.Tensor, name: str = "") -> str:
+    """sha256 of a tensor's name, dtype, shape and bytes (hashed in place: no copy of a contiguous CPU tensor).
+
+    The name is hashed too: pickle stores a repeated string once, so a flipped key that the payload and
+    the checksum record share would otherwise rename both alike.
+    """
     import torch
 
     t = t.detach()
     if t.device.type != "cpu":
         t = t.cpu()
     t = t.contiguous()
-    h = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    h = hashlib.sha256(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
     if t.numel():
         h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()
@@ -398,13 +404,34 @@ def tensor_checksums(obj: Any) -> dict[str, str]:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(workers) as pool:
-            sums = list(pool.map(tensor_checksum, tensors))
+            sums = list(pool.map(tensor_checksum, tensors, keys))
     else:
-        sums = [tensor_checksum(t) for t in tensors]
+        sums = [tensor_checksum(t, k) for t, k in zip(tensors, keys)]
     return dict(zip(keys, sums))
 
 
 _PARALLEL_BYTES = 16 << 20
+
+
+def _skeleton(obj: Any) -> Any:
+    """``obj`` with its tensors left out (their bytes are hashed one by one): what ``repr`` then hashes."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return "<tensor>"
+    if isinstance(obj, dict):
+        return {k: _skeleton(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [_skeleton(v) for v in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    return obj
+
+
+def entry_checksums(obj: dict) -> dict[str, str]:
+    """{top-level key: sha256 of its plain values} (an epoch, a sparsity report, the provenance ...);
+    ``repr`` of plain types (dicts keep their order; floats round-trip) is the same after torch.load."""
+    return {str(k): hashlib.sha256(f"{k!r}|{_skeleton(v)!r}".encode()).hexdigest()
+            for k, v in obj.items() if k != CHECKSUMS}
 
 
 def verify_checksums(obj: dict, path: str | os.PathLike) -> None:
@@ -415,16 +442,31 @@ def verify_checksums(obj: dict, path: str | os.PathLike) -> None:
     """
     record = obj.pop(CHECKSUMS, None)
     if record is None:
+        damaged = [k for k, v in obj.items() if isinstance(v, dict) and v.get("algorithm") == CHECKSUM_ALGORITHM]
+        if damaged:  # the record's own name was hit: not a file from before checksums
+            raise UserError(f"{path} fails its checksum (its record is named {damaged[0]!r}); {_DAMAGED}")
         return
     saved = record.get("tensors") if isinstance(record, dict) else None
-    if not isinstance(saved, dict) or record.get("algorithm") != CHECKSUM_ALGORITHM:
-        raise UserError(f"{path} has an unreadable checksum record; {_DAMAGED}")
+    entries = record.get("entries") if isinstance(record, dict) else None
+    if (not _str_map(saved) or record.get("algorithm") != CHECKSUM_ALGORITHM
+            or not (entries is None or _str_map(entries))):
+        raise UserError(f"{path} fails its checksum (its record is unreadable); {_DAMAGED}")
     now = tensor_checksums(obj)
     for name in list(saved) + [n for n in now if n not in saved]:
         if saved.get(name) != now.get(name):
             what = ("missing" if name not in now else "not in its checksum record" if name not in saved
                     else "changed")
             raise UserError(f"{path} fails its checksum (tensor {_short(name)} {what}); {_DAMAGED}")
+    if entries is not None:
+        now = entry_checksums(obj)
+        for name in list(entries) + [n for n in now if n not in entries]:
+            if entries.get(name) != now.get(name):
+                what = "missing" if name not in now else "not in its checksum record" if name not in entries else "changed"
+                raise UserError(f"{path} fails its checksum (entry {name!r} {what}); {_DAMAGED}")
+
+
+def _str_map(d: Any) -> bool:
+    return isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in d.items())
 
 
 def _short(name: str) -> str:
@@ -476,6 +518,7 @@ def check_finite(kind: str, obj: dict, path: str | os.PathLike) -> None:
     for name, t in _tensor_items({k: v for k, v in obj.items() if k != "provenance"}):
         if not t.is_floating_point():
             continue
+        t = t.detach()
         # One reduction decides for finite tensors (NaN and inf propagate into a sum); a sum that
         # overflows from large finite values falls through to the exact count.
         if not t.numel() or math.isfinite(float(t.sum())) or bool(torch.isfinite(t).all()):
