@@ -1,9 +1,12 @@
 """Flip one bit at every byte of a small checkpoint, mask and predictions file and load each: counts of
 refused (one line), unchanged and anything else (docs/reliability.md). ``python benchmarks/bitflip_sweep.py``."""
-import sys, torch, tempfile, pickle
+import tempfile
 from pathlib import Path
+
+import torch
+
 from sparsebasin import io
-from sparsebasin.checkpoints import save_checkpoint, load_checkpoint, save_mask, load_mask, data_meta
+from sparsebasin.checkpoints import data_meta, load_checkpoint, save_checkpoint, save_mask
 from sparsebasin.data import dataset_info
 from sparsebasin.errors import UserError
 CFG = {"name": "mlp", "width": 1, "hidden": 8, "depth": 2}
