@@ -205,7 +205,7 @@ def test_interpolate_records_a_diverged_curve_as_null_with_reasons(ws, capsys):
     assert entry["loss_barrier"] is None and entry["error_barrier"] is None  # never 0.0
     assert entry["loss_a"] is not None and entry["loss_b"] is None
     assert set(result["nonfinite"]) >= {"barriers.0.loss_barrier", "barriers.0.error_barrier", "barriers.0.loss_b"}
-    assert "not finite at alpha = " in result["nonfinite"]["barriers.0.loss_barrier"]
+    assert "no finite loss at alpha = 0.5, 1 " in result["nonfinite"]["barriers.0.loss_barrier"]
     rows = list(csv.DictReader((tmp / "c.csv").open(encoding="utf-8")))
     assert [r["loss"] == "" for r in rows] == [False, True, True]
     assert not any(v.lower() in ("nan", "inf", "-inf") for r in rows for v in r.values())

@@ -539,7 +539,7 @@ def barriers(rows: Sequence[Mapping], nonfinite: dict | None = None) -> list[dic
                               f"{metric}_a": la if _finite(la) else None, f"{metric}_b": lb if _finite(lb) else None})
                 if nonfinite is not None:
                     at = ", ".join(f"{a:.3g}" for a in bad)
-                    reason = (f"the {metric} is not finite at alpha = {at} ({mode}, "
+                    reason = (f"no finite {metric} at alpha = {at} ({mode}, "
                               f"{'permuted' if permuted else 'unpermuted'}, {split}): the model's outputs overflow "
                               "there, so the curve has no barrier")
                     for field in (f"{metric}_barrier", f"alpha_{metric}_max", f"{metric}_a", f"{metric}_b"):
