@@ -425,6 +425,9 @@ def _write_target(r: Round, *, out: Path, schedule: list[Round], model_cfg: dict
     where = {"target": r.target, "round": r.round, "lineage": lineage(schedule, r.round)}
     run_dir = out / r.run_dir
     result = io.read_json(run_dir / "result.json")
+    if "health" not in result:  # a round trained before health was recorded (sparsebasin.health)
+        from ..training.record import flag_health
+        flag_health(result, num_classes=int(data["num_classes"]), run_name=f"IMP S={fmt_sparsity(r.target)}")
     result["tags"] = {**result.get("tags", {}), **tags}
     for k in ("imp_round", "imp_kind", "round_sparsity"):
         result["tags"].pop(k, None)

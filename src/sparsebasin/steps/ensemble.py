@@ -9,6 +9,7 @@ js, tags, provenance}`` (definitions in ``sparsebasin.analysis.diversity``).
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 import torch
@@ -57,9 +58,7 @@ def run(args: argparse.Namespace) -> None:
         logits.append(x)
     metrics = ensemble_metrics(logits, labels)
     config = {"step": "ensemble", "group": args.group, "predictions": list(args.predictions)}
-    io.write_json(args.out, {
-        "group": args.group,
-        "n": metrics.n,
+    values = {
         "member_acc_mean": metrics.member_acc_mean,
         "member_acc_std": metrics.member_acc_std,
         "ensemble_acc": metrics.ensemble_acc,
@@ -67,6 +66,16 @@ def run(args: argparse.Namespace) -> None:
         "kl": metrics.kl,
         "kl_one_way": metrics.kl_one_way,
         "js": metrics.js,
+    }
+    # The logits are finite (io refuses others at load); a divergence that still overflows is null, with why.
+    nonfinite = {k: "not finite: the members' logits are so far apart that their log-probabilities overflow"
+                 for k, v in values.items()
+                 if v is not None and not math.isfinite(float(v))}
+    io.write_json(args.out, {
+        "group": args.group,
+        "n": metrics.n,
+        **{k: (None if k in nonfinite else v) for k, v in values.items()},
+        "nonfinite": nonfinite,
         "tags": tags,
         "provenance": provenance.collect(config=config),
     })
