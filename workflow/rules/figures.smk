@@ -122,6 +122,12 @@ rule scorecard:
             subcategory="1. scorecard",
         ),
         json="results/{experiment}/tables/scorecard.json",
+        html=report(
+            "results/{experiment}/tables/scorecard.html",
+            caption="../report/scorecard.rst",
+            category="{experiment}",
+            subcategory="1. scorecard",
+        ),
     params:
         args=lambda wc, input: reports.file_args(dict(input.items())),
         extra=lambda wc: reports.scorecard_extra(PLAN, wc.experiment),
@@ -138,7 +144,7 @@ rule scorecard:
         CONDA_ENV
     shell:
         "python -m sparsebasin scorecard {params.args}{params.extra}{params.tracker} --out-csv {output.csv:q}"
-        " --out-md {output.md:q} --out-json {output.json:q} > {log:q} 2>&1"
+        " --out-md {output.md:q} --out-json {output.json:q} --out-html {output.html:q} > {log:q} 2>&1"
 
 
 rule summary:

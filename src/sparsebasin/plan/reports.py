@@ -47,7 +47,7 @@ def table_kinds(plan: Plan, exp: str) -> list[str]:
     return [kind for kind, (_, study) in TABLES.items() if plan.has_study(exp, study)]
 
 
-SCORECARD = ("csv", "md", "json")  # tables/scorecard.{csv,md,json}
+SCORECARD = ("csv", "md", "json", "html")  # tables/scorecard.{csv,md,json,html}
 
 
 def experiment_targets(plan: Plan, exp: str) -> list[str]:

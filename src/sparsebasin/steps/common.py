@@ -169,7 +169,8 @@ def add_optim_args(p: argparse.ArgumentParser, preset_default: str | None = "den
     g = p.add_argument_group(title)
     default = f" (default {preset_default})" if preset_default else ""
     g.add_argument(f"--{prefix}preset", default=preset_default,
-                   help=f"named hyper-parameter preset{default}: {', '.join(PRESETS)}")
+                   help=f"named hyper-parameter preset, one of {', '.join(PRESETS)}{default}; it gives the options "
+                        "below that are not set")
     for f in step_options():
         meta = f.metadata
         flag = ("" if meta["shared"] else prefix) + f.name.replace("_", "-")

@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
-from .. import checkpoints, io
+from .. import checkpoints, health, io
 from ..errors import UserError
 from ..progress import log
 
@@ -40,12 +40,40 @@ SCRATCH_NAMES = (".resume.pt", ".fused.resume.pt")  # a separate run's and a fus
 
 
 def metrics_csv(rows: list[dict]) -> str:
+    """The per-epoch rows; a non-finite value (an exploded test loss) is an empty cell, never a number."""
     buf = _io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row[k] for k in METRICS_COLUMNS})
+        writer.writerow({k: health.null_nonfinite(row[k]) for k in METRICS_COLUMNS})
     return buf.getvalue()
+
+
+def class_counts(test_ds, final_eval: Mapping | None = None) -> list[int] | None:
+    """Test examples per class (for the chance level of ``health``): from the evaluated labels, else the
+    dataset's in-memory labels; None when neither is at hand (then chance is 1/num_classes)."""
+    import torch
+
+    labels = (final_eval or {}).get("labels")
+    if not isinstance(labels, torch.Tensor) or not labels.numel():
+        labels = getattr(test_ds, "y", None)
+    if isinstance(labels, torch.Tensor) and labels.numel():
+        return torch.bincount(labels.detach().to("cpu", torch.long).reshape(-1)).tolist()
+    return None
+
+
+def flag_health(result: dict, *, num_classes: int, n_test: int | None = None, counts=None,
+                run_name: str | None = None) -> dict:
+    """Add ``health`` (``sparsebasin.health``: ok, chance or exploded, with reasons) to a result dict and
+    say it in one warning line when the run is flagged. ``n_test`` defaults to the run's recorded one."""
+    if n_test is None:
+        n_test = ((result.get("provenance") or {}).get("config") or {}).get("n_test") or 0
+    result["health"] = health.assess(test_acc=result.get("test_acc"), test_loss=result.get("test_loss"),
+                                     num_classes=num_classes, n_test=int(n_test), class_counts=counts)
+    line = health.warning_line(run_name or result.get("run") or "run", result["health"])
+    if line:
+        log(line)
+    return result
 
 
 def request_diff(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
@@ -154,9 +182,14 @@ class RunRecord:
                          "another --out-dir")
 
     def reuse(self, result: dict) -> dict:
-        """A finished run asked for again: nothing to train; tags are brought up to date."""
-        if result.get("tags") != self.tags:
+        """A finished run asked for again: nothing to train; tags are brought up to date, and a result
+        written before ``health`` existed gets it (from its recorded accuracy, loss and test size)."""
+        num_classes = (self.request.get("data") or {}).get("num_classes")
+        unflagged = "health" not in result and bool(num_classes)
+        if result.get("tags") != self.tags or unflagged:
             result = {**result, "tags": self.tags}
+            if unflagged:
+                flag_health(result, num_classes=int(num_classes), run_name=self.run_name)
             io.write_json(self.out / "result.json", result)
         log(f"{self.run_name}: already finished in {self.out} (same arguments); nothing to do")
         return result
@@ -217,6 +250,7 @@ class RunRecord:
             "train_acc": last["train_acc"],
             "epochs": epochs,
             "density": density,
+            "sparsity_realised": None if density is None else 1.0 - density,  # measured on the mask applied
             "sparsity_all_weights": sparsity_all,
             "train_seconds": sum(r["seconds"] for r in rows),
             "fingerprint": self.fingerprint,

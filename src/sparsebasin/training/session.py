@@ -28,14 +28,14 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .. import checkpoints, compiling, distributed, provenance, rundir, tracking
+from .. import checkpoints, compiling, distributed, provenance, rundir, tracking, unhonoured
 from .. import device as devices
 from ..errors import TrainingDiverged, UserError
 from ..models import model_spec
 from ..progress import EpochProgress, log, resolve_mode
 from . import resume
 from .config import TrainConfig
-from .record import RunRecord, remove_scratch
+from .record import RunRecord, class_counts, flag_health, remove_scratch
 from .schedule import make_schedule
 
 
@@ -90,12 +90,22 @@ def check_training_labels(train_ds, n_train: int, run_name: str) -> None:
         raise UserError(f"run {run_name}: the training split of {where} has a single class; check the data files or rerun prepare")
 
 
+def trained_precision(cfg: TrainConfig, dev: torch.device, engine_name: str) -> str:
+    """The precision the training step runs in: the request where the device applies it (bf16 autocast is
+    CUDA-only; the fused MLP engine never autocasts), else fp32."""
+    return "fp32" if engine_name == "mlp" else devices.effective_precision(dev, cfg.precision)
+
+
 def run_config_record(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, augment: bool, save_epochs: list[int],
                       n_train: int, n_test: int, steps_per_epoch: int, density: float | None,
-                      extra: Mapping | None = None) -> dict:
-    """The resolved configuration a run's provenance records."""
+                      extra: Mapping | None = None, precision: str | None = None) -> dict:
+    """The resolved configuration a run's provenance records: ``train.precision`` is the one it trained in
+    (``precision``), ``train.precision_requested`` the preset's or command line's request."""
+    train = cfg.to_dict()
+    if precision is not None:
+        train = {**train, "precision": precision, "precision_requested": cfg.precision}
     return {
-        "train": cfg.to_dict(),
+        "train": train,
         "model": model_cfg,
         "data": dict(data_meta),
         "augment": augment,
@@ -188,18 +198,27 @@ def train_runs(
     distributed.check_batch(cfg.batch_size)
     drop_last = drop_last_batch(n_train, cfg.batch_size, distributed.world())
     steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
+    short = {"batch_size": unhonoured.batch_size(cfg.batch_size, n_train, f"{label}: --batch-size"),
+             "epoch_examples": unhonoured.epoch_examples(n_train, cfg.batch_size, drop_last, f"{label}: examples/epoch")}
+    short = {k: v for k, v in short.items() if v}  # settings it cannot honour, said and recorded in provenance
+
+    precision = trained_precision(cfg, dev, engine_name)
 
     def make_records(each_save_epochs):
         out = []
         for r, (m, save_epochs) in enumerate(zip(members, each_save_epochs)):
+            # The request keeps the requested precision: it is hashed into the fingerprint that decides
+            # "already finished", so runs finished before the trained precision was recorded still count.
             request = run_request(cfg, model_cfg, data_meta, train_ds, test_ds, m, augment, save_epochs, dev)
             density = checkpoints.mask_density(m.mask) if m.mask else None
             extra = dict(m.provenance_config or {})
+            if short:
+                extra["unhonoured"] = {**extra.get("unhonoured", {}), **short}
             if fused:
                 extra["fused"] = {"runs": runs, "index": r, "engine": engine_name, "group": [str(o) for o in outs]}
             prov = provenance.collect(
                 config=run_config_record(cfg, model_cfg, data_meta, augment, save_epochs, n_train, n_test,
-                                         steps_per_epoch, density, extra),
+                                         steps_per_epoch, density, extra, precision=precision),
                 seeds={"init": m.init_seed, "data": int(m.data_seed)},
                 device=dev,
             )
@@ -387,8 +406,14 @@ def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg
         return [None] * runs
     results = []
     densities = [checkpoints.mask_density(m.mask) if m.mask else None for m in members]
+    counts = None
     for rec, sd, ev, r_rows, extra, density in zip(records, engine.state_dicts(), final_evals, rows, extras, densities):
-        results.append(rec.write_outputs(sd, ev, r_rows, cfg.epochs, model_cfg, data_meta, extra, density))
+        result = rec.write_outputs(sd, ev, r_rows, cfg.epochs, model_cfg, data_meta, extra, density)
+        result["precision"] = rec.provenance["config"]["train"]["precision"]  # what it trained in
+        result["precision_requested"] = cfg.precision
+        counts = counts or class_counts(test_ds, ev)
+        results.append(flag_health(result, num_classes=int(data_meta["num_classes"]), n_test=int(ev["n"]),
+                                   counts=counts, run_name=rec.run_name))
     for rec, result, tracker in zip(records, results, trackers):  # result.json last: it means finished
         rec.finish(result)
         tracker.result(result)
