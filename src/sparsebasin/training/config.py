@@ -49,7 +49,7 @@ class TrainConfig:
     """
 
     epochs: int = option("training epochs", "positive_int")
-    lr: float = option("peak learning rate", "positive_float")
+    lr: float = option("learning rate", "positive_float")
     momentum: float = option("SGD momentum", "momentum", 0.9)
     weight_decay: float = option("weight decay", "nonneg_float", 5e-4)
     batch_size: int = option("global batch size", "positive_int", 128)
