@@ -67,14 +67,26 @@ def check_yaml_files(paths: Iterable[str | os.PathLike]) -> None:
         if not path.is_file():
             continue  # Snakemake reports a missing config file itself
         loader_cls = type("Loader", (_UniqueKeyLoader,), {"source": str(path)})
-        with open(path) as fh:
-            loader = loader_cls(fh)
-            try:
-                loader.get_single_data()
-            except yaml.YAMLError:
-                return  # a syntax error: Snakemake has already said so
-            finally:
-                loader.dispose()
+        loader = loader_cls(read_config_text(path))
+        try:
+            loader.get_single_data()
+        except yaml.YAMLError:
+            return  # a syntax error: Snakemake has already said so
+        finally:
+            loader.dispose()
+
+
+def read_config_text(path: str | os.PathLike) -> str:
+    """A config file's text as UTF-8 whatever the locale; one line naming the file when it is not UTF-8
+    (an editor's UTF-16 or Latin-1 save), where YAML would end in a traceback."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from ..io import not_utf8
+
+        raise ConfigError(f"{path} is not UTF-8 text ({not_utf8(data, exc)}); save it as UTF-8 "
+                          "(your editor's encoding setting) and rerun") from None
 
 
 # ------------------------------------------------------------ walking --
@@ -150,7 +162,7 @@ def validate_schema(config: dict, schema_path: str | os.PathLike) -> None:
     """Validate ``config`` in place (defaults filled), or raise ConfigError with the best-matching error."""
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
     errors = list(_validator(schema).iter_errors(config))
     if errors:
         raise ConfigError(describe(jsonschema.exceptions.best_match(errors)))
