@@ -254,6 +254,32 @@ def check_imp_rounds(config: dict) -> None:
                 raise ConfigError(f"experiments.{exp}.cells[{i}].prune.rate = {cell['prune']['rate']!r}: {exc}") from None
 
 
+def check_seeds(config: dict) -> None:
+    """Every seed a job gets stays within what torch and int64 tables hold (``limits.MAX_SEED``): the
+    seeds derived from a seed index (dense A 2s, B 2s+1, sparse 1000+s) and the matching sample seeds."""
+    from ..limits import MAX_SEED
+    from .table import dense_seed, sparse_seed
+
+    for path, value in _walk(config):
+        if not path or isinstance(value, bool) or not isinstance(value, int):
+            continue
+        key = path[-2] if isinstance(path[-1], int) else path[-1]
+        if key in ("seeds", "seed"):  # seed indices
+            derived = max(dense_seed(value, "B"), sparse_seed(value))
+            if derived > MAX_SEED:
+                lo, hi = 0, value  # the largest index whose seeds fit (the derivations grow with s)
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    lo, hi = (mid, hi) if max(dense_seed(mid, "B"), sparse_seed(mid)) <= MAX_SEED else (lo, mid - 1)
+                largest = lo
+                raise ConfigError(f"{key_path(path)} = {value}: seed index s trains with seeds up to "
+                                  f"{derived} (2s+1 and 1000+s), past 2**63-1, the largest seed torch and int64 "
+                                  f"tables hold; use seed indices up to {largest}")
+        elif key == "sample_seed" and value > MAX_SEED:
+            raise ConfigError(f"{key_path(path)} = {value}: past 2**63-1, the largest seed torch and int64 tables "
+                              "hold; use a smaller seed")
+
+
 def check_device(config: dict) -> None:
     """``device: auto`` cannot work for a workflow: whether a job asks for a GPU is fixed when the plan is made
     (on a login node without one), and every job would otherwise land on cuda:0 or on a CPU partition."""
@@ -325,6 +351,7 @@ def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os
     check_finite(config)
     check_device(config)
     validate_schema(config, schema_path)
+    check_seeds(config)
     check_names(config)
     check_sparsity_labels(config)
     check_imp_rounds(config)
