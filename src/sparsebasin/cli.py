@@ -107,8 +107,18 @@ def _leave_now(rc: int) -> None:
     os._exit(rc)
 
 
+def _printable_streams() -> None:
+    """A terminal in a non-UTF-8 locale (ISO-8859-1) gets messages it can show: a character it lacks (σ, —) is
+    written as an escape rather than ending the step in UnicodeEncodeError. Files are UTF-8 regardless (io.py)."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "").replace("_", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _printable_streams()
     parser = argparse.ArgumentParser(prog="sparsebasin", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", metavar="STEP")
     for name, (_, help_) in STEPS.items():
