@@ -231,7 +231,8 @@ def check_model_memory(args: argparse.Namespace) -> None:
     batch = _batch_size(args)
     cfg = model_cfg_from_args(args)
     what = f"model {cfg['name']} ({', '.join(f'{k} {v}' for k, v in cfg.items() if k != 'name')})"
-    sizes = " or ".join(["--width", *(f"--{k}" for k in ("hidden", "depth") if k in cfg)])
+    options = ["--width", *(f"--{k}" for k in ("hidden", "depth") if k in cfg)]
+    sizes = " or ".join([", ".join(options[:-1]), options[-1]] if len(options) > 1 else options)
     state = 12  # bytes per parameter while training: fp32 weights, gradients and SGD momentum
     try:
         params, acts = describe_model(cfg, args.dataset, budget_params=available / (state * runs))
