@@ -162,6 +162,7 @@ FOUR = 'for i in 0 1 2 3; do echo "GPU $i: NVIDIA A100 (UUID: GPU-$i)"; done'
     ({"CUDA_VISIBLE_DEVICES": ",,"}, ["has the entry ''", "list GPUs like 0,1,2"]),
     ({"CUDA_VISIBLE_DEVICES": "0,"}, ["has the entry ''"]),
     ({"CUDA_VISIBLE_DEVICES": "../../x,1"}, ["has the entry '../../x'"]),
+    ({"CUDA_VISIBLE_DEVICES": "-1"}, ["hides the GPUs", "device: cpu"]),
     ({"CUDA_VISIBLE_DEVICES": "../../x"}, ["has the entry '../../x'"]),  # one device: checked too
     ({"CUDA_VISIBLE_DEVICES": "0,0", "SPARSEBASIN_GPUS_PER_JOB": "2"}, ["lists GPU 0 twice"]),
     ({"CUDA_VISIBLE_DEVICES": "1,01"}, ["lists GPU 1 twice"]),

@@ -56,6 +56,14 @@ def test_a_model_too_large_for_memory_is_one_line_before_any_work(tmp_path, caps
     assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()  # nothing loaded, nothing made
 
 
+def test_a_generated_dataset_too_large_for_memory_is_one_line(tmp_path, capsys):
+    assert main(["prepare", "--dataset", "mnist1d", "--data-dir", str(tmp_path / "data"), "--n-train",
+                 "1000000000000"]) == 2
+    line = _one_error(capsys)
+    assert "--n-train/--n-test: 1e+12 MNIST-1D examples" in line and "host memory" in line, line
+    assert not (tmp_path / "data").exists()
+
+
 def test_a_large_cnn_is_refused_from_its_card_shapes(tmp_path, capsys):
     from sparsebasin.data.cifar import write_synthetic
 

@@ -251,8 +251,26 @@ def check_model_memory(args: argparse.Namespace) -> None:
                         f"lower {sizes} or --batch-size")
 
 
+def check_generated_data(args: argparse.Namespace) -> None:
+    """A generated dataset (prepare's --n-train/--n-test, MNIST-1D) must fit host memory: 10**12 examples would
+    otherwise grow for years before the allocator gave up."""
+    n = sum(getattr(args, k, None) or 0 for k in ("n_train", "n_test"))
+    if not n or not getattr(args, "dataset", None):
+        return
+    from . import registry
+
+    card = registry.dataset(args.dataset)
+    need = n * math.prod(card["input_shape"]) * 4  # float32 examples, a lower bound of what generation holds
+    available = host_available()
+    if available is not None and need > available:
+        raise UserError(f"--n-train/--n-test: {n:.3g} {card['label']} examples of {math.prod(card['input_shape'])} "
+                        f"values need at least {_fmt(need)} (4 bytes each), more than the {_fmt(available)} of host "
+                        "memory available; ask for fewer examples")
+
+
 def check(args: argparse.Namespace, paths) -> None:
     """Every check of this module, for one parsed step (``cli.main``)."""
     check_names(paths)
     clamp_threads(args)
+    check_generated_data(args)
     check_model_memory(args)

@@ -78,6 +78,9 @@ if [[ -n "$visible" ]]; then
             if [[ -n "$machine" ]] && ((id >= machine)); then
                 fail "CUDA_VISIBLE_DEVICES='$visible' lists GPU $id but this machine has $machine (0-$((machine - 1)))"
             fi
+        elif [[ "$id" == -* ]]; then # CUDA stops at an invalid entry: -1 is the usual way to hide every GPU
+            fail "CUDA_VISIBLE_DEVICES='$visible' hides the GPUs from entry '$raw' on; list the GPUs to use," \
+                 "or set device: cpu"
         elif ! [[ "$id" =~ ^(GPU|MIG)-[A-Za-z0-9-]{1,80}$ ]]; then
             fail "CUDA_VISIBLE_DEVICES='$visible' has the entry '$raw', not a GPU number or GPU-/MIG- UUID;" \
                  "list GPUs like 0,1,2"
