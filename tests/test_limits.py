@@ -47,7 +47,7 @@ def test_too_many_threads_are_clamped_with_a_warning_not_a_segfault(tmp_path):
     (["--hidden", "1000000000000"], ["model mlp", "hidden 1000000000000", "4e+13 parameters", "lower --width or --hidden"]),
     (["--width", "1000000000"], ["model mlp", "width 1000000000", "parameters", "host memory available"]),
     (["--depth", "1000000000"], ["model mlp", "depth 1000000000", "cannot be built", "lower --width, --hidden or --depth"]),
-    (["--hidden", "4096", "--batch-size", "100000000"], ["to train", "activations of a batch of 100000000"]),
+    (["--hidden", "4096", "--batch-size", "100000000"], ["needs at least", "activations a batch of 100000000 keeps"]),
 ])
 def test_a_model_too_large_for_memory_is_one_line_before_any_work(tmp_path, capsys, extra, words):
     assert main(_train_argv(tmp_path, "--threads", "1", *extra)) == 2
@@ -79,7 +79,7 @@ def test_a_large_cnn_is_refused_from_its_card_shapes(tmp_path, capsys):
 def test_the_estimate_counts_parameters_and_activations():
     params, acts = limits.describe_model({"name": "mlp", "width": 1, "hidden": 32, "depth": 2}, "mnist1d", 1e12)
     assert params == 40 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10
-    assert acts == 32 + 32 + 10  # the outputs of the three Linear layers for one example
+    assert acts == 40 + 32 + 32  # the inputs the three Linear layers keep for one example
 
 
 @pytest.mark.parametrize("argv,option", [

@@ -9,9 +9,11 @@ with one warning (threads: clamped to the CPUs this process may run on) and
 refuses the rest in one line (``UserError``) with the numbers.
 
 The model check builds the model on torch's meta device (shapes, no memory)
-to count its parameters and the activations one example keeps, then compares
-weights + gradients + momentum + one batch's activations with the memory the
-run's device has available. The build itself is guarded: it stops as soon as
+to count its parameters and the inputs its weighted layers keep for backward,
+then compares a lower bound of what training holds (fp32 weights and
+gradients, one process's batch of those inputs in bf16) with the memory the
+run's device has available: a refusal is certain, a marginal model is left to
+try (and its out-of-memory error is one line too, cli.py). The build itself is guarded: it stops as soon as
 the parameters counted so far cannot fit, past ``MAX_MODULES`` modules, or
 when the builder's own bookkeeping outgrows ``DESCRIBE_BYTES`` (an address
 space limit while it runs), so an absurd size is refused in a second instead
@@ -143,7 +145,7 @@ def _address_space(extra: int):
 
 
 def describe_model(model_cfg: dict, dataset: str, budget_params: float) -> tuple[int, int | None]:
-    """(parameters, activation elements one example keeps) of the model, built on the meta device.
+    """(parameters, activation elements one example keeps at least) of the model, built on the meta device.
 
     Raises ``_TooLarge`` as soon as more than ``budget_params`` parameters (or ``MAX_MODULES`` modules) have
     been registered, or when the builder runs out of ``DESCRIBE_BYTES``; the activations are None when the
@@ -187,12 +189,12 @@ def describe_model(model_cfg: dict, dataset: str, budget_params: float) -> tuple
     params = sum(p.numel() for p in model.parameters())
     kept = [0]
 
-    def on_output(_module, _inputs, output):
-        if isinstance(output, torch.Tensor):
-            kept[0] += output.numel()
+    def on_input(_module, inputs):
+        kept[0] += sum(x.numel() for x in inputs if isinstance(x, torch.Tensor))
 
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(on_output) for m in leaves]
+    # a layer with weights keeps its input for the weight gradient: a lower bound of what backward needs
+    weighted = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    handles = [m.register_forward_pre_hook(on_input) for m in weighted]
     try:
         model.eval()  # the shapes of training; a batch of one is fine for BatchNorm here
         with torch.no_grad():
@@ -228,25 +230,27 @@ def check_model_memory(args: argparse.Namespace) -> None:
     if available is None:
         return
     runs = max(1, len(getattr(args, "run", None) or []))  # a fused group holds every member at once
-    batch = _batch_size(args)
+    batch = max(1, _batch_size(args) // max(1, int(os.environ.get("WORLD_SIZE", 1))))  # one process's share
     cfg = model_cfg_from_args(args)
     what = f"model {cfg['name']} ({', '.join(f'{k} {v}' for k, v in cfg.items() if k != 'name')})"
     options = ["--width", *(f"--{k}" for k in ("hidden", "depth") if k in cfg)]
     sizes = " or ".join([", ".join(options[:-1]), options[-1]] if len(options) > 1 else options)
-    state = 12  # bytes per parameter while training: fp32 weights, gradients and SGD momentum
+    # At least: fp32 weights and gradients (8 bytes a parameter; momentum, the optimizer's, comes on top) and the
+    # inputs the weighted layers keep for backward in bf16 (2 bytes; fp32 doubles it). A refusal is certain.
+    state = 8
     try:
         params, acts = describe_model(cfg, args.dataset, budget_params=available / (state * runs))
     except _TooLarge as exc:
         if "parameters" in str(exc):
-            raise UserError(f"{what} has {exc}: {state} bytes each while training (weights, gradients, momentum) is "
+            raise UserError(f"{what} has {exc}: {state} bytes each while training (weights and gradients) is "
                             f"more than the {_fmt(available)} {where}; lower {sizes}") from None
         raise UserError(f"{what} cannot be built: {exc} (on the meta device, without any weights); "
                         f"lower {sizes}") from None
-    need = runs * (state * params + 4 * batch * (acts or 0))
+    need = runs * (state * params + 2 * batch * (acts or 0))
     if need > available:
         detail = f"{params:.3g} parameters x {state} bytes" + (
-            f" + the activations of a batch of {batch}, {_fmt(4 * batch * acts)}" if acts else "")
-        raise UserError(f"{what} needs about {_fmt(need)} to train ({detail}"
+            f" + the activations a batch of {batch} keeps, {_fmt(2 * batch * acts)}" if acts else "")
+        raise UserError(f"{what} needs at least {_fmt(need)} to train ({detail}"
                         + (f"; x {runs} fused runs" if runs > 1 else "") + f") but {_fmt(available)} is {where}; "
                         f"lower {sizes} or --batch-size")
 
