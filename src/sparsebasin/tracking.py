@@ -72,6 +72,8 @@ class _Worker:
             fn, args, box, done = job
             try:
                 box["value"] = fn(*args)
+            except SystemExit as exc:  # a backend that exits would end the run: a failure like any other
+                box["error"] = RuntimeError(f"the backend called sys.exit({exc.code!r})")
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 box["error"] = exc
             done.set()
