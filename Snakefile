@@ -7,10 +7,19 @@
 # See docs/workflow.md for the config structure, targets and profiles.
 
 import os
+import sys
+
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from sparsebasin.plan.config import ConfigError, read_config_text  # noqa: E402
 
 # The built-in default applies only when no --configfile is given, so a paper
 # config never inherits the demo experiment (Snakemake would deep-merge them).
 if not workflow.overwrite_configfiles:
+    try:  # one line, where Snakemake's own read of a config that is not UTF-8 is a traceback
+        read_config_text(os.path.join(workflow.basedir, "config.yaml"))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        raise SystemExit(1)
 
     configfile: os.path.join(workflow.basedir, "config.yaml")
 

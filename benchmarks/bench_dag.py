@@ -47,10 +47,10 @@ def job_count(configfile: Path, snakemake: str) -> int:
 
 def synthetic(config: Path, factor: int, tmp: Path) -> Path:
     """``config`` with every experiment repeated ``factor`` times under new names."""
-    cfg = yaml.safe_load(config.read_text())
+    cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     cfg["experiments"] = {f"{name}_x{i}": exp for i in range(factor) for name, exp in cfg["experiments"].items()}
     out = tmp / f"{config.stem}_x{factor}.yaml"
-    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return out
 
 

@@ -84,7 +84,7 @@ def startup_seconds(step: str, repeats: int = 3) -> float:
 
 
 def read_tsv(path: Path) -> list[dict]:
-    with open(path) as fh:
+    with open(path, encoding="utf-8") as fh:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
@@ -93,7 +93,7 @@ def log_wall_seconds(workdir: Path) -> float | None:
     if not logs:
         return None
     stamps = []
-    for line in logs[-1].read_text().splitlines():
+    for line in logs[-1].read_text(encoding="utf-8", errors="replace").splitlines():
         m = STAMP.match(line)
         if m:
             stamps.append(datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S %Y"))
@@ -122,7 +122,7 @@ def main() -> None:
         env = dict(os.environ, PATH=f"{Path(args.snakemake).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         workdir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        with open(workdir / "bench_default.snakemake.log", "w") as log:
+        with open(workdir / "bench_default.snakemake.log", "w", encoding="utf-8") as log:
             proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:

@@ -217,7 +217,7 @@ def main() -> None:
               "configs": {}}
     for cfg_path in configs:
         name = cfg_path.stem if cfg_path is not None else "config (built-in default)"
-        cfg = yaml.safe_load((cfg_path or REPO / "config.yaml").read_text())
+        cfg = yaml.safe_load((cfg_path or REPO / "config.yaml").read_text(encoding="utf-8"))
         commands, dry_seconds = dry_run_commands(cfg_path, args.snakemake)
         by_key: dict = defaultdict(lambda: {"epochs": 0, "runs": 0})
         by_step: dict = defaultdict(int)

@@ -117,7 +117,7 @@ def ours_epoch(model_cfg, state, mask, train_ds, test_ds, cfg, out: Path, device
 
 def images_per_s(run_dir: Path, epoch: int = -1) -> float:
     """The training images/s a run recorded in its metrics.csv for ``epoch`` (default the last)."""
-    with open(run_dir / "metrics.csv") as fh:
+    with open(run_dir / "metrics.csv", encoding="utf-8") as fh:
         return float(list(csv.DictReader(fh))[epoch]["images_per_s"])
 
 

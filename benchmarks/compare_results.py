@@ -99,16 +99,16 @@ def compare_pt(a: Path, b: Path, atol: float) -> list[str]:
 
 
 def compare_json(a: Path, b: Path, atol: float) -> list[str]:
-    na = dict(numbers(json.loads(a.read_text())))
-    nb = dict(numbers(json.loads(b.read_text())))
+    na = dict(numbers(json.loads(a.read_text(encoding="utf-8"))))
+    nb = dict(numbers(json.loads(b.read_text(encoding="utf-8"))))
     out = [f"{k}: only in one file" for k in sorted(set(na) ^ set(nb))]
     out += [f"{k}: {na[k]!r} vs {nb[k]!r}" for k in sorted(set(na) & set(nb)) if not close(na[k], nb[k], atol)]
     return out
 
 
 def compare_csv(a: Path, b: Path, atol: float) -> list[str]:
-    ra = list(csv.DictReader(a.read_text().splitlines()))
-    rb = list(csv.DictReader(b.read_text().splitlines()))
+    ra = list(csv.DictReader(a.read_text(encoding="utf-8").splitlines()))
+    rb = list(csv.DictReader(b.read_text(encoding="utf-8").splitlines()))
     if len(ra) != len(rb):
         return [f"{len(ra)} rows vs {len(rb)}"]
     out = []
@@ -138,9 +138,9 @@ def digest(path: Path) -> str:
             h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
             h.update(t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     elif path.suffix == ".json":
-        h.update(repr(sorted(numbers(json.loads(path.read_text())))).encode())
+        h.update(repr(sorted(numbers(json.loads(path.read_text(encoding="utf-8"))))).encode())
     else:
-        for row in csv.DictReader(path.read_text().splitlines()):
+        for row in csv.DictReader(path.read_text(encoding="utf-8").splitlines()):
             for col in sorted(set(row) - SKIP_KEYS):
                 try:
                     h.update(f"{col}={float(row[col])!r};".encode())

@@ -153,7 +153,7 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     io.write_text(args.out + ".md", text)
-    with io.atomic_path(args.out + ".csv") as tmp, open(tmp, "w", newline="") as fh:
+    with io.atomic_path(args.out + ".csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)

@@ -147,5 +147,84 @@ def test_a_data_parallel_job_takes_as_many_free_gpus_as_it_has_processes(env, tm
     assert res.stdout.split()[0] == "1,2,3", res.stderr
     res = slot(e, SPARSEBASIN_GPUS_PER_JOB="8")
     assert res.returncode == 2 and "needs 8 GPUs but this machine has 4" in res.stderr
-    res = slot(e, SPARSEBASIN_GPUS_PER_JOB="2", CUDA_VISIBLE_DEVICES="5,6")
-    assert res.stdout.split()[0] == "5,6", res.stderr
+    res = slot(e, SPARSEBASIN_GPUS_PER_JOB="2", CUDA_VISIBLE_DEVICES="3,2")
+    assert res.stdout.split()[0] == "3,2", res.stderr
+
+
+# ------------------------------------------------ every variable checked --
+
+FOUR = 'for i in 0 1 2 3; do echo "GPU $i: NVIDIA A100 (UUID: GPU-$i)"; done'
+
+
+@pytest.mark.parametrize("extra,words", [
+    ({"CUDA_VISIBLE_DEVICES": ""}, ["CUDA_VISIBLE_DEVICES is set but empty", "no GPU"]),
+    ({"CUDA_VISIBLE_DEVICES": " "}, ["CUDA_VISIBLE_DEVICES is set but empty"]),
+    ({"CUDA_VISIBLE_DEVICES": ",,"}, ["has the entry ''", "list GPUs like 0,1,2"]),
+    ({"CUDA_VISIBLE_DEVICES": "0,"}, ["has the entry ''"]),
+    ({"CUDA_VISIBLE_DEVICES": "../../x,1"}, ["has the entry '../../x'"]),
+    ({"CUDA_VISIBLE_DEVICES": "-1"}, ["hides the GPUs", "device: cpu"]),
+    ({"CUDA_VISIBLE_DEVICES": "../../x"}, ["has the entry '../../x'"]),  # one device: checked too
+    ({"CUDA_VISIBLE_DEVICES": "0,0", "SPARSEBASIN_GPUS_PER_JOB": "2"}, ["lists GPU 0 twice"]),
+    ({"CUDA_VISIBLE_DEVICES": "1,01"}, ["lists GPU 1 twice"]),
+    ({"CUDA_VISIBLE_DEVICES": "2,7"}, ["lists GPU 7 but this machine has 4"]),
+    ({"SPARSEBASIN_GPUS": "-1"}, ["SPARSEBASIN_GPUS='-1' is not a positive integer"]),
+    ({"SPARSEBASIN_GPUS": "abc"}, ["SPARSEBASIN_GPUS='abc' is not a positive integer"]),
+    ({"SPARSEBASIN_GPUS": "0"}, ["SPARSEBASIN_GPUS='0' is not a positive integer"]),
+    ({"SPARSEBASIN_GPUS": "99999999999999999999"}, ["is not a positive integer"]),
+    ({"SPARSEBASIN_GPUS": "1000"}, ["SPARSEBASIN_GPUS=1000 but this machine has 4"]),
+    ({"SPARSEBASIN_GPUS_PER_JOB": "0"}, ["SPARSEBASIN_GPUS_PER_JOB='0' is not a positive integer"]),
+    ({"SPARSEBASIN_GPUS_PER_JOB": "99999999999999999999"}, ["SPARSEBASIN_GPUS_PER_JOB="]),
+    ({"SPARSEBASIN_GPU_WAIT": "soon"}, ["SPARSEBASIN_GPU_WAIT='soon' is not a number of seconds"]),
+])
+def test_every_variable_is_checked_in_one_line(env, extra, words):
+    e, bin_dir = env
+    fake(bin_dir, "nvidia-smi", FOUR)
+    res = slot(e, **extra)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and res.stdout == "", (extra, res.stderr)
+    assert lines[0].startswith("gpu_slot: ") and all(w in lines[0] for w in words), (extra, lines[0])
+    locks = Path(e["SPARSEBASIN_GPU_LOCKS"])
+    assert not locks.exists() or sorted(p.name for p in locks.iterdir()) == []  # no lock file named from a bad id
+
+
+def test_an_unchecked_value_never_becomes_a_path(env, tmp_path):
+    e, bin_dir = env
+    fake(bin_dir, "nvidia-smi", FOUR)
+    slot(e, CUDA_VISIBLE_DEVICES="../../escaped,1", SPARSEBASIN_GPUS_PER_JOB="2")
+    slot(e, CUDA_VISIBLE_DEVICES=",,", SPARSEBASIN_GPUS_PER_JOB="2")
+    assert not list(tmp_path.rglob("escaped.lock")) and not list(tmp_path.rglob("gpu.lock"))
+
+
+def test_a_lock_directory_that_cannot_be_used_is_one_line(env, tmp_path):
+    e, bin_dir = env
+    fake(bin_dir, "nvidia-smi", FOUR)
+    (tmp_path / "file").write_text("not a directory")
+    res = slot(e, SPARSEBASIN_GPU_LOCKS=str(tmp_path / "file" / "locks"))
+    assert res.returncode == 2 and "SPARSEBASIN_GPU_LOCKS=" in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def test_a_waiting_job_says_for_what_and_gives_up_at_its_limit(env, tmp_path):
+    e, bin_dir = env
+    fake(bin_dir, "nvidia-smi", 'echo "GPU 0: X (UUID: GPU-0)"; echo "GPU 1: X (UUID: GPU-1)"')
+    first = hold(e, tmp_path / "first")
+    second = hold(e, tmp_path / "second")
+    try:
+        t0 = time.monotonic()
+        res = slot(e, SPARSEBASIN_GPU_WAIT="3")
+        seconds = time.monotonic() - t0
+    finally:
+        release(first, second)
+    assert res.returncode == 75 and res.stdout == "", res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert "waiting for 1 free GPU(s) among slots 0 1" in lines[0] and "SPARSEBASIN_GPU_WAIT" in lines[0]
+    assert "GPU 0: pid" in lines[0] and "GPU 1: pid" in lines[0]  # who holds them
+    assert "gave up after" in lines[-1] and "SPARSEBASIN_GPU_WAIT=3" in lines[-1]
+    assert 3 <= seconds < 30
+    res = slot(e, SPARSEBASIN_GPU_WAIT="3")  # the slots are free again: no stale lock blocks
+    assert res.returncode == 0 and res.stdout.split()[0] == "0", res.stderr
+
+
+def test_a_uuid_list_is_slots_too(env, tmp_path):
+    e, _ = env
+    res = slot(e, CUDA_VISIBLE_DEVICES="GPU-8f2a,GPU-77c1")
+    assert res.returncode == 0 and res.stdout.split()[0] == "GPU-8f2a", res.stderr

@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 
+from . import limits
 from .errors import UserError, os_error_in
 from .steps.common import check_paths
 
@@ -68,6 +70,7 @@ _OS_HINTS = {
     errno.ENOENT: "check the path",
     errno.ENOTDIR: "a path component is a file, not a directory: choose another path",
     errno.EISDIR: "pass a file, not a directory",
+    errno.ENAMETOOLONG: "choose a shorter name (most file systems allow 255 bytes per name)",
 }
 
 
@@ -79,7 +82,43 @@ def describe_os_error(exc: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    rc = 1
+    try:
+        rc = _main(argv)
+        return rc
+    finally:
+        if "sparsebasin.tracking" in sys.modules and sys.modules["sparsebasin.tracking"].abandoned():
+            _leave_now(rc)
+
+
+def _leave_now(rc: int) -> None:
+    """After a tracker call that never returned, end the process at once: its abandoned thread, and the exit hooks
+    its backend registered (W&B's teardown waits for its service), could otherwise hold a finished job at exit.
+    The step's outputs are in place already (atomic and synced); only the exit status is left to give."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, SystemExit):
+        rc = exc.code if isinstance(exc.code, int) else 1
+    elif exc is not None:  # a bug: its traceback, then the exit
+        import traceback
+
+        traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def _printable_streams() -> None:
+    """A terminal in a non-UTF-8 locale (ISO-8859-1) gets messages it can show: a character it lacks (σ, —) is
+    written as an escape rather than ending the step in UnicodeEncodeError. Files are UTF-8 regardless (io.py)."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "").replace("_", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _printable_streams()
     parser = argparse.ArgumentParser(prog="sparsebasin", description=__doc__.splitlines()[0].replace("``", ""),
                                      epilog="Each step has its own --help: sparsebasin <step> --help.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -103,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         step_parser = StepParser(prog=f"sparsebasin {step}", description=STEPS[step][1])
         module.add_arguments(step_parser)
         args = step_parser.parse_args(argv[1:])
-        check_paths(module.paths(args))  # before any work: no output may destroy an input
+        paths = module.paths(args)
+        check_paths(paths)  # before any work: no output may destroy an input
+        limits.check(args, paths)  # nor ask for more than the machine and the libraries can do
         from .distributed import refuse_launch
 
         refuse_launch(step)
@@ -130,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _out_of_memory(exc: BaseException) -> str | None:
-    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+    text = str(exc).lower()
+    if isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text:  # CPU allocator
         return ("out of memory (" + (str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__) + "); "
                 "lower --batch-size (or --chunk, --eval-batches), or ask the job for more memory")
     return None

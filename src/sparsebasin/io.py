@@ -52,7 +52,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp adds 8 random characters; the prefix is cut so the whole name fits (a legal 252-byte name too)
+    prefix = fitted_name(f".{path.name}.", path.parent, reserve=len(".tmp") + 8)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; results on a shared cluster follow the umask like any file.
@@ -66,6 +68,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def name_limit(directory: str | os.PathLike) -> int:
+    """The longest file name (bytes) ``directory``'s file system allows (255 where it does not say)."""
+    d = Path(directory)
+    while not d.exists() and d.parent != d:
+        d = d.parent
+    try:
+        return int(os.pathconf(d, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return 255
+
+
+def fitted_name(name: str, directory: str | os.PathLike, reserve: int = 0) -> str:
+    """``name`` if it and ``reserve`` more bytes fit ``directory``'s name limit, else ``name`` cut to fit and
+    marked with a hash of the whole (so two long names cut alike stay apart); for temporary and scratch names,
+    which a long but legal output name would otherwise push past the limit ("File name too long")."""
+    room = name_limit(directory) - reserve
+    if len(os.fsencode(name)) <= room:
+        return name
+    import hashlib
+
+    tag = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:10]
+    keep = name
+    while len(os.fsencode(keep + tag)) > room:
+        keep = keep[:-1]
+    return keep + tag
+
+
+def scratch_path(path: str | os.PathLike, suffix: str) -> Path:
+    """The hidden sibling ``.<name><suffix>`` of ``path`` (e.g. a resumable step's ``.points.json``), within the
+    file system's name limit for any legal ``path``."""
+    path = Path(path)
+    return path.parent / fitted_name(f".{path.name}{suffix}", path.parent)
 
 
 def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -105,7 +141,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     ensure_parent_writable(path)
     try:
         with atomic_path(path) as tmp:
-            tmp.write_text(text)
+            tmp.write_text(text, encoding="utf-8")  # whatever the locale: every text file is UTF-8
     except OSError as exc:
         raise _write_failed(path, exc) from exc
 
@@ -161,13 +197,32 @@ def require_file(path: str | os.PathLike, what: str = "file") -> Path:
     return path
 
 
+def read_text(path: str | os.PathLike, what: str = "file",
+              fix: str = "save it as UTF-8 text (an editor's 'UTF-8' encoding), then rerun") -> str:
+    """A text file as UTF-8 whatever the locale; a file in another encoding (UTF-16, Latin-1) is one line."""
+    path = require_file(path, what)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text ({not_utf8(data, exc)}); {fix}") from None
+
+
+def not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    """What the bytes of a file that is not UTF-8 look like, for the one line that refuses it."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "it starts with a UTF-16 byte-order mark: saved as UTF-16"
+    return f"byte 0x{data[exc.start]:02x} at offset {exc.start} is not UTF-8"
+
+
 def read_json(path: str | os.PathLike) -> Any:
     path = require_file(path, "JSON file")
+    fix = "delete it and rerun the step that produces it"
+    text = read_text(path, "JSON file", fix)
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f"{exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not text"
-        raise UserError(f"{path} is not valid JSON ({where}); delete it and rerun the step that produces it") from exc
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); {fix}") from exc
 
 
 def torch_save(path: str | os.PathLike, obj: Any) -> None:

@@ -34,7 +34,7 @@ def torch_version() -> str | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     try:  # torch/version.py carries the build's full version, "+cu130" included (its metadata does not)
-        text = (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text()
+        text = (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text(encoding="utf-8")
     except OSError:
         return None
     found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text, re.M)

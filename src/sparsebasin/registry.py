@@ -54,7 +54,7 @@ _HERE = Path(__file__).resolve().parent
 def _literal(path: Path, var: str):
     """The literal assigned to ``var`` at the top level of a Python file, or None (nothing executed)."""
     try:
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except (OSError, SyntaxError):
         return None
     for node in tree.body:

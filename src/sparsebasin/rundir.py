@@ -45,7 +45,7 @@ class RunDirBusy(UserError):
 
 def _holder(path: Path) -> str:
     try:
-        text = path.read_text().strip()
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
     except OSError:
         text = ""
     return text or "a process that has not written its pid yet"

@@ -27,7 +27,7 @@ HEADER = """\
 def union() -> dict:
     merged: dict = {}
     for name in PARTS:
-        part = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+        part = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text(encoding="utf-8"))
         for key, value in part.items():
             if key == "experiments":
                 exps = merged.setdefault("experiments", {})
@@ -47,7 +47,7 @@ class _NoAliases(yaml.SafeDumper):
 
 def main() -> None:
     text = yaml.dump(union(), Dumper=_NoAliases, sort_keys=False, default_flow_style=None, width=100)
-    (REPO / "config" / "all.yaml").write_text(HEADER + text)
+    (REPO / "config" / "all.yaml").write_text(HEADER + text, encoding="utf-8")
 
 
 if __name__ == "__main__":

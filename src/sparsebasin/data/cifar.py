@@ -94,6 +94,10 @@ def _read_batch(name: str, path: Path, root: str | Path, label_key: str) -> tupl
     labels = np.asarray(obj[label_key], dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.shape[0] != labels.shape[0]:
         raise corrupt_data_error(name, path, root, f"data shape {data.shape} with {labels.shape[0]} labels, expected N x 3072")
+    classes = dataset_info(name).num_classes
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= classes):  # per file: blame the one that is wrong
+        bad = int(labels.min()) if int(labels.min()) < 0 else int(labels.max())
+        raise corrupt_data_error(name, path, root, f"label {bad} outside [0, {classes})")
     return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels.copy())
 
 
@@ -106,8 +110,6 @@ def load(name: str, root: str | Path, split: str) -> ArrayDataset:
     x = torch.cat([p[0] for p in parts])
     y = torch.cat([p[1] for p in parts])
     info = dataset_info(name)
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= info.num_classes):
-        raise corrupt_data_error(name, base / files[0], root, f"labels outside [0, {info.num_classes})")
     meta_path = base / meta_file
     classes = None
     if meta_path.exists():

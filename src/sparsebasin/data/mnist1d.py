@@ -203,7 +203,7 @@ def write_cache(root: str | Path, obj: dict, config: MNIST1DConfig = MNIST1DConf
 
 def _recorded_digest(path: Path, root: str | Path, config: MNIST1DConfig) -> str:
     side = checksum_path(path)
-    text = side.read_text().split()
+    text = side.read_text(encoding="utf-8", errors="replace").split()
     if not text or len(text[0]) != 64:
         raise UserError(f"{side} is not a sha256 checksum file; delete {path} and {side}, then rerun `{config.prepare_command(root)}`")
     return text[0].lower()

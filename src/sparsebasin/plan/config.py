@@ -67,14 +67,26 @@ def check_yaml_files(paths: Iterable[str | os.PathLike]) -> None:
         if not path.is_file():
             continue  # Snakemake reports a missing config file itself
         loader_cls = type("Loader", (_UniqueKeyLoader,), {"source": str(path)})
-        with open(path) as fh:
-            loader = loader_cls(fh)
-            try:
-                loader.get_single_data()
-            except yaml.YAMLError:
-                return  # a syntax error: Snakemake has already said so
-            finally:
-                loader.dispose()
+        loader = loader_cls(read_config_text(path))
+        try:
+            loader.get_single_data()
+        except yaml.YAMLError:
+            return  # a syntax error: Snakemake has already said so
+        finally:
+            loader.dispose()
+
+
+def read_config_text(path: str | os.PathLike) -> str:
+    """A config file's text as UTF-8 whatever the locale; one line naming the file when it is not UTF-8
+    (an editor's UTF-16 or Latin-1 save), where YAML would end in a traceback."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from ..io import not_utf8
+
+        raise ConfigError(f"{path} is not UTF-8 text ({not_utf8(data, exc)}); save it as UTF-8 "
+                          "(your editor's encoding setting) and rerun") from None
 
 
 # ------------------------------------------------------------ walking --
@@ -150,7 +162,7 @@ def validate_schema(config: dict, schema_path: str | os.PathLike) -> None:
     """Validate ``config`` in place (defaults filled), or raise ConfigError with the best-matching error."""
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
     errors = list(_validator(schema).iter_errors(config))
     if errors:
         raise ConfigError(describe(jsonschema.exceptions.best_match(errors)))
@@ -242,6 +254,32 @@ def check_imp_rounds(config: dict) -> None:
                 raise ConfigError(f"experiments.{exp}.cells[{i}].prune.rate = {cell['prune']['rate']!r}: {exc}") from None
 
 
+def check_seeds(config: dict) -> None:
+    """Every seed a job gets stays within what torch and int64 tables hold (``limits.MAX_SEED``): the
+    seeds derived from a seed index (dense A 2s, B 2s+1, sparse 1000+s) and the matching sample seeds."""
+    from ..limits import MAX_SEED
+    from .table import dense_seed, sparse_seed
+
+    for path, value in _walk(config):
+        if not path or isinstance(value, bool) or not isinstance(value, int):
+            continue
+        key = path[-2] if isinstance(path[-1], int) else path[-1]
+        if key in ("seeds", "seed"):  # seed indices
+            derived = max(dense_seed(value, "B"), sparse_seed(value))
+            if derived > MAX_SEED:
+                lo, hi = 0, value  # the largest index whose seeds fit (the derivations grow with s)
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    lo, hi = (mid, hi) if max(dense_seed(mid, "B"), sparse_seed(mid)) <= MAX_SEED else (lo, mid - 1)
+                largest = lo
+                raise ConfigError(f"{key_path(path)} = {value}: seed index s trains with seeds up to "
+                                  f"{derived} (2s+1 and 1000+s), past 2**63-1, the largest seed torch and int64 "
+                                  f"tables hold; use seed indices up to {largest}")
+        elif key == "sample_seed" and value > MAX_SEED:
+            raise ConfigError(f"{key_path(path)} = {value}: past 2**63-1, the largest seed torch and int64 tables "
+                              "hold; use a smaller seed")
+
+
 def check_device(config: dict) -> None:
     """``device: auto`` cannot work for a workflow: whether a job asks for a GPU is fixed when the plan is made
     (on a login node without one), and every job would otherwise land on cuda:0 or on a CPU partition."""
@@ -316,6 +354,7 @@ def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os
     check_finite(config)
     check_device(config)
     validate_schema(config, schema_path)
+    check_seeds(config)
     check_names(config)
     check_sparsity_labels(config)
     check_imp_rounds(config)

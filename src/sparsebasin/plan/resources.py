@@ -56,7 +56,7 @@ def load_throughput(path) -> dict[tuple[str, str], float]:
     from pathlib import Path
 
     try:
-        payload = json.loads(Path(path).read_text())
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
         return measured_rates(payload)
     except OSError as exc:
         raise ValueError(f"cannot read it ({exc.strerror})") from None

@@ -581,7 +581,8 @@ class Plan:
         if t.get("backend", "none") == "none":
             return ""
         return (f" --tracker {t['backend']} --tracker-dir {q(t.get('dir', 'results/tracking'))}"
-                f" --tracker-project {q(t.get('project', 'sparsebasin'))} --tracker-mode {t.get('mode', 'offline')}")
+                f" --tracker-project {q(t.get('project', 'sparsebasin'))} --tracker-mode {t.get('mode', 'offline')}"
+                + (f" --tracker-timeout {t['timeout']}" if "timeout" in t else ""))
 
     def save_epochs_arg(self, job: Job) -> str:
         return f"--save-epochs {','.join(map(str, sorted(job.spec['save_epochs']))) or q('')}"

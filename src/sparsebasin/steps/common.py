@@ -13,6 +13,7 @@ import math
 import re
 
 from .. import registry
+from ..limits import MAX_SEED
 
 DATASETS = registry.dataset_names()  # the dataset modules' cards (torch-free)
 
@@ -53,6 +54,7 @@ NONNEG_FLOAT = Number(float, "a finite number >= 0", 0)
 FRACTION = Number(float, "a number strictly between 0 and 1", 0, above=True, maximum=1, below=True)
 MOMENTUM = Number(float, "a number in [0, 1)", 0, maximum=1, below=True)
 STEP_GAMMA = Number(float, "a number in (0, 1]", 0, above=True, maximum=1)
+SEED = Number(int, "an integer in [0, 2**63)", 0, maximum=MAX_SEED)  # what torch and int64 tables hold (limits)
 
 
 class NumberList:
@@ -196,8 +198,8 @@ def add_run_args(p: argparse.ArgumentParser, *, seed: bool = True, progress: boo
     """Device, threads and tags (every compute step); seeds and progress for the training steps."""
     g = p.add_argument_group("run")
     if seed:
-        g.add_argument("--seed", type=NONNEG_INT, default=0, help=seed_help)
-        g.add_argument("--data-seed", type=NONNEG_INT, default=None, help="data-order seed (default: --seed)")
+        g.add_argument("--seed", type=SEED, default=0, help=seed_help)
+        g.add_argument("--data-seed", type=SEED, default=None, help="data-order seed (default: --seed)")
     g.add_argument("--device", type=device_arg, default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--threads", type=POSITIVE_INT, default=None, help="CPU threads for torch (default: torch's choice)")
     g.add_argument("--deterministic", action="store_true",
@@ -229,13 +231,16 @@ def add_tracker_args(p: argparse.ArgumentParser) -> None:
                    "TensorBoard subdirectory (default sparsebasin)")
     g.add_argument("--tracker-mode", choices=("online", "offline"), default="offline",
                    help="W&B: online, or offline to sync later (default offline)")
+    g.add_argument("--tracker-timeout", type=POSITIVE_FLOAT, default=None, metavar="SECONDS",
+                   help="longest wait for one tracker call (import, init, log, finish) before the run goes on "
+                        "untracked (default 120)")
 
 
 def configure_tracking(args: argparse.Namespace) -> None:
     if getattr(args, "tracker", "none") != "none":
         from .. import tracking
 
-        tracking.configure(args.tracker, args.tracker_dir, args.tracker_project, args.tracker_mode)
+        tracking.configure(args.tracker, args.tracker_dir, args.tracker_project, args.tracker_mode, args.tracker_timeout)
 
 
 def data_options(args: argparse.Namespace):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (NONNEG_INT, POSITIVE_INT, Number, StepPaths, add_data_args, add_run_args, csv_outputs, data_options,
+from .common import (POSITIVE_INT, SEED, Number, StepPaths, add_data_args, add_run_args, csv_outputs, data_options,
                      run_options)
 
 ALPHAS = Number(int, "an integer >= 2 (grid points from 0 to 1)", 2)
@@ -38,7 +38,7 @@ def add_eval_args(p: argparse.ArgumentParser, splits: str = "train,test") -> Non
                         "(default: as the other splits); the sample is recorded")
     g.add_argument("--reset-batches", type=POSITIVE_INT, default=20,
                    help="training batches for BN reset and REPAIR statistics (default 20)")
-    g.add_argument("--sample-seed", type=NONNEG_INT, default=0,
+    g.add_argument("--sample-seed", type=SEED, default=0,
                    help="seed of the random samples behind --reset-batches and --eval-batches (default 0)")
     g.add_argument("--splits", type=_splits, default=_splits(splits),
                    help=f"comma-separated splits to evaluate (default {splits})")

@@ -11,7 +11,7 @@ import argparse
 
 from ..symmetry.align import METHODS, STATS
 from ..symmetry.spec import STREAM_POINTS
-from .common import NONNEG_INT, POSITIVE_INT, StepPaths, add_data_args, add_run_args, data_options, run_options
+from .common import NONNEG_INT, POSITIVE_INT, SEED, StepPaths, add_data_args, add_run_args, data_options, run_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,12 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=POSITIVE_INT, default=500)
     g.add_argument("--chunk", type=POSITIVE_INT, default=None,
                    help="forward at most this many examples at a time (same result, less memory)")
-    g.add_argument("--sample-seed", type=NONNEG_INT, default=0,
+    g.add_argument("--sample-seed", type=SEED, default=0,
                    help="seed of the random sample of training images the statistics use (default 0)")
     g.add_argument("--stream-points", choices=STREAM_POINTS, default="stage_output",
                    help="where ResNet20's residual-stream groups are matched: stage_output (each stage's output, "
                         "REPAIR's choice; default) or authors_code (res3 at layer3.1's output, as the paper's code)")
-    g.add_argument("--seed", type=NONNEG_INT, default=0, help="group order of weight matching")
+    g.add_argument("--seed", type=SEED, default=0, help="group order of weight matching")
     g.add_argument("--max-iter", type=POSITIVE_INT, default=100, help="weight matching passes at most")
     add_run_args(p, seed=False, progress=False)
     o = p.add_argument_group("outputs")

@@ -48,18 +48,25 @@ def load_plan(files: list[str]):
     import yaml
 
     from ..errors import UserError
-    from ..plan.config import ConfigError, check
+    from ..plan.config import ConfigError, check, read_config_text
     from ..plan.table import Plan
 
     repo = Path(__file__).resolve().parents[3]
     files = files or ["config.yaml"]
     config: dict = {}
-    for f in files:
-        text = Path(f).read_text() if Path(f).is_file() else None
-        if text is None:
-            raise UserError(f"{f} does not exist; pass a workflow config with --configfile")
-        config = _merge(config, yaml.safe_load(text) or {})
     try:
+        for f in files:
+            if not Path(f).is_file():
+                raise UserError(f"{f} does not exist; pass a workflow config with --configfile")
+            try:
+                loaded = yaml.safe_load(read_config_text(f))
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1}" if mark is not None else ""
+                raise UserError(f"{f} is not valid YAML{where}; fix it and rerun") from None
+            if not isinstance(loaded, (dict, type(None))):
+                raise UserError(f"{f} holds a {type(loaded).__name__}, not a mapping of config keys; fix it and rerun")
+            config = _merge(config, loaded or {})
         return Plan(check(config, repo / "workflow" / "schemas" / "config.schema.yaml", files))
     except ConfigError as exc:
         raise UserError(f"config: {exc}") from None

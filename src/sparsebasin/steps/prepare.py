@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> None:
         summary = f"mnist1d: {config.n_train} train / {config.n_test} test examples (seed {config.seed})"
         print(path)
         record = {"dataset": "mnist1d", "path": str(path), "summary": summary,
-                  "sha256": mnist1d.checksum_path(path).read_text().split()[0], **gen}
+                  "sha256": mnist1d.checksum_path(path).read_text(encoding="utf-8").split()[0], **gen}
     else:
         if gen:
             flags = ", ".join("--" + k.replace("_", "-") for k in gen)

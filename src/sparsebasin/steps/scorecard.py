@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> None:
         name = f"{Path(args.out_csv).resolve().parent.parent.name}/analysis"
         tracker = tracking.start(args.tracker, name, tags={"step": "scorecard"}, config=config,
                                  project=args.tracker_project, mode=args.tracker_mode,
-                                 directory=args.tracker_dir or Path(args.out_csv).parent / "tracking")
+                                 directory=args.tracker_dir or Path(args.out_csv).parent / "tracking",
+                                 timeout=args.tracker_timeout)
         tracker.table("scorecard", card.cells.to_dict("records"))
         for label, path in (("barriers", args.barriers), ("diversity", args.diversity)):
             if path:

@@ -29,7 +29,7 @@ class PointLog:
     def __init__(self, out: str | Path, identity: dict, what: str):
         from ..training.resume import fingerprint
 
-        self.path = Path(out).with_name(f".{Path(out).name}.points.json")
+        self.path = io.scratch_path(out, ".points.json")  # within the name limit for any legal output name
         self.fingerprint = fingerprint(identity)
         self.points: dict[str, list[dict]] = {}
         self.samples: dict[str, Any] = {}
@@ -41,7 +41,7 @@ class PointLog:
         if not self.path.exists():
             return
         try:
-            saved = json.loads(self.path.read_text())
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
             same = isinstance(saved, dict) and saved.get("fingerprint") == self.fingerprint
         except (OSError, ValueError):
             saved, same = None, False

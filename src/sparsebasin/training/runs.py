@@ -25,6 +25,7 @@ import torch
 from .. import branches, checkpoints, io, unhonoured
 from ..branches import BRANCHES
 from ..errors import UserError
+from ..limits import MAX_SEED
 from ..masking import check_trainable
 from ..models import model_spec
 from ..options import DataOptions, RunOptions
@@ -258,8 +259,8 @@ class RunSpec:
                     value = int(v)
                 except (TypeError, ValueError):
                     value = -1
-                if value < 0 or isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
-                    raise UserError(f"{where}: {key} must be an integer >= 0, got {v!r}")
+                if not 0 <= value <= MAX_SEED or isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+                    raise UserError(f"{where}: {key} must be an integer in [0, 2**63), got {v!r}")
                 setattr(spec, key, value)
         tags = d.get("tags") or {}
         if not isinstance(tags, Mapping):
