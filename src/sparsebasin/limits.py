@@ -233,7 +233,7 @@ def check_model_memory(args: argparse.Namespace) -> None:
     batch = max(1, _batch_size(args) // max(1, int(os.environ.get("WORLD_SIZE", 1))))  # one process's share
     cfg = model_cfg_from_args(args)
     what = f"model {cfg['name']} ({', '.join(f'{k} {v}' for k, v in cfg.items() if k != 'name')})"
-    options = ["--width", *(f"--{k}" for k in ("hidden", "depth") if k in cfg)]
+    options = ["--width", *(f"--{k.replace('_', '-')}" for k in cfg if k not in ("name", "width"))]  # its card's
     sizes = " or ".join([", ".join(options[:-1]), options[-1]] if len(options) > 1 else options)
     # At least: fp32 weights and gradients (8 bytes a parameter; momentum, the optimizer's, comes on top) and the
     # inputs the weighted layers keep for backward in bf16 (2 bytes; fp32 doubles it). A refusal is certain.
