@@ -42,3 +42,26 @@ def test_checkpoints_of_another_config_are_kept(tmp_path, capsys):
     after = load_checkpoint(out / "final.pt")["state_dict"]
     assert all(torch.equal(weights[k], after[k]) for k in weights)
     assert json.loads((out / "result.json").read_text(encoding="utf-8"))["test_acc"] == result["test_acc"]
+
+
+def test_an_imp_chain_serves_every_config_asking_for_some_of_its_targets(tmp_path, capsys):
+    """Two configs that share a cell but not all sparsities share the prune directory (its key ignores the
+    targets): a config asking for targets the chain has finds it finished; one asking for a target it lacks is
+    told, in one line, what the workflow can do (one plan for both configs), never a --force it cannot pass."""
+    from _pruning_data import init_checkpoint
+
+    make_data(tmp_path / "data")
+    dense = init_checkpoint(tmp_path / "A.pt", seed=0)
+    common = ["prune", "--checkpoint", str(dense), "--dataset", "mnist1d", "--data-dir", str(tmp_path / "data"),
+              "--rate", "0.5", "--mode", "ft", "--chain", "--ft-preset", "mnist1d_imp_ft", "--ft-epochs", "1",
+              "--device", "cpu", "--threads", "1", "--out-dir", str(tmp_path / "prune"), "--rebuild-stale"]
+    assert main([*common, "--targets", "0.5,0.8"]) == 0
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in (tmp_path / "prune").rglob("*.pt")}
+    assert main([*common, "--targets", "0.8"]) == 0  # the other config: a subset
+    assert "already finished" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (tmp_path / "prune").rglob("*.pt")} == before
+    assert main([*common, "--targets", "0.5,0.9"]) == 2  # a target the chain lacks
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "also asks for [0.9]" in err[0] and "--configfile A.yaml B.yaml" in err[0], err
+    assert {p: p.read_bytes() for p in (tmp_path / "prune").rglob("*.pt")} == before

@@ -206,7 +206,7 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
         "mode": mode,
         "chain": bool(chain),
         "keys": keys,
-        "train": ft_cfg.to_dict() | {"eval_batch_size": None},
+        "train": ft_cfg.key_dict() | {"eval_batch_size": None},  # what is hashed: new options keep old chains
         **data_opts.record(),
         "seed": int(seed),
         "data_seed": data_seed,
@@ -225,11 +225,18 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
         if writer:
             state, old = _imp_status(out, targets, config)
             same = state == "same"
-            if state == "other" and run.force is not True:  # "stale" (the workflow): see docs/workflow.md
-                raise UserError(f"{out} holds a finished IMP made with other settings "
-                                f"({'; '.join(_config_diff(old.get('config', {}), config)[:4]) or 'another version'}); "
-                                "rerun with --force to replace it (its files go only once the new IMP has finished), "
-                                "or choose another --out-dir")
+            if state == "more":
+                raise UserError(_more_targets(out, old, targets))
+            if state == "other" and run.force is not True and not (run.force == "stale" and _inputs_changed(old, config)):
+                diff = "; ".join(_config_diff(old.get("config", {}), config)[:4]) or "another version"
+                remedy = ("the workflow does not replace it: delete the directory to train it again, or give this "
+                          "config its own results tree" if run.force == "stale" else
+                          "rerun with --force to replace it (its files go only once the new IMP has finished), "
+                          "or choose another --out-dir")
+                raise UserError(f"{out} holds a finished IMP made with other settings ({diff}); {remedy}")
+            if state == "other" and run.force == "stale":
+                log(f"IMP {out}: its dense A changed since it was made; pruning again (the old files stay until the "
+                    "new IMP has finished)")
             forced = not same and (state == "other"
                                    or _imp_status(out / STAGING, targets, config, complete=False)[0] == "same")
             if not same and not forced:
@@ -250,8 +257,30 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
         return index
 
 
+def _without_targets(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "targets"}
+
+
+def _inputs_changed(index: dict, config: dict) -> bool:
+    """Whether a finished IMP differs from ``config`` only in its dense A (or rewind) weights: what the workflow
+    (--rebuild-stale) prunes again, as a dense run rebuilt with other bits needs."""
+    diff = _config_diff(_without_targets(index.get("config") or {}), _without_targets(config))
+    return bool(diff) and all(d in ("checkpoint weights", "rewind weights") for d in diff)
+
+
+def _more_targets(out: Path, index: dict, targets: list[float]) -> str:
+    old = sorted(float(t) for t in (index.get("config") or {}).get("targets", []))
+    new = sorted(set(targets) - set(old))
+    return (f"{out} holds a finished IMP chain for targets {old}; this run also asks for {new}. A chain's rounds "
+            "are numbered by its whole target set, so targets cannot be added to a finished one: ask for every target "
+            "in one plan (e.g. snakemake --configfile A.yaml B.yaml, whose IMP chain has the union), or give this "
+            "config its own results tree (by hand: prune --force replaces the chain with one for these targets)")
+
+
 def _imp_status(out: Path, targets: list[float], config: dict, complete: bool = True) -> tuple[str, dict | None]:
-    """("new" | "same" | "other", rounds.json) of an IMP directory (``complete``: every target's files too)."""
+    """("new" | "same" | "more" | "other", rounds.json) of an IMP directory (``complete``: every target's files
+    too). "same": these settings, and every target asked for among the finished ones (a config asking for fewer
+    targets than the one that ran shares its chain); "more": these settings, but targets the chain lacks."""
     index_path = out / "rounds.json"
     if not index_path.is_file():
         return "new", None
@@ -259,11 +288,15 @@ def _imp_status(out: Path, targets: list[float], config: dict, complete: bool = 
         index = io.read_json(index_path)
     except UserError:
         return "new", None
+    old_targets = [float(t) for t in (index.get("config") or {}).get("targets", [])]
     if complete:
-        old_targets = [float(t) for t in (index.get("config") or {}).get("targets", [])]
         if not old_targets or not all((out / target_dir(t) / f).is_file() for t in old_targets for f in TARGET_FILES):
             return "new", index
-    return ("same" if not _config_diff(index.get("config") or {}, config) else "other"), index
+    if _config_diff(_without_targets(index.get("config") or {}), _without_targets(config)):
+        return "other", index
+    if not complete:  # a forced attempt in .staging/: resumable only for exactly these targets
+        return ("same" if old_targets == sorted(targets) else "other"), index
+    return ("same" if set(targets) <= set(old_targets) else "more"), index
 
 
 def _replace_with(out: Path, staging: Path, targets: list[float]) -> None:
