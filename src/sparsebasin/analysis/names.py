@@ -8,14 +8,9 @@ from .. import registry
 
 from ..branches import ALL_BRANCHES as BRANCHES  # display order: references first, then the sparse branches
 from ..branches import SPARSE_BRANCHES  # noqa: F401 (re-exported for the analyses)
+from ..branches import TABLE as _BRANCH_TABLE
 
-BRANCH_LABELS = {
-    "dense": "Dense",
-    "imp": "IMP",
-    "lth": "LTH",
-    "naive": "Naive",
-    "permuted": "Permuted",
-}
+BRANCH_LABELS = {b.name: b.label for b in _BRANCH_TABLE}  # each branch's record names it
 
 MODES = ("plain", "bn_reset", "repair", "repair_block")  # the order of symmetry.lmc.MODES (torch-free here)
 MODE_LABELS = {"plain": "plain", "bn_reset": "BN reset", "repair": "REPAIR", "repair_block": "REPAIR (blocks)"}

@@ -1,7 +1,8 @@
 """One look for every figure: fixed colours/markers per branch, mode and width.
 
-Colours are the Okabe-Ito colour-blind-safe palette. LTH, naive, permuted,
-IMP and dense keep the same colour, marker and line style in every figure;
+Colours are the Okabe-Ito colour-blind-safe palette. Every branch (LTH,
+naive, permuted, the controls, IMP and dense) keeps the colour, marker and
+line style of its record (``sparsebasin.branches``) in every figure;
 interpolation modes keep the same line style and marker; widths map to a
 fixed viridis shade by log2(width), so ×4 is the same colour everywhere.
 Panels are sized for a paper column (~3.3 in) with fonts of 7-8 pt.
@@ -11,17 +12,13 @@ from __future__ import annotations
 
 import math
 
+from ..branches import TABLE as BRANCH_TABLE
+
 PANEL_WIDTH = 3.3  # inches
 PANEL_HEIGHT = 2.4
 BAND_ALPHA = 0.18
 
-BRANCH_STYLE = {
-    "lth": {"color": "#0072B2", "marker": "o", "linestyle": "-"},
-    "naive": {"color": "#D55E00", "marker": "s", "linestyle": "-"},
-    "permuted": {"color": "#009E73", "marker": "^", "linestyle": "-"},
-    "imp": {"color": "#CC79A7", "marker": "D", "linestyle": ":"},
-    "dense": {"color": "#000000", "marker": "", "linestyle": "--"},
-}
+BRANCH_STYLE = {b.name: b.style for b in BRANCH_TABLE}  # each branch's record carries its look
 
 # The paper's published values (sparsebasin.reference): thin, grey, dashed, hollow markers, under our lines.
 PAPER_STYLE = {"color": "#9E9E9E", "linestyle": "--", "linewidth": 0.9, "markerfacecolor": "none", "zorder": 1.5}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..branches import PAPER_BRANCHES, SPARSE_BRANCHES
 from .config import ConfigError
 
 STUDIES = ("sweep", "lmc", "imp_barrier", "plane", "diversity", "early_matching")
@@ -109,6 +110,17 @@ def _below_epochs(where, values, epochs, inclusive=False):
                               f"remove it or raise dense.epochs")
 
 
+def _branches(where, names) -> list[str]:
+    """The sweep's sparse branches (default the paper's), each a record of ``sparsebasin.branches``."""
+    for name in names:
+        if name not in SPARSE_BRANCHES:
+            raise ConfigError(f"{where} lists {name!r}, which is not a sparse branch; choose from "
+                              f"{', '.join(SPARSE_BRANCHES)}")
+    if len(set(names)) != len(names) or not names:
+        raise ConfigError(f"{where} must list each branch once (at least one)")
+    return [b for b in SPARSE_BRANCHES if b in names]  # the table's order
+
+
 def normalise(exp: str, i: int, raw: dict) -> Cell:
     cell = Cell(exp, i, dict(raw))
     widths, seeds, T = cell.widths, cell.seeds, cell.T
@@ -132,6 +144,7 @@ def normalise(exp: str, i: int, raw: dict) -> Cell:
             _subset(f"{w}.seeds", sec["seeds"], seeds, "seed")
         if name == "sweep":
             _below_epochs(f"{w}.rewind", sec["rewind"], T)
+            sec["branches"] = _branches(f"{w}.branches", sec.get("branches", list(PAPER_BRANCHES)))
         if name in ("plane", "diversity", "early_matching"):
             _below_epochs(f"{w}.k", [sec["k"]], T)
         if name == "early_matching":

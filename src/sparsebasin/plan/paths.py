@@ -11,7 +11,7 @@ resolved settings, ``keys.key``):
         dense/{A,B}/                                  final.pt, result.json, ckpt/epoch{k}.pt, ...
         prune-{prune}/S{S}/, rounds/                  IMP of A (every target any experiment needs)
         match-{match}/[early/e{e}/ | cross/B{j}/]     perm.pt, perm.json
-        sparse-{sparse}/[early/e{e}/ | cross/B{j}/ | dataorder/d{j}/]S{S}/k{k}/{lth,naive,permuted}/
+        sparse-{sparse}/[early/e{e}/ | cross/B{j}/ | dataorder/d{j}/]S{S}/k{k}/{branch}/
                                                       (permuted: pi(m_A) made in the run's job from
                                                       prune's mask.pt and match's perm.pt)
         lmc-{lmc}/                                    curve.csv, barriers.json
@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import re
 
+from ..branches import SPARSE_BRANCHES
+
 RESULTS = "results"
 RUNS = f"{RESULTS}/runs"
 
@@ -43,7 +45,7 @@ PATTERNS = {
     "dense": rf"{_SEED_DIR}/dense/[AB]",
     "prune": rf"{_SEED_DIR}/prune-{_KEY}",
     "match": rf"{_SEED_DIR}/match-{_KEY}(/early/e\d+|/cross/B\d+)?",
-    "sparse": rf"{_SEED_DIR}/sparse-{_KEY}(/early/e\d+|/cross/B\d+|/dataorder/d\d+)?/S0\.\d+/k\d+/(lth|naive|permuted)",
+    "sparse": rf"{_SEED_DIR}/sparse-{_KEY}(/early/e\d+|/cross/B\d+|/dataorder/d\d+)?/S0\.\d+/k\d+/({'|'.join(SPARSE_BRANCHES)})",
     "lmc": rf"{_SEED_DIR}/lmc-{_KEY}",
     "imp_barrier": rf"{_SEED_DIR}/impb-{_KEY}",
     "plane": rf"{_SEED_DIR}/plane-{_KEY}/S0\.\d+/k\d+",

@@ -11,8 +11,8 @@ depend on the other targets). The Snakemake rules are thin: one rule per job
 kind, whose input and parameter functions look the row up; fused execution
 is a grouping of the same rows (``dense_groups``, ``sparse_groups``).
 
-The branch facts (which dense model a branch rewinds to, whether its mask is
-permuted) are ``sparsebasin.branches``'s; the seeds follow docs/workflow.md:
+The branch facts (which dense model a branch rewinds to, which transforms of
+mask and weights need which inputs) are ``sparsebasin.branches``'s records; the seeds follow docs/workflow.md:
 for seed index s, dense A uses 2s and B 2s+1, IMP of A_s 2s, every sparse run
 of s 1000+s (the three branches see the same batches), a diversity member j
 1000+j.
@@ -25,7 +25,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from ..branches import PERMUTED_MASK, REWIND_NET, SPARSE_BRANCHES
+from .. import branches
 from ..pruning.schedule import fmt_sparsity, imp_schedule, lineage
 from .. import registry
 from . import paths, resources
@@ -33,7 +33,7 @@ from .cells import Cell, cells
 from .config import ConfigError
 from .keys import key, train_settings
 
-GROUPS = ("dense", "imp", "lth", "naive", "permuted")  # diversity groups (Table 1)
+GROUPS = branches.GROUPS  # diversity groups (Table 1)
 TIDY = ("runs", "matches", "lmc_curves", "lmc_barriers", "imp_curves", "imp_barriers", "plane", "ensembles", "early")
 RUN_FILES = ("final.pt", "result.json", "metrics.csv", "predictions.pt")
 PRUNE_TARGET_FILES = ("mask.pt", "sparsity.json", "model.pt", "result.json", "predictions.pt")
@@ -258,13 +258,17 @@ class Plan:
         S = fmt_sparsity(sparsity)
         d = (f"{self._seed_dir(cell, width, seed)}/sparse-{keys['sparse']}/{paths.variant(variant, other)}"
              f"S{S}/k{k}/{branch}")
+        b = branches.get(branch)
         init_seed = other if variant == "cross" else seed
-        init, init_dep = self.checkpoint(cell, width, init_seed, REWIND_NET[branch], k, use)
+        init, init_dep = self.checkpoint(cell, width, init_seed, b.rewind, k, use)
         mask = self.mask(cell, width, seed, sparsity, use)
         perm = None  # pi(m_A) is made in the run's own job, from m_A and the matching's pi
-        if PERMUTED_MASK[branch]:
+        if b.needs_permutation:
             perm = self.match(cell, width, seed, use, *((variant, other) if variant in ("cross", "early") else ())
                               ).outputs[0]
+        signs = signs_dep = None  # A's rewind checkpoint, whose signs the run's init takes
+        if b.needs_signs:
+            signs, signs_dep = self.checkpoint(cell, width, seed, "A", k, use)
         if variant in ("cross", "dataorder"):
             tags = self._tags(cell, width, seed=seed, sparsity=S, k=k, branch=branch, member=other)
             data_seed = sparse_seed(other)
@@ -272,9 +276,10 @@ class Plan:
             epoch = other if variant == "early" else (cell.T if branch == "permuted" else None)
             tags = self._tags(cell, width, seed=seed, sparsity=S, k=k, branch=branch, match_epoch=epoch)
             data_seed = sparse_seed(seed)
-        job = self._row("sparse", d, cell, width, use, init=init, mask=mask, perm=perm, branch=branch, k=int(k),
-                        data_seed=data_seed, tags=tags)
-        job.inputs = [self.data_stamp(cell.dataset), init_dep, mask] + ([perm] if perm else [])
+        job = self._row("sparse", d, cell, width, use, init=init, mask=mask, perm=perm, signs=signs, branch=branch,
+                        k=int(k), data_seed=data_seed, tags=tags)
+        job.inputs = list(dict.fromkeys([self.data_stamp(cell.dataset), init_dep, mask] + ([perm] if perm else [])
+                                        + ([signs_dep] if signs_dep else [])))
         job.outputs = [f"{d}/{f}" for f in RUN_FILES]
         job.epochs = cell.T - int(k)
         return job
@@ -316,10 +321,12 @@ class Plan:
             for w, s in cell.pairs("sweep"):
                 for S in sweep["sparsities"]:
                     for k in sweep["rewind"]:
-                        for b in SPARSE_BRANCHES:
+                        for b in sweep["branches"]:
                             add("runs", w, f"{self.sparse(cell, w, s, S, k, b, (exp, 'sweep')).path}/result.json")
 
-        matched = set(cell.pairs("sweep")) | set(cell.pairs("lmc")) | set(cell.pairs("plane"))
+        swept = set(cell.pairs("sweep")) if sweep and any(branches.get(b).needs_permutation
+                                                           for b in sweep["branches"]) else set()
+        matched = swept | set(cell.pairs("lmc")) | set(cell.pairs("plane"))
         div = cell.section("diversity")
         if div:
             matched.update((w, div["seeds"][0]) for w in div["widths"])
@@ -445,10 +452,10 @@ class Plan:
                 members.append(f"{self.prune(cell, width, j, use).path}/S{fmt_sparsity(S)}/predictions.pt")
             elif j == anchor:
                 members.append(f"{self.sparse(cell, width, anchor, S, k, group, use).path}/predictions.pt")
-            elif group == "lth":
-                members.append(f"{self.sparse(cell, width, anchor, S, k, 'lth', use, 'dataorder', j).path}"
+            elif branches.get(group).rewind == "A":  # A1's init and mask: the members differ in data order
+                members.append(f"{self.sparse(cell, width, anchor, S, k, group, use, 'dataorder', j).path}"
                                "/predictions.pt")
-            else:
+            else:  # on each B_j
                 members.append(f"{self.sparse(cell, width, anchor, S, k, group, use, 'cross', j).path}"
                                "/predictions.pt")
         job = self._row("ensemble", path, cell, width, use, group=group,
@@ -566,6 +573,7 @@ class Plan:
             return f"{a} {self.run_args(progress=False)} {tag_args(s['tags'])}"
         if job.kind == "sparse":
             perm = f" --mask-permutation {q(s['perm'])}" if s["perm"] else ""
+            perm += f" --signs-from {q(s['signs'])}" if s["signs"] else ""
             return " ".join([f"--init {q(s['init'])} --mask {q(s['mask'])}{perm} --branch {s['branch']}",
                              self.data_args(cell), self.optim_args(cell.sparse, cell.T - s["k"]), self.run_args(),
                              f"--seed {s['data_seed']}", tag_args(s["tags"])])
@@ -689,6 +697,7 @@ class Plan:
             parts += [f"seed={seed}", f"data_seed={seed}"]
         else:
             parts += [f"init={s['init']}", f"mask={s['mask']}"] + ([f"mask_permutation={s['perm']}"] if s["perm"] else [])
+            parts += [f"signs_from={s['signs']}"] if s["signs"] else []
             parts += [f"branch={s['branch']}", f"seed={s['data_seed']}", f"data_seed={s['data_seed']}"]
         parts += [f"tag.{k}={v}" for k, v in s["tags"].items()]
         text = ",".join(parts)

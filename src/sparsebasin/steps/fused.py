@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..branches import BRANCHES
 from ..training.config import FUSED_ENGINES
 from .common import (EPOCH_LIST, StepPaths, add_data_args, add_force_arg, add_model_args, add_optim_args,
                      add_run_args, data_options, model_cfg_from_args, optim_overrides, run_options)
@@ -21,8 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='JSON list of runs: {"out_dir", "init" | "seed", "mask", "branch", "data_seed", "name", '
                         '"tags": {K: V}}; or {"runs": [...]}')
     g.add_argument("--run", action="append", default=[], metavar="KEY=VALUE,...",
-                   help="one run (repeatable): out_dir=DIR,init=CKPT,mask=MASK,branch=lth|naive|permuted,seed=N,"
-                        "data_seed=N,name=NAME,tag.K=V (no commas inside values)")
+                   help=f"one run (repeatable): out_dir=DIR,init=CKPT,mask=MASK,branch={'|'.join(BRANCHES)},"
+                        "mask_permutation=PERM,signs_from=CKPT,mask_seed=N,seed=N,data_seed=N,name=NAME,tag.K=V "
+                        "(no commas inside values)")
     add_data_args(p)
     add_model_args(p, required=False)
     add_optim_args(p, preset_default="sparse")
@@ -70,6 +72,7 @@ def paths(args: argparse.Namespace) -> StepPaths:
     inputs = [("--runs", args.runs)]
     for s in specs:
         inputs += [(f"init of run {s.out_dir}", s.init), (f"mask of run {s.out_dir}", s.mask),
-                   (f"mask permutation of run {s.out_dir}", s.mask_permutation)]
+                   (f"mask permutation of run {s.out_dir}", s.mask_permutation),
+                   (f"signs of run {s.out_dir}", s.signs_from)]
     return StepPaths(inputs=inputs, outputs=[("--scratch", args.scratch)],
                      out_dirs=[("run out_dir", s.out_dir) for s in specs])

@@ -4,9 +4,10 @@
 mask, a branch) into a ``session.Member``: each file is read once and checked
 against the run's model and dataset, so pairing a checkpoint or mask of
 another architecture, width or dataset fails with one line naming the file.
-A run with a ``branch`` (lth / naive / permuted) is a sparse run: its init
-must be a dense rewind checkpoint, and its tags (branch, k, sparsity) and
-name come from the files (``sparsebasin.branches``).
+A run with a ``branch`` (lth / naive / permuted / random / signs: the records
+of ``sparsebasin.branches``) is a sparse run: its init must be a dense rewind
+checkpoint, the branch's transforms of mask and weights are applied here, and
+its tags (branch, k, sparsity) and name come from the files.
 
 ``train_run`` (one run), ``run_sparse`` (one branch) and ``fused_run`` (a
 group, with ``RunSpec`` from ``--run``/``--runs``) are the library calls the
@@ -22,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from .. import checkpoints, io
+from .. import branches
 from ..branches import BRANCHES
 from ..errors import UserError
 from ..masking import check_trainable
@@ -49,18 +51,30 @@ def check_matches(obj: dict, what: str, path: str | Path, model_cfg: dict, data_
 def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = None, init: str | Path | None = None,
                    seed: int = 0, mask: str | Path | None = None, mask_permutation: str | Path | None = None,
                    branch: str | None = None, data_seed: int | None = None, tags: Mapping | None = None,
-                   run_name: str | None = None, provenance: Mapping | None = None) -> tuple[Member, dict]:
+                   run_name: str | None = None, provenance: Mapping | None = None,
+                   signs_from: str | Path | None = None, mask_seed: int | None = None) -> tuple[Member, dict]:
     """Load one run's init (or build it from ``seed``) and mask, once; returns (member, its model cfg).
 
     With ``mask_permutation`` the run trains with that permutation applied to
     ``mask`` (pi(m_A) from m_A and pi), exactly the mask ``sparsebasin
-    permute`` would have written.
+    permute`` would have written. A branch's own transforms follow its record:
+    ``random`` shuffles the mask within each layer under ``mask_seed``
+    (default ``seed``), ``signs`` gives the init the signs of ``signs_from``
+    (A's checkpoint at the same epoch).
     """
     tags = dict(tags or {})
     if branch is not None and branch not in BRANCHES:
         raise UserError(f"--branch {branch!r} is not one of {', '.join(BRANCHES)}")
+    record = branches.get(branch) if branch is not None else None
     if mask_permutation is not None and mask is None:
         raise UserError(f"run {out_dir}: a mask permutation ({mask_permutation}) needs the mask it permutes")
+    if mask_permutation is not None and record is not None and record.mask not in ("m_A", "pi(m_A)"):
+        raise UserError(f"run {out_dir}: a {branch} run uses {record.mask}; drop --mask-permutation")
+    if signs_from is not None and (record is None or not record.needs_signs):
+        raise UserError(f"run {out_dir}: --signs-from is for the signs branch (this run is {branch or 'not a branch'})")
+    if record is not None and record.needs_signs and signs_from is None:
+        raise UserError(f"run {out_dir}: a {branch} run needs --signs-from, A's rewind checkpoint at the same epoch "
+                        "as --init")
     ckpt = checkpoints.load_checkpoint(init) if init is not None else None
     mask_obj = checkpoints.load_mask(mask) if mask is not None else None
     if mask_permutation is not None:
@@ -74,6 +88,8 @@ def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = 
         if ckpt.get("mask_sparsity"):
             raise UserError(f"--init {init} is a sparse checkpoint (sparsity {ckpt['mask_sparsity']:.3f}); "
                             "pass the dense run's checkpoint at epoch k")
+        ckpt, mask_obj, transform = _apply_branch(record, ckpt, mask_obj, init, signs_from,
+                                                  int(seed if mask_seed is None else mask_seed))
     if ckpt is not None:
         run_cfg = model_spec(model_cfg if model_cfg is not None else ckpt["model"])
         check_matches(ckpt, "checkpoint", init, run_cfg, meta)
@@ -108,10 +124,29 @@ def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = 
             "init_checkpoint_epoch": init_epoch,
             "mask": str(mask) if mask is not None else None,
             **({"mask_permutation": str(mask_permutation)} if mask_permutation is not None else {}),
+            **({"branch": {**branches.describe(record), **transform}} if record is not None else {}),
         },
         init_seed=init_seed,
     )
     return member, run_cfg
+
+
+def _apply_branch(record, ckpt: dict, mask_obj: dict, init, signs_from, mask_seed: int) -> tuple[dict, dict, dict]:
+    """The branch's transforms of mask and weights (its record says which); returns (ckpt, mask, what was done)."""
+    done: dict = {}
+    if record.mask == "shuffled m_A":
+        mask_obj = {**mask_obj, "mask": branches.shuffled_mask(mask_obj["mask"], mask_seed)}
+        done["mask_seed"] = mask_seed
+    if record.needs_signs:
+        signs = checkpoints.load_checkpoint(signs_from)
+        checkpoints.same_architecture(ckpt, signs, str(init), str(signs_from))
+        if int(signs["epoch"]) != int(ckpt["epoch"]) or signs.get("mask_sparsity"):
+            raise UserError(f"--signs-from {signs_from} is a checkpoint at epoch {signs['epoch']}, but --init {init} is at "
+                            f"epoch {ckpt['epoch']}; pass A's dense checkpoint at the same rewind point")
+        ckpt = {**ckpt, "state_dict": branches.signs_applied(ckpt["state_dict"], signs["state_dict"],
+                                                                mask_obj["mask"].keys())}
+        done["signs_from"] = str(signs_from)
+    return ckpt, mask_obj, done
 
 
 def _data(data: DataOptions):
@@ -122,7 +157,8 @@ def _data(data: DataOptions):
 def train_run(*, model_cfg: dict | None, data: DataOptions, cfg: TrainConfig, seed: int, data_seed: int,
               out_dir: str | Path, save_epochs=(), init_checkpoint: str | Path | None = None,
               mask_path: str | Path | None = None, mask_permutation: str | Path | None = None,
-              branch: str | None = None, run_name: str | None = None, run: RunOptions = RunOptions()) -> dict:
+              branch: str | None = None, run_name: str | None = None, run: RunOptions = RunOptions(),
+              signs_from: str | Path | None = None, mask_seed: int | None = None) -> dict:
     """Train one model end to end and write ``out_dir``; returns the result dict.
 
     The model is built with ``torch.manual_seed(seed)`` or, with
@@ -135,7 +171,8 @@ def train_run(*, model_cfg: dict | None, data: DataOptions, cfg: TrainConfig, se
     member, run_cfg = resolve_member(out_dir=out_dir, meta=meta, model_cfg=model_cfg, init=init_checkpoint,
                                      seed=seed, mask=mask_path, mask_permutation=mask_permutation, branch=branch,
                                      data_seed=data_seed, tags=run.tags,
-                                     run_name=run_name, provenance=data.record())
+                                     run_name=run_name, provenance=data.record(), signs_from=signs_from,
+                                     mask_seed=mask_seed)
     return fit(member.model, train_ds, test_ds, cfg, out_dir=member.out_dir, mask=member.mask,
                data_seed=member.data_seed, save_epochs=save_epochs, model_cfg=run_cfg, data_meta=meta,
                run_name=member.run_name, tags=member.tags, provenance_config=member.provenance_config,
@@ -144,7 +181,8 @@ def train_run(*, model_cfg: dict | None, data: DataOptions, cfg: TrainConfig, se
 
 def run_sparse(*, init: str | Path, mask: str | Path, branch: str, cfg: TrainConfig, data: DataOptions,
                out_dir: str | Path, seed: int = 0, data_seed: int | None = None, save_epochs=(),
-               mask_permutation: str | Path | None = None, run: RunOptions = RunOptions()) -> dict:
+               mask_permutation: str | Path | None = None, run: RunOptions = RunOptions(),
+               signs_from: str | Path | None = None, mask_seed: int | None = None) -> dict:
     """Train one sparse branch into ``out_dir`` (the trainer's run directory); returns result.json's dict.
 
     ``data_seed`` (default ``seed``) alone sets the data order: the LTH
@@ -153,12 +191,13 @@ def run_sparse(*, init: str | Path, mask: str | Path, branch: str, cfg: TrainCon
     return train_run(model_cfg=None, data=data, cfg=cfg, seed=int(seed),
                      data_seed=int(seed if data_seed is None else data_seed), out_dir=out_dir,
                      save_epochs=save_epochs, init_checkpoint=init, mask_path=mask, mask_permutation=mask_permutation,
-                     branch=branch, run=run)
+                     branch=branch, run=run, signs_from=signs_from, mask_seed=mask_seed)
 
 
 # ------------------------------------------------------------ run specs --
 
-RUN_KEYS = ("out_dir", "init", "seed", "mask", "mask_permutation", "branch", "data_seed", "name", "tags")
+RUN_KEYS = ("out_dir", "init", "seed", "mask", "mask_permutation", "signs_from", "mask_seed", "branch", "data_seed",
+            "name", "tags")
 
 
 @dataclass
@@ -167,9 +206,11 @@ class RunSpec:
 
     ``init``: a checkpoint to start from (else a seeded init with ``seed``);
     ``mask``: a mask file or None (dense), ``mask_permutation`` a permutation
-    applied to it in memory (pi(m_A)); ``branch``: lth/naive/permuted
-    makes the run exactly what the ``sparse`` step would run (its checks,
-    tags and run name); ``data_seed`` defaults to ``seed``.
+    applied to it in memory (pi(m_A)); ``branch`` (a record of
+    ``sparsebasin.branches``) makes the run exactly what the ``sparse`` step
+    would run (its checks, transforms, tags and run name), with
+    ``signs_from`` and ``mask_seed`` as that step's options; ``data_seed``
+    defaults to ``seed``.
     """
 
     out_dir: str
@@ -177,6 +218,8 @@ class RunSpec:
     seed: int | None = None
     mask: str | None = None
     mask_permutation: str | None = None
+    signs_from: str | None = None
+    mask_seed: int | None = None
     branch: str | None = None
     data_seed: int | None = None
     name: str | None = None
@@ -192,10 +235,10 @@ class RunSpec:
         if not d.get("out_dir"):
             raise UserError(f"{where}: every run needs an out_dir")
         spec = cls(out_dir=str(d["out_dir"]))
-        for key in ("init", "mask", "mask_permutation", "branch", "name"):
+        for key in ("init", "mask", "mask_permutation", "signs_from", "branch", "name"):
             if d.get(key) is not None:
                 setattr(spec, key, str(d[key]))
-        for key in ("seed", "data_seed"):
+        for key in ("seed", "data_seed", "mask_seed"):
             v = d.get(key)
             if v is not None:
                 try:
@@ -218,7 +261,8 @@ class RunSpec:
 
 
 def parse_run_arg(text: str, where: str = "--run") -> RunSpec:
-    """``out_dir=DIR,init=CKPT,mask=MASK,mask_permutation=PERM,branch=lth,seed=0,data_seed=0,name=N,tag.K=V``."""
+    """``out_dir=DIR,init=CKPT,mask=MASK,mask_permutation=PERM,signs_from=CKPT,mask_seed=N,branch=lth,seed=0,data_seed=0,
+    name=N,tag.K=V``."""
     d: dict[str, Any] = {}
     tags: dict[str, str] = {}
     for part in text.split(","):
@@ -270,7 +314,8 @@ def fused_run(*, runs: Sequence[RunSpec], model_cfg: dict | None, data: DataOpti
                                          seed=seed, mask=spec.mask, mask_permutation=spec.mask_permutation,
                                          branch=spec.branch, data_seed=data_seed,
                                          tags={**run.tags, **spec.tags}, run_name=spec.name,
-                                         provenance=data.record())
+                                         provenance=data.record(), signs_from=spec.signs_from,
+                                         mask_seed=spec.mask_seed)
         if group_cfg is None:
             group_cfg = run_cfg
         elif run_cfg != group_cfg:
