@@ -14,6 +14,8 @@ they never cover data.
 - ``lmc_width(curves, metric, split)``: Fig 3. One panel per (matching, mode)
   with one curve per width, plus a barrier-vs-width panel.
 - ``imp_barrier(rounds, metric, split)``: Fig 4a. Barrier vs IMP round per mode.
+- ``baselines(runs, matches, metric, ks)``: accuracy vs sparsity of every
+  sparse branch and matching method, one panel per setting and k.
 - ``plane(grid, metric)``: Fig 4b. Filled contours with the three anchors,
   titled with its setting, sparsity and k, sized to the anchors' extent.
 
@@ -40,7 +42,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import UserError
-from . import barriers, names, style, tidy
+from . import barriers, names, series, style, tidy
 from .tables import ACCURACY_METRICS, aggregate, branch_order, settings
 
 CURVE_METRICS = ("loss", "error")
@@ -113,8 +115,14 @@ def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True, 
         return
     order = [names.branch(b) for b in names.BRANCHES]
     labels = list(seen)
-    if branch_order_first:
-        labels.sort(key=lambda lbl: order.index(lbl) if lbl in order else len(order))
+    if branch_order_first:  # a series ("Permuted · weight matching") sits with its branch, in drawing order
+        def rank(lbl: str) -> int:
+            head, _, tail = lbl.partition(" · ")
+            if lbl in order:
+                return order.index(lbl)
+            return order.index(head) if head in order and tail and series.is_matching_label(tail) else len(order)
+
+        labels.sort(key=rank)
     per_row = max(1, int(fig.get_figwidth() / 1.3))
     rows = math.ceil(len(labels) / per_row)
     legend = fig.legend([seen[lbl] for lbl in labels], labels, loc="outside lower center",
@@ -307,21 +315,40 @@ def _clip_note(fig: Figure, what: str) -> None:
                 line.set_label(f"{style.PAPER_LABEL} (clipped to our {what} range)")
 
 
-def _plot_branches(ax, cell: pd.DataFrame, x: str, metric: str, scale: float, where, notes: FigureNotes) -> None:
-    """Each sparse branch's mean ± std over seeds against ``x``, flagged points ringed."""
-    for b in branch_order(cell["branch"]):
-        agg = aggregate(cell[cell["branch"] == b], [x], metric, scale=100.0)
-        _plot_mean_std(ax, agg, x, names.branch(b), style.branch(b), scale=scale)
-        _mark_flags(ax, agg, x, scale, lambda r, b=b: where(r, b), notes)
+def _plot_branches(ax, cell: pd.DataFrame, x: str, metric: str, scale: float, where, notes: FigureNotes,
+                   tags: list[str] | None = None) -> None:
+    """Each series' mean ± std over seeds against ``x``, flagged points ringed: a sparse branch, and for the
+    runs that depend on the matching one line per matching method and epoch of B (``tags``, ``series``),
+    styled by ``series_style``; ``where(row, label)`` words a flagged point."""
+    cell = series.assign(cell, tags if tags is not None else series.keys(cell))
+    epochs = _epoch_ranks(cell)
+    for s in series.order(cell["series"]):
+        agg = aggregate(cell[cell["series"] == s], [x], metric, scale=100.0)
+        label = series.label_of(s)
+        _plot_mean_std(ax, agg, x, label, series_style(s, epochs), scale=scale)
+        _mark_flags(ax, agg, x, scale, lambda r, label=label: where(r, label), notes)
+
+
+def _epoch_ranks(cell: pd.DataFrame) -> dict:
+    """Each matching epoch of B in these runs -> 0 (the latest) .. 1 (the earliest)."""
+    epochs = sorted({series.parts(s)["match_epoch"] for s in cell["series"]} - {None}, reverse=True)
+    return {e: (i / (len(epochs) - 1) if len(epochs) > 1 else 0.0) for i, e in enumerate(epochs)}
+
+
+def series_style(series_id: str, epoch_ranks: dict | None = None) -> dict:
+    """A series' look: its branch's record (colour, marker), its method's line style, its epoch's shade."""
+    p = series.parts(series_id)
+    rank = (epoch_ranks or {}).get(p["match_epoch"], 0.0) if p["match_epoch"] is not None else 0.0
+    return style.series(p["branch"], p["method"], rank)
 
 
 @_styled
 def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc", reference: pd.DataFrame | None = None) -> Figure:
     """Accuracy vs rewind point k: rows per setting, one panel per sparsity; ``reference``: the paper's
     values (``sparsebasin.reference.load("accuracy")``) drawn grey under ours."""
-    runs = tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-rewind figure")
-    tidy.check_single_matching(runs)
+    runs = series.blank_independent(tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-rewind figure"))
     _check_metric(metric, ACCURACY_METRICS, runs)
+    tags = series.keys(runs)
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna()]
     if sparse.empty:
         raise UserError(f"{tidy.source_of(runs)}: no lth/naive/permuted runs with a rewind point k; collect the sparse runs")
@@ -340,7 +367,7 @@ def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc", reference: 
             used.add((r, c))
             panel = " · ".join(x for x in (_setting_label(setting), f"S = {names.sparsity(s)}") if x)
             _plot_branches(ax, cell, "k", metric, 1.0,
-                           lambda row, b: f"{panel} · k = {row['k']:g} · {names.branch(b)}", notes)
+                           lambda row, b: f"{panel} · k = {row['k']:g} · {b}", notes, tags)
             _reference_lines(ax, part, metric, s, panel, notes)
             span = _fit_x(ax, cell["k"], 0.5, integer=True)
             clipped |= _paper_lines(ax, reference, setting, metric, "k", {"sparsity": s}, span=span)
@@ -358,9 +385,9 @@ def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc", reference: 
 def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 100), metric: str = "test_acc",
                          reference: pd.DataFrame | None = None) -> Figure:
     """Accuracy vs sparsity: rows per setting, one panel per rewind point k in ``ks`` (``reference`` as above)."""
-    runs = tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-sparsity figure")
-    tidy.check_single_matching(runs)
+    runs = series.blank_independent(tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-sparsity figure"))
     _check_metric(metric, ACCURACY_METRICS, runs)
+    tags = series.keys(runs)
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES)]
     have = sorted(sparse["k"].dropna().unique())
     ks = [k for k in ks if any(np.isclose(have, k))]
@@ -381,7 +408,7 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 10
             used.add((r, c))
             panel = " · ".join(x for x in (_setting_label(setting), f"k = {k:g}") if x)
             _plot_branches(ax, cell, "sparsity", metric, 100.0,
-                           lambda row, b: f"{panel} · S = {names.sparsity(row['sparsity'])} · {names.branch(b)}", notes)
+                           lambda row, b: f"{panel} · S = {names.sparsity(row['sparsity'])} · {b}", notes, tags)
             if not imp.empty:
                 agg = aggregate(imp, ["sparsity"], metric, scale=100.0)
                 _plot_mean_std(ax, agg, "sparsity", names.branch("imp"), style.branch("imp"), scale=100.0)
@@ -400,6 +427,79 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 10
         _clip_note(fig, "sparsity")
     _legend_below(fig, axes, notes=notes)
     return fig
+
+
+@_styled
+def baselines(runs: pd.DataFrame, matches: pd.DataFrame | None = None, metric: str = "test_acc",
+              ks: Sequence[int] | None = None) -> Figure:
+    """Accuracy vs sparsity of every sparse branch and matching method: one panel per setting (dataset,
+    model, width) and rewind point k (``ks``: default every k of the runs), one line per series (the
+    branch's record gives colour and marker; permuted has one line per matching method, line style by
+    method, and per epoch of B, lighter and hollow for earlier epochs), dense dashed. With ``matches`` the
+    first panel of each row says how long each method took to find the permutation."""
+    runs = series.blank_independent(tidy.prepare(runs, ["branch", "sparsity", "k"], "the baselines figure"))
+    _check_metric(metric, ACCURACY_METRICS, runs)
+    tags = series.keys(runs)
+    sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & runs["sparsity"].notna()]
+    if sparse.empty:
+        raise UserError(f"{tidy.source_of(runs)}: no sparse runs ({', '.join(names.SPARSE_BRANCHES)}) with a "
+                        "sparsity and a rewind point k; collect the sparse runs")
+    have = sorted(sparse["k"].unique())
+    ks = [k for k in (ks if ks else have) if any(np.isclose(have, k))]
+    if not ks:
+        raise UserError(f"{tidy.source_of(runs)}: none of the requested rewind points are in the table (have k = "
+                        f"{', '.join(f'{k:g}' for k in have)}); pass --ks")
+    from .baselines import match_seconds
+
+    tagged = series.assign(sparse, tags)
+    seconds = match_seconds(matches, tagged)
+    setting_cols = [c for c in ("dataset", "model", "width") if c in tagged.columns]
+    rows = [(st, part) for st, part in settings(runs, ("dataset", "model", "width"))
+            if not part[part["branch"].isin(names.SPARSE_BRANCHES) & part["k"].notna()].empty]
+    fig, axes = _figure(len(rows), len(ks))
+    notes, used = FigureNotes(), set()
+    for r, (setting, part) in enumerate(rows):
+        first = True
+        for c, k in enumerate(ks):
+            ax = axes[r, c]
+            cell = part[part["branch"].isin(names.SPARSE_BRANCHES) & part["sparsity"].notna() & part["k"].notna()]
+            cell = cell[np.isclose(cell["k"], k)]
+            if cell.empty:
+                continue
+            used.add((r, c))
+            panel = " · ".join(x for x in (_setting_label(setting), f"k = {k:g}") if x)
+            _plot_branches(ax, cell, "sparsity", metric, 100.0,
+                           lambda row, b: f"{panel} · S = {names.sparsity(row['sparsity'])} · {b}", notes, tags)
+            _reference_lines(ax, part, metric, None, _setting_label(setting), notes)
+            ours = cell["sparsity"].dropna().unique() * 100
+            _fit_x(ax, ours, 2.5)
+            ax.set_xticks(sorted(ours))
+            _min_span(ax, 2.0)
+            title = panel
+            if first and seconds:  # the time to find pi does not depend on k: said once per row
+                key = tuple(_norm(setting.get(col)) for col in setting_cols)
+                times = {sid: v for (*where, sid), v in seconds.items() if tuple(where) == key}
+                if times:
+                    title += "\nπ found in " + ", ".join(
+                        " ".join(x for x in (series.matching_label(**_matching(sid)), f"{times[sid][0]:.3g} s") if x)
+                        for sid in series.order(times))
+            ax.set_title(title)
+            first = False
+    _hide_unused(axes, used)
+    _label_outer(axes, SPARSITY_LABEL, names.METRIC_LABELS[metric])
+    _legend_below(fig, axes, notes=notes)
+    return fig
+
+
+def _norm(v):
+    from .baselines import _norm as norm
+
+    return norm(v)
+
+
+def _matching(series_id: str) -> dict:
+    p = series.parts(series_id)
+    return {"method": p["method"], "match_epoch": p["match_epoch"]}
 
 
 # ---------------------------------------------------------------- linear mode connectivity
@@ -700,4 +800,5 @@ KINDS = {
     "lmc_width": lmc_width,
     "imp_barrier": imp_barrier,
     "plane": plane,
+    "baselines": baselines,
 }
