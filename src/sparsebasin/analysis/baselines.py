@@ -344,10 +344,11 @@ def summary_section(runs: pd.DataFrame, metric: str = "test_acc") -> list[str]:
         return out + ["No cell has two of these branches with a seed in common: nothing to compare.", ""]
     comps = [c for c in COMPARISONS if c.name in cells.columns]
     body = []
+    first = cells["permuted"].iloc[0]
     for p, part in cells.groupby("permuted", sort=False):
         for c in comps:
             res = part[c.name].dropna()
-            if c.name == "naive > random" and p != cells["permuted"].iloc[0]:
+            if "permuted" not in (c.a, c.b) and p != first:
                 continue  # does not depend on the matching: once
             mean = part[f"{c.name}:mean"]
             body.append([c.text(p or None), c.means, str(int((res == "significant").sum())),

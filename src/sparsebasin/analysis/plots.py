@@ -99,12 +99,14 @@ class FigureNotes:
         return "\n".join(f"{tidy.FLAG_MARK} {line}" for line in shown + tail)
 
 
-def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True, notes: FigureNotes | None = None) -> None:
+def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True, notes: FigureNotes | None = None,
+                  fit_labels: bool = False) -> None:
     """One legend for the whole figure, below the panels, one entry per label.
 
     Branch entries come in the fixed order Dense, IMP, LTH, Naive, Permuted
     (unless ``branch_order_first`` is off); other entries keep drawing order.
-    ``notes`` (the flagged cells) become the legend's title.
+    ``notes`` (the flagged cells) become the legend's title. ``fit_labels``:
+    fewer entries per row where long labels would run past the figure.
     """
     seen: dict[str, object] = {}
     for ax in np.ravel(list(axes)):
@@ -124,7 +126,11 @@ def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True, 
 
         labels.sort(key=rank)
     per_row = max(1, int(fig.get_figwidth() / 1.3))
+    if fit_labels:  # ~0.055 in per character at the legend's 7 pt, plus the handle
+        per_row = max(1, min(per_row, int(fig.get_figwidth() / (0.055 * max(map(len, labels)) + 0.45))))
     rows = math.ceil(len(labels) / per_row)
+    if fit_labels:  # room for the legend's rows below the panels, which keep their height
+        fig.set_figheight(fig.get_figheight() + 0.16 * rows)
     legend = fig.legend([seen[lbl] for lbl in labels], labels, loc="outside lower center",
                         ncols=math.ceil(len(labels) / rows), frameon=False)
     note = notes.text() if notes is not None else None
@@ -476,19 +482,35 @@ def baselines(runs: pd.DataFrame, matches: pd.DataFrame | None = None, metric: s
             ax.set_xticks(sorted(ours))
             _min_span(ax, 2.0)
             title = panel
-            if first and seconds:  # the time to find pi does not depend on k: said once per row
-                key = tuple(_norm(setting.get(col)) for col in setting_cols)
-                times = {sid: v for (*where, sid), v in seconds.items() if tuple(where) == key}
-                if times:
-                    title += "\nπ found in " + ", ".join(
-                        " ".join(x for x in (series.matching_label(**_matching(sid)), f"{times[sid][0]:.3g} s") if x)
-                        for sid in series.order(times))
+            times = _times(seconds, setting, setting_cols)
+            if first and times and len(rows) > 1:  # several settings: each row says its own, once
+                title += "\nπ found in " + ", ".join(" ".join(x for x in (_short(sid), f"{v[0]:.2g} s") if x)
+                                                     for sid, v in times.items())
+            elif times:  # one setting: the time sits in the legend entry of its series
+                for line in ax.get_lines():
+                    for sid, v in times.items():
+                        if line.get_label() == series.label_of(sid):
+                            line.set_label(f"{line.get_label()} (π in {v[0]:.2g} s)")
             ax.set_title(title)
             first = False
     _hide_unused(axes, used)
     _label_outer(axes, SPARSITY_LABEL, names.METRIC_LABELS[metric])
-    _legend_below(fig, axes, notes=notes)
+    _legend_below(fig, axes, notes=notes, fit_labels=True)
     return fig
+
+
+def _times(seconds: dict, setting: dict, setting_cols: list[str]) -> dict:
+    """series id -> (mean, std, n) seconds to find its permutation in ``setting``, in series order."""
+    key = tuple(_norm(setting.get(col)) for col in setting_cols)
+    found = {sid: v for (*where, sid), v in seconds.items() if tuple(where) == key}
+    return {sid: found[sid] for sid in series.order(found)}
+
+
+def _short(series_id: str) -> str:
+    """'weight' or 'weight, B@5' for a panel title."""
+    p = series.parts(series_id)
+    parts = [p["method"] or "", f"B@{p['match_epoch']:g}" if p["match_epoch"] is not None else ""]
+    return ", ".join(x for x in parts if x)
 
 
 def _norm(v):

@@ -134,7 +134,13 @@ def _per_width(table: pd.DataFrame | None, value: str, keys: list[str], what: st
     if "width" not in table.columns:
         raise UserError(f"{tidy.source_of(table)}: {what} needs a width tag to sit beside the runs; tag the results with --tag width=W")
     on = [k for k in keys if k in table.columns]
-    return aggregate(table, on + (["method"] if _methods(table) else []), value)
+    if "epoch_b" in table.columns:  # the matching's epoch of B: its tag, else the summary's own field
+        epoch = pd.to_numeric(table["match_epoch"], errors="coerce") if "match_epoch" in table.columns else None
+        b = pd.to_numeric(table["epoch_b"], errors="coerce")
+        table = table.assign(match_epoch=b if epoch is None else epoch.fillna(b))
+    tags = (["method"] if _methods(table) else []) + \
+        (["match_epoch"] if "match_epoch" in table.columns and table["match_epoch"].nunique() > 1 else [])
+    return aggregate(table, on + tags, value)
 
 
 def _methods(table: pd.DataFrame | None) -> list[str]:
@@ -143,6 +149,13 @@ def _methods(table: pd.DataFrame | None) -> list[str]:
         return []
     methods = series.order_methods(table["method"])
     return methods if len(methods) > 1 else []
+
+
+def _corr_tags(corr: pd.DataFrame | None) -> list[str]:
+    """The series tags the matched correlation is split by (several methods or epochs of B)."""
+    if corr is None:
+        return []
+    return [t for t in series.TAGS if t in corr.columns]
 
 
 def _barrier_tables(table: pd.DataFrame | None, keys: list[str]) -> tuple[pd.DataFrame | None, str | None]:
@@ -486,8 +499,7 @@ def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: d
                *(branch_cell(notes, r, b) for b in ("lth", "naive", "permuted")),
                _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed)]
         if corr is not None:
-            c = _lookup(corr, setting, width, {"method": r.method} if "method" in tags and "method" in corr.columns
-                        else None)
+            c = _lookup(corr, setting, width, {t: getattr(r, t) for t in _corr_tags(corr) if t in tags})
             row.append(fmt_mean_std(c["mean"], c["std"], c["n"], 3) if c is not None else "–")
         if main_mode is not None:
             b = _lookup(bars, setting, width, {"permuted": True, "mode": main_mode, **method_of(r)})
@@ -529,11 +541,15 @@ def _per_width_section(setting: dict, widths: list, dense_acc, corr, bars) -> li
     """Dense accuracy, matched correlation and every loss barrier (naive/permuted × mode) per width."""
     header = ["Width"]
     combos: list[tuple] = []
-    corr_methods = series.order_methods(corr["method"]) if corr is not None and "method" in corr.columns else [None]
+    ctags = _corr_tags(corr)
+    corr_series = [{}]  # one column per matching series of the correlation (method, epoch of B) when several
+    if ctags:
+        corr_series = [dict(zip(ctags, key if isinstance(key, tuple) else (key,))) for key, _ in
+                       _sort_tags(corr.assign(sparsity=0.0), ctags).groupby(ctags, sort=False, dropna=False)]
     if dense_acc is not None:
         header.append("Dense acc. (%)")
     if corr is not None:
-        header += [f"Matched corr. ({names.method(m)})" if m else "Matched corr." for m in corr_methods]
+        header += [f"Matched corr. ({series.matching_label(**c)})" if c else "Matched corr." for c in corr_series]
     if bars is not None:
         sel = _restrict(bars, setting)
         methods = sel["method"] if "method" in sel.columns else [None] * len(sel)
@@ -546,11 +562,11 @@ def _per_width_section(setting: dict, widths: list, dense_acc, corr, bars) -> li
     notes = Notes(rule=False)
     for w in widths:
         row = [names.width(w)]
-        cells = [(dense_acc, 2, "dense accuracy", None)] + [(corr, 3, "matched correlation", m) for m in corr_methods]
-        for frame, digits, what, method in cells:
+        cells = [(dense_acc, 2, "dense accuracy", {})] + [(corr, 3, "matched correlation", c) for c in corr_series]
+        for frame, digits, what, extra in cells:
             if frame is not None:
-                c = _lookup(frame, setting, w, {"method": method} if method else None)
-                what = f"{what} ({names.method(method)})" if method else what
+                c = _lookup(frame, setting, w, extra)
+                what = f"{what} ({series.matching_label(**extra)})" if extra else what
                 row.append(notes.cell(c["mean"], c["std"], c["n"], c["flags"], f"{names.width(w)}, {what}", digits)
                            if c is not None else notes.missing())
         for p, m, me in combos:
