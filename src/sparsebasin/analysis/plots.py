@@ -541,6 +541,30 @@ def _path_combos(df: pd.DataFrame) -> list[tuple[bool, str]]:
     return sorted(combos, key=lambda c: (c[0], rank.get(c[1], len(rank)), c[1]))
 
 
+def _method_combos(df: pd.DataFrame) -> list[tuple[bool, str, str | None]]:
+    """(permuted, mode, matching method) of each curve: the method only where the curves carry several (each
+    its own panel and barrier line, never averaged; ``series``), else None."""
+    methods = series.order_methods(df["method"]) if "method" in df.columns else []
+    if len(methods) < 2:
+        return [(p, m, None) for p, m in _path_combos(df)]
+    rank = {m: i for i, m in enumerate(names.MODES)}
+    combos = {(bool(p), str(m), None if series._blank(me) else str(me))
+              for p, m, me in zip(df["permuted"], df["mode"], df["method"])}
+    return sorted(combos, key=lambda c: (c[0], rank.get(c[1], len(rank)), c[1], series.method_rank(c[2])))
+
+
+def _with_method(df: pd.DataFrame, method) -> pd.DataFrame:
+    """Rows of one matching method (``None``: the table has one, or the rows carry none)."""
+    if method is None or "method" not in df.columns:
+        return df
+    return df[df["method"].astype(str) == str(method)]
+
+
+def _path_title(permuted: bool, mode_name: str, method=None) -> str:
+    label = names.path_kind(permuted, mode_name)
+    return label if method is None else f"{label} · {names.method(method)}"
+
+
 @_styled
 def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "test", max_cols: int = 3) -> Figure:
     """Fig. 3: metric along the linear path, one curve per width, per (matching, mode); barrier vs width.
@@ -553,7 +577,7 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
     _check_metric(metric, CURVE_METRICS, curves)
     curves = _filter_split(curves, split)
     label = _curve_label(metric).replace("Test", split.capitalize() if split else "Test")
-    blocks = [(setting, part, _path_combos(part)) for setting, part in settings(curves, ("dataset", "model"))]
+    blocks = [(setting, part, _method_combos(part)) for setting, part in settings(curves, ("dataset", "model"))]
     ncols = min(max_cols, max(len(combos) + 1 for _, _, combos in blocks))
     nrows = sum(math.ceil((len(combos) + 1) / ncols) for _, _, combos in blocks)
     fig, axes = _figure(nrows, ncols)
@@ -567,10 +591,10 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
         used.update(slots)
         widths = sorted(part["width"].unique())
         finite: list[np.ndarray] = []
-        for (permuted, mode_name), slot in zip(combos, slots):
+        for (permuted, mode_name, method), slot in zip(combos, slots):
             ax = axes[slot]
-            title = " · ".join(x for x in (_setting_label(setting), names.path_kind(permuted, mode_name)) if x)
-            sel = part[(part["permuted"] == permuted) & (part["mode"] == mode_name)]
+            title = " · ".join(x for x in (_setting_label(setting), _path_title(permuted, mode_name, method)) if x)
+            sel = _with_method(part[(part["permuted"] == permuted) & (part["mode"] == mode_name)], method)
             if not np.isfinite(pd.to_numeric(sel[metric], errors="coerce").to_numpy(dtype=float)).any():
                 _say_diverged(ax)
             for w in widths:
@@ -594,13 +618,17 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
                 axes[slot].set_ylim(lo - pad, hi + pad)
         ax = axes[slots[-1]]
         bars = barriers.barriers_from_curves(part)
-        for permuted, mode_name in combos:
-            sel = bars[(bars["permuted"] == permuted) & (bars["mode"] == mode_name)]
+        for permuted, mode_name, method in combos:
+            sel = _with_method(bars[(bars["permuted"] == permuted) & (bars["mode"] == mode_name)], method)
             agg = aggregate(sel, ["width"], bar_col, scale=_scale(metric)).sort_values("width")
+            look = style.path_style(permuted, mode_name)
+            if method is not None and method != series.PAPER_METHOD:  # another method: hollow markers
+                look["markerfacecolor"] = "none"
             ax.errorbar(agg["width"], agg["mean"], yerr=agg["std"].fillna(0.0), capsize=2,
-                        label=names.path_kind(permuted, mode_name), **style.path_style(permuted, mode_name))
-            _mark_flags(ax, agg, "width", 1.0, lambda r, p=permuted, m=mode_name: (
-                f"{_setting_label(setting)} · {names.path_kind(p, m)} barrier · width {names.width(r['width'])}"), notes)
+                        label=_path_title(permuted, mode_name, method), **look)
+            _mark_flags(ax, agg, "width", 1.0, lambda r, p=permuted, m=mode_name, me=method: (
+                f"{_setting_label(setting)} · {_path_title(p, m, me)} barrier · width {names.width(r['width'])}"),
+                notes)
         _min_span(ax, 0.05 if metric == "loss" else 1.0, floor=0.0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(widths, [names.width(w) for w in widths])
