@@ -209,3 +209,13 @@ def test_lmc_figure_and_summary_keep_each_method_apart():
     assert rows and rows[0].endswith("| 0.100 ± 0.000 |")
     rows = [line for line in md.splitlines() if line.startswith("| ×1 | 90% | weight matching |")]
     assert rows and rows[0].endswith("| 0.300 ± 0.000 |")
+
+
+def test_summary_early_matching_study_keeps_each_method_apart():
+    early = D.runs()
+    early = early[early["k"] == 10]
+    card = scorecard.scorecard(D.runs(epochs=(D.T,)), early=early)
+    md = summary.summary_markdown(D.runs(epochs=(D.T,)), card=card.as_dict())
+    assert "| permuted, matched at epoch 5 (activation matching) |" in md
+    line = next(x for x in md.splitlines() if x.startswith("| permuted, matched at epoch 5 (weight matching) |"))
+    assert "no reference" in line  # weight matching is not the paper's Table 15

@@ -14,6 +14,11 @@ ensemble accuracy, disagreement, KL and JS. For each cell of ours:
   0.1 pp for accuracies and disagreement (a fraction, so 0.001), and at 1% of
   the paper's value for KL and JS, which have no natural unit to floor in.
 
+Only our runs in the paper's setting are compared with it (``series.is_paper``:
+activation matching of B at the end of its training); a permuted series of
+another matching method or epoch of B is its own cell, ``no_reference``, with
+its ``method`` / ``match_epoch``, and stays out of the claims.
+
 Published cells of the datasets and models we ran that we did not run are
 listed with verdict ``not_run``, so a partial run shows what is missing; a
 cell we ran whose every value came out non-finite is ``diverged``. Cells

@@ -23,6 +23,10 @@ matched correlation and every barrier (naive/permuted × mode); the paper
 gives LMC only as a figure, so nothing published sits beside it. With the
 scorecard's JSON, the ensembles (Table 1) and early-matching (Table 15)
 studies show our cells beside the paper's, from the scorecard's own cells.
+Several matching methods or epochs of B (``series``) give one row per permuted
+series, never pooled; the headline count stays on the paper's setting. An
+experiment with control branches (random mask, A's signs) gets a section saying
+which explanation of the transfer the tests support (``baselines.RULE``).
 Runs flagged dead or diverged and non-finite values follow ``tidy.FLAG_RULE``
 and are marked †N with a footnote. Inputs are tidy tables (see ``tidy``):
 runs, optionally matches and barriers (or LMC curves), and the scorecard JSON.
@@ -426,9 +430,13 @@ def _study_sections(card: dict | None, setting: dict) -> list[str]:
             sparsities = sorted(part["sparsity"].dropna().unique())
             rows = []
             perm = part[part["branch"] == "permuted"]
-            for e in sorted(perm["match_epoch"].dropna().unique()):
-                rows.append([f"permuted, matched at epoch {float(e):g}"] + _early_row(perm[perm["match_epoch"] == e],
-                                                                                     sparsities))
+            methods = series.order_methods(perm["method"]) if "method" in perm.columns else []
+            for m in methods or [None]:  # several matching methods: each its own rows
+                mine = perm if m is None else perm[perm["method"] == m]
+                how = f" ({names.method(m)})" if m else ""
+                for e in sorted(mine["match_epoch"].dropna().unique()):
+                    rows.append([f"permuted, matched at epoch {float(e):g}{how}"] + _early_row(
+                        mine[mine["match_epoch"] == e], sparsities))
             for b in ("lth", "naive"):
                 if (part["branch"] == b).any():
                     rows.append([f"{names.branch(b)} (reference)"] + _early_row(part[part["branch"] == b], sparsities))
