@@ -115,17 +115,17 @@ def _cell_key(row) -> tuple:
     return scorecard._key(row, CELL)
 
 
-def tests(runs: pd.DataFrame, a: str, b: str, metric: str = "test_acc") -> pd.DataFrame:
+def tests(by_seed: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     """Per cell: series ``a`` − series ``b`` (pp, paired by seed) and the one-sided test of ``a`` > ``b``
-    (``scorecard.paired_test``); ``runs`` carries ``series`` (``series.assign``)."""
-    by_seed = scorecard._by_seed(runs, metric, column="series")
+    (``scorecard.paired_test``); ``by_seed``: ``scorecard._by_seed(runs, metric, column="series")``."""
     rows = [key | scorecard.paired_test(d) for key, d in scorecard._pair_cells(by_seed, a, b)]
     return pd.DataFrame(rows, columns=[*CELL, "n", "nonfinite", "mean", "std", "t", "p", "result"])
 
 
 def versus_base(runs: pd.DataFrame, metric: str = "test_acc", base: str = BASE) -> pd.DataFrame:
     """Every series against ``base`` (naive), per cell: ``series`` plus the columns of ``tests``."""
-    frames = [tests(runs, s, base, metric).assign(series=s) for s in series.order(runs["series"]) if s != base]
+    by_seed = scorecard._by_seed(runs, metric, column="series")
+    frames = [tests(by_seed, s, base).assign(series=s) for s in series.order(runs["series"]) if s != base]
     frames = [f for f in frames if len(f)]
     cols = [*CELL, "series", "n", "nonfinite", "mean", "std", "t", "p", "result"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)

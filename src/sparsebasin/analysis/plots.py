@@ -105,8 +105,9 @@ def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True, 
 
     Branch entries come in the fixed order Dense, IMP, LTH, Naive, Permuted
     (unless ``branch_order_first`` is off); other entries keep drawing order.
-    ``notes`` (the flagged cells) become the legend's title. ``fit_labels``:
-    fewer entries per row where long labels would run past the figure.
+    ``notes`` (the flagged cells) become the legend's title. ``fit_labels``
+    (on by itself when a matching series is labelled): fewer entries per row
+    where long labels would run past the figure, which grows to hold them.
     """
     seen: dict[str, object] = {}
     for ax in np.ravel(list(axes)):
@@ -126,6 +127,8 @@ def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True, 
 
         labels.sort(key=rank)
     per_row = max(1, int(fig.get_figwidth() / 1.3))
+    fit_labels = fit_labels or any(series.is_matching_label(lbl.partition(" · ")[2]) for lbl in labels
+                                   if " · " in lbl)  # a matching series' label is long
     if fit_labels:  # ~0.055 in per character at the legend's 7 pt, plus the handle
         per_row = max(1, min(per_row, int(fig.get_figwidth() / (0.055 * max(map(len, labels)) + 0.45))))
     rows = math.ceil(len(labels) / per_row)
