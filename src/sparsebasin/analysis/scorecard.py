@@ -54,7 +54,6 @@ import numpy as np
 import pandas as pd
 
 from .. import reference
-from ..branches import PAPER_BRANCHES
 from . import names, series, tidy
 from .tables import ACCURACY_METRICS, aggregate, markdown_table  # noqa: F401 (ACCURACY_METRICS re-exported)
 
