@@ -7,22 +7,31 @@ TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test install lint clean
 
+# The default torch wheel from PyPI is the CUDA build (about 5.9 GB of .venv). For a CPU-only machine:
+#   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# (pip then takes torch/torchvision from that index: the same pinned versions, +cpu builds).
+TORCH_INDEX ?=
+PIP_TORCH := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+
 # Reinstall only when pyproject.toml changed (the stamp is older than it).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e . $(PIP_TORCH)
 	touch $(STAMP)
 
 # The tests also exercise the optional trackers (the extras wandb, tensorboard, mlflow).
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[wandb,tensorboard,mlflow]'
+	$(BIN)/python -m pip install --quiet -e '.[wandb,tensorboard,mlflow]' $(PIP_TORCH)
 	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
+# One status line (jobs done of total, the running jobs' epochs), then the reproduction headline and where
+# summary.md, the scorecard and report.html are. Snakemake's full output: .snakemake/log/, or run
+# `snakemake --cores all` yourself.
 run: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores all
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python workflow/scripts/follow.py --report report.html -- $(BIN)/snakemake --cores all
 
 test: $(TEST_STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q

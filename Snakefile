@@ -15,6 +15,11 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+# `snakemake --report report.html` opens on this page: each experiment's headline and scorecard,
+# then its figures (the rule graph comes after them).
+report: "workflow/report/workflow.rst"
+
+
 # envs/sparsebasin.yaml installs this repository with `pip install -e ${SPARSEBASIN_ROOT}`
 os.environ.setdefault("SPARSEBASIN_ROOT", workflow.basedir)
 
@@ -44,6 +49,27 @@ rule all:
     input:
         all_targets,
     default_target: True
+
+
+onstart:
+    note_fused_extras()
+
+
+# The end of a run names what it was for: each experiment's reproduction headline and where its
+# summary, scorecard and report are; on failure, the failed job's log and its last lines
+# (sparsebasin.finish; `make run` prints the same through workflow/scripts/follow.py). Outputs the
+# config no longer asks for leave the experiments' trees first (plan.hooks).
+onsuccess:
+    from sparsebasin import finish
+
+    set_aside_stale()
+    finish.print_lines(finish.results_lines(config["experiments"], cwd=workflow.workdir_init), "Results")
+
+
+onerror:
+    from sparsebasin import finish
+
+    finish.print_lines(finish.failure_lines(log, cwd=workflow.workdir_init), "What failed")
 
 
 # SLURM profile support: copies the profile's `gpu_steps` resources (GPU

@@ -14,6 +14,8 @@ VENV_BIN = Path(sys.executable).parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The local SLURM cluster: one session fixture shared by every module that asks for it.
 from cluster.slurm_fixture import local_slurm  # noqa: E402,F401
+# The default workflow, run once as `make run` runs it: shared by the modules that need a finished run.
+from default_run import default_run  # noqa: E402,F401
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def test_ensemble_step_writes_contract_json(tmp_path):
     assert code == 0
     result = json.loads(out.read_text())
     assert set(result) == {"group", "n", "member_acc_mean", "member_acc_std", "ensemble_acc", "disagreement", "kl_one_way",
-                           "kl", "js", "tags", "provenance"}
+                           "kl", "js", "nonfinite", "tags", "provenance"}
     assert result["group"] == "permuted" and result["n"] == 2
     assert result["tags"] == {"width": "1", "sparsity": "0.9"}
     assert result["ensemble_acc"] == pytest.approx(1.0)

@@ -139,7 +139,9 @@ def test_precision_switch_reaches_the_trainer_and_evaluation_is_fp32(tmp_path, m
                   data_meta=meta, run_name=precision, device="cpu", progress="log")
         assert calls == [precision] * 8  # 2 epochs x 4 training steps; evaluation never autocasts
         assert res["request"]["train"]["precision"] == precision
-        assert res["provenance"]["config"]["train"]["precision"] == precision
+        assert res["provenance"]["config"]["train"]["precision"] == "fp32"  # bf16 autocast is CUDA-only
+        assert res["provenance"]["config"]["train"]["precision_requested"] == res["precision_requested"] == precision
+        assert res["precision"] == "fp32"
 
 
 def test_step_schedule_decays_after_the_warmup():

@@ -108,7 +108,8 @@ def test_plan_cli_prints_the_target_to_ask_for(tmp_path):
 # --------------------------------------------------------------------------- a new architecture
 
 TOY = '''
-"""A toy architecture living outside the package: two hidden layers named its own way."""
+"""A toy architecture living outside the package: two hidden layers named its own way, with arguments of its
+own (units, a second layer factor) that no built-in model takes."""
 import torch
 from torch import nn
 
@@ -119,7 +120,7 @@ ARCH = {
     "label": "ToyNet",
     "input": "flat",
     "widths": None,
-    "model_args": {"hidden": 8},
+    "model_args": {"units": 8, "second_factor": 1},
     "never_prune": [],
     "fused": False,
     "fused_engine_cpu": "grouped",
@@ -129,11 +130,11 @@ ARCH = {
 
 
 class ToyNet(nn.Module):
-    def __init__(self, input_size, num_classes, width=1, hidden=8):
+    def __init__(self, input_size, num_classes, width=1, units=8, second_factor=1):
         super().__init__()
-        self.first = nn.Linear(input_size, hidden * width)
-        self.second = nn.Linear(hidden * width, hidden * width)
-        self.out = nn.Linear(hidden * width, num_classes)
+        self.first = nn.Linear(input_size, units * width)
+        self.second = nn.Linear(units * width, units * second_factor * width)
+        self.out = nn.Linear(units * second_factor * width, num_classes)
 
     def forward(self, x):
         x = torch.relu(self.first(x.flatten(1)))
@@ -141,7 +142,8 @@ class ToyNet(nn.Module):
 
 
 def build(cfg, num_classes, in_channels, input_size):
-    return ToyNet(input_size, num_classes, width=cfg["width"], hidden=cfg.get("hidden", 8))
+    return ToyNet(input_size, num_classes, width=cfg["width"], units=cfg.get("units", 8),
+                  second_factor=cfg.get("second_factor", 1))
 
 
 def permutation_spec(model, stream_points="stage_output"):
@@ -166,7 +168,8 @@ def test_a_new_architecture_is_one_module_and_runs_end_to_end(tmp_path, monkeypa
     config = {
         "device": "cpu", "threads": 1, "data_dir": str(tmp_path / "data"),
         "experiments": {"toy": {"cells": [{
-            "dataset": "mnist1d", "model": "toynet", "model_args": {"hidden": 8}, "widths": [1], "seeds": [0],
+            "dataset": "mnist1d", "model": "toynet", "model_args": {"units": 6, "second_factor": 2}, "widths": [1],
+            "seeds": [0],
             "dense": {"epochs": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005, "batch_size": 64},
             "sparse": {"lr": 0.05},
             "prune": {"rate": 0.5, "ft_epochs": 1, "ft_lr": 0.01},
@@ -194,6 +197,10 @@ def test_a_new_architecture_is_one_module_and_runs_end_to_end(tmp_path, monkeypa
         assert 0.0 <= result["test_acc"] <= 1.0
     match = json.loads((tmp_path / find("match", config) / "perm.json").read_text())
     assert set(match["group_size"]) == {"first", "second"}
+    # the plug-in's own model arguments reached every step (issue 26, item 5): the models have their sizes
+    assert match["group_size"] == {"first": 6, "second": 12}
+    dense = json.loads((tmp_path / find("dense", config, net="A") / "result.json").read_text())
+    assert dense["request"]["model"] == {"name": "toynet", "width": 1, "units": 6, "second_factor": 2}
     assert (tmp_path / "results" / "toy" / "figures" / "lmc_width.png").stat().st_size > 0
 
 

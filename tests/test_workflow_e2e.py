@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from html import unescape as html_unescape
 from pathlib import Path
 
@@ -38,14 +37,9 @@ def snakemake(args, workdir, timeout=1800):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("default_run")
-    t0 = time.perf_counter()
-    res = snakemake(["--cores", "2"], workdir)
-    seconds = time.perf_counter() - t0
-    print(f"default config end to end: {seconds:.0f} s")
-    assert res.returncode == 0, (res.stdout + res.stderr)[-5000:]
-    return workdir
+def finished(default_run):
+    """The default config run end to end once per session, as `make run` runs it (tests/default_run.py)."""
+    return default_run.workdir
 
 
 def _targets():

@@ -56,7 +56,30 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     for key in ("model", "data", "state_dict", "epoch"):
         if key not in ckpt:
             raise UserError(f"checkpoint {path} has no {key!r}; it was not written by sparsebasin, rerun the step that makes it")
+    warn_if_flagged(path)
     return ckpt
+
+
+def warn_if_flagged(path: str | os.PathLike) -> None:
+    """One warning line when a run's final model (``final.pt``, an IMP target's ``model.pt``) comes from a run
+    its result.json marks dead or diverged (``sparsebasin.health``): its numbers downstream are real but
+    describe a run that did not learn."""
+    from pathlib import Path
+
+    from . import health
+    from .io import read_json
+    from .progress import log
+
+    path = Path(path)
+    result = path.with_name("result.json")
+    if path.name not in ("final.pt", "model.pt") or not result.is_file():
+        return
+    try:
+        status = health.status_of(read_json(result))
+    except UserError:
+        return
+    if status != health.OK:
+        log(f"warning: {path} comes from a run marked {health.LABEL[status]} in {result}")
 
 
 def check_state_dict(sd: Mapping[str, torch.Tensor], model: nn.Module, source: str) -> None:
@@ -123,10 +146,12 @@ def check_mask(mask: Mapping[str, torch.Tensor], model: nn.Module, source: str) 
 
 def save_mask(path, mask: Mapping[str, torch.Tensor], model_cfg: dict, data: dict, sparsity: dict | None = None,
               provenance: dict | None = None) -> None:
+    bools = {k: v.detach().to("cpu").bool().contiguous() for k, v in mask.items()}
     payload = {
         "model": model_spec(model_cfg),
         "data": dict(data),
-        "mask": {k: v.detach().to("cpu").bool().contiguous() for k, v in mask.items()},
+        "mask": bools,
+        "kept": {k: int(v.sum()) for k, v in bools.items()},  # checked at load (io.check_kept_counts)
         "sparsity": sparsity or {},
     }
     save_artifact(path, "mask", payload, provenance)

@@ -80,10 +80,17 @@ def describe_os_error(exc: OSError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="sparsebasin", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="sparsebasin", description=__doc__.splitlines()[0].replace("``", ""),
+                                     epilog="Each step has its own --help: sparsebasin <step> --help.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="step", metavar="STEP")
     for name, (_, help_) in STEPS.items():
         sub.add_parser(name, help=help_, add_help=False)
+    if argv and argv[0] in ("--version", "-V"):
+        from . import __version__
+
+        print(f"sparsebasin {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in STEPS:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"error: unknown step {argv[0]!r}; choose one of: {', '.join(STEPS)}", file=sys.stderr)

@@ -83,11 +83,16 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
 PRECISIONS = ("bf16", "fp32")
 
 
+def effective_precision(device: torch.device, precision: str = "bf16") -> str:
+    """The precision the training step really runs in: bf16 only where ``autocast`` applies it (CUDA)."""
+    return "bf16" if precision == "bf16" and device.type == "cuda" else "fp32"
+
+
 def autocast(device: torch.device, precision: str = "bf16"):
     """The training step's autocast: bf16 on CUDA when ``precision`` is bf16; a no-op otherwise."""
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; use bf16 or fp32")
-    if precision == "bf16" and device.type == "cuda":
+    if effective_precision(device, precision) == "bf16":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import pickle
 import re
 import tempfile
 import warnings
+import zlib
 from io import BytesIO as _BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -109,7 +111,28 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """``obj`` as JSON, always valid JSON: a non-finite float (NaN, inf) becomes null, never a bare ``NaN``.
+
+    Null is not a number, so no reader takes it for one; producers of measured
+    values say why beside it (barriers.json's ``nonfinite`` map, result.json's
+    ``health``). ``allow_nan=False`` makes any value this conversion misses an
+    error here rather than an invalid file.
+    """
+    text = json.dumps(_finite_json(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    write_text(path, text + "\n")
+
+
+def _finite_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (numpy and 0-d tensors too) as None; containers rebuilt."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # tensors, arrays and numpy scalars
+        return _finite_json(obj.tolist())
+    return obj
 
 
 def _json_default(obj: Any) -> Any:
@@ -270,8 +293,16 @@ def _foreign_global(source) -> str | None:
 
 
 def save_artifact(path: str | os.PathLike, kind: str, payload: dict, provenance: dict | None = None) -> None:
-    """Write ``payload`` (a dict of plain types and tensors) tagged with its format and provenance."""
+    """Write ``payload`` (a dict of plain types and tensors) tagged with its format, provenance and checksums.
+
+    ``checksums`` holds a CRC-32 of every tensor (dtype, shape and bytes) and
+    of every other top-level entry (its plain values, tensors left out), so a
+    bit flip on disk is caught at load and named (``verify_checksums``).
+    """
     obj = plain({"format": FORMATS[kind], **payload, "provenance": provenance or {}}, kind)
+    obj.pop(CHECKSUMS, None)  # a payload copied from a loaded artifact: its own tensors are hashed anew
+    obj[CHECKSUMS] = {"algorithm": CHECKSUM_ALGORITHM, "tensors": tensor_checksums(obj),
+                      "entries": entry_checksums(obj)}
     torch_save(path, obj)
 
 
@@ -283,7 +314,15 @@ def artifact_kind(obj: Any) -> str | None:
 
 def load_any_artifact(path: str | os.PathLike, kinds: tuple[str, ...],
                       map_location: str | torch.device = "cpu") -> tuple[str, dict]:
-    """Load an artifact that must be one of ``kinds``; returns (kind, artifact)."""
+    """Load an artifact that must be one of ``kinds``; returns (kind, artifact).
+
+    Every artifact is checked here, once for every step that reads it: its
+    tensors against the checksums written with it (files written before
+    checksums existed are read without), a mask's entries against the kept
+    counts it records, and every floating tensor for NaN/inf (and BatchNorm
+    running variances for negative values), so no step computes on a damaged
+    or diverged file. The returned artifact has no ``checksums`` entry.
+    """
     what = " or ".join(f"{k} file" for k in kinds)
     path = require_file(path, what)
     obj = safe_torch_load(path, path, what, map_location)
@@ -292,6 +331,10 @@ def load_any_artifact(path: str | os.PathLike, kinds: tuple[str, ...],
         got = obj.get("format") if isinstance(obj, dict) else None
         want = " or ".join(repr(FORMATS[k]) for k in kinds)
         raise UserError(f"{path} is not a {what} (format {got!r}, expected {want}); pass the right file")
+    verify_checksums(obj, path)
+    if kind == "mask":
+        check_kept_counts(obj, path)
+    check_finite(kind, obj, path)
     return kind, obj
 
 
@@ -299,3 +342,192 @@ def load_artifact(path: str | os.PathLike, kind: str, map_location: str | torch.
     """Load an artifact, turning every way it can be wrong into one clear line."""
     return load_any_artifact(path, (kind,), map_location)[1]
 
+
+# ----------------------------------------------------------- integrity --
+
+CHECKSUMS = "checksums"
+CHECKSUM_ALGORITHM = "crc32"  # damage, not tampering: whoever can write a file can recompute any hash
+_DAMAGED = "the file is damaged: delete it and rerun the step that made it"
+
+
+def _tensor_items(obj: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, tensor) for every tensor in nested dicts/lists/tuples, in a fixed order; the
+    ``checksums`` entry itself is skipped."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            if not prefix and k == CHECKSUMS:
+                continue
+            yield from _tensor_items(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensor_items(v, f"{prefix}.{i}" if prefix else str(i))
+
+
+def tensor_checksum(t: torch.Tensor, name: str = "") -> str:
+    """CRC-32 of a tensor's name, dtype, shape and bytes (read in place: no copy of a contiguous CPU tensor).
+
+    CRC-32 catches every single-bit flip and burst up to 32 bits, at three times sha256's speed (a
+    ResNet50 state dict: 0.05 s against 0.16 s here). The name is included: pickle stores a repeated
+    string once, so a flipped key that the payload and the checksum record share would otherwise rename
+    both alike.
+    """
+    import torch
+
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    t = t.contiguous()
+    crc = zlib.crc32(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+    if t.numel():
+        crc = zlib.crc32(t.reshape(-1).view(torch.uint8).numpy(), crc)
+    return f"{crc:08x}"
+
+
+def tensor_checksums(obj: Any) -> dict[str, str]:
+    """{dotted path: checksum} of every tensor in an artifact (a repeated path gets ``#2``, ``#3``...)."""
+    keys: list[str] = []
+    seen: set[str] = set()
+    tensors = []
+    for name, t in _tensor_items(obj):
+        key, n = name, 1
+        while key in seen:
+            n += 1
+            key = f"{name}#{n}"
+        keys.append(key)
+        seen.add(key)
+        tensors.append(t)
+    big = sum(t.numel() * t.element_size() for t in tensors) > _PARALLEL_BYTES
+    workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if big and workers > 1:  # zlib releases the GIL on large buffers: the checksums run side by side
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            sums = list(pool.map(tensor_checksum, tensors, keys))
+    else:
+        sums = [tensor_checksum(t, k) for t, k in zip(tensors, keys)]
+    return dict(zip(keys, sums))
+
+
+_PARALLEL_BYTES = 16 << 20
+
+
+def _skeleton(obj: Any) -> Any:
+    """``obj`` with its tensors left out (their bytes are hashed one by one): what ``repr`` then hashes."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return "<tensor>"
+    if isinstance(obj, dict):
+        return {k: _skeleton(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        items = [_skeleton(v) for v in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    return obj
+
+
+def entry_checksums(obj: dict) -> dict[str, str]:
+    """{top-level key: CRC-32 of its plain values} (an epoch, a sparsity report, the provenance ...);
+    ``repr`` of plain types (dicts keep their order; floats round-trip) is the same after torch.load."""
+    return {str(k): f"{zlib.crc32(f'{k!r}|{_skeleton(v)!r}'.encode()):08x}" for k, v in obj.items() if k != CHECKSUMS}
+
+
+def verify_checksums(obj: dict, path: str | os.PathLike) -> None:
+    """Each tensor against the checksum saved with it, or one line naming the first that differs.
+
+    Files without checksums (written before they existed) are read as they are;
+    the entry is removed from ``obj`` either way.
+    """
+    record = obj.pop(CHECKSUMS, None)
+    if record is None:
+        damaged = [k for k, v in obj.items() if isinstance(v, dict) and v.get("algorithm") == CHECKSUM_ALGORITHM]
+        if damaged:  # the record's own name was hit: not a file from before checksums
+            raise UserError(f"{path} fails its checksum (its record is named {damaged[0]!r}); {_DAMAGED}")
+        return
+    saved = record.get("tensors") if isinstance(record, dict) else None
+    entries = record.get("entries") if isinstance(record, dict) else None
+    if (not _str_map(saved) or record.get("algorithm") != CHECKSUM_ALGORITHM
+            or not (entries is None or _str_map(entries))):
+        raise UserError(f"{path} fails its checksum (its record is unreadable); {_DAMAGED}")
+    now = tensor_checksums(obj)
+    for name in list(saved) + [n for n in now if n not in saved]:
+        if saved.get(name) != now.get(name):
+            what = ("missing" if name not in now else "not in its checksum record" if name not in saved
+                    else "changed")
+            raise UserError(f"{path} fails its checksum (tensor {_short(name)} {what}); {_DAMAGED}")
+    if entries is not None:
+        now = entry_checksums(obj)
+        for name in list(entries) + [n for n in now if n not in entries]:
+            if entries.get(name) != now.get(name):
+                what = "missing" if name not in now else "not in its checksum record" if name not in entries else "changed"
+                raise UserError(f"{path} fails its checksum (entry {name!r} {what}); {_DAMAGED}")
+
+
+def _str_map(d: Any) -> bool:
+    return isinstance(d, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in d.items())
+
+
+def _short(name: str) -> str:
+    """A checkpoint's weights are named as in the state dict (without ``state_dict.``)."""
+    return name[len("state_dict."):] if name.startswith("state_dict.") else name
+
+
+def check_kept_counts(obj: dict, path: str | os.PathLike) -> None:
+    """A mask's entries keep as many weights as its file records (``kept``, else the sparsity report's
+    per-layer ``kept``): one flipped entry is refused, not trained as another density."""
+    mask = obj.get("mask")
+    if not isinstance(mask, dict):
+        return
+    recorded = obj.get("kept")
+    if not isinstance(recorded, dict):
+        layers = (obj.get("sparsity") or {}).get("layers") if isinstance(obj.get("sparsity"), dict) else None
+        recorded = {k: v.get("kept") for k, v in layers.items() if isinstance(v, dict)} if isinstance(layers, dict) else {}
+    for key, m in mask.items():
+        want = recorded.get(key)
+        if not isinstance(want, int) or not hasattr(m, "sum"):
+            continue
+        got = int(m.sum())
+        if got != want:
+            raise UserError(f"{path}: mask entry {key} keeps {got} weights but the file records {want}; {_DAMAGED}")
+
+
+def _count_phrase(nan: int, inf: int) -> str:
+    parts = [f"{nan} NaN" if nan else "", f"{inf} inf" if inf else ""]
+    text = " and ".join(p for p in parts if p)
+    return f"{text} value{'s' if nan + inf > 1 else ''}"
+
+
+_NONFINITE_REMEDY = {
+    "checkpoint": "the run that wrote it diverged: rerun it",
+    "predictions": "the run that wrote it diverged: rerun it",
+    "resume": "the run's scratch state is unusable (a run sets it aside and starts over)",
+}
+
+
+def check_finite(kind: str, obj: dict, path: str | os.PathLike) -> None:
+    """Every floating tensor of an artifact is finite, and BatchNorm running variances are >= 0, or
+    one line naming the file, the tensor and what is wrong.
+
+    Resume files are checked whole (model and optimizer state): a NaN in a
+    momentum buffer would poison the weights a step later.
+    """
+    import torch
+
+    for name, t in _tensor_items({k: v for k, v in obj.items() if k != "provenance"}):
+        if not t.is_floating_point():
+            continue
+        t = t.detach()
+        # One reduction decides for finite tensors (NaN and inf propagate into a sum); a sum that
+        # overflows from large finite values falls through to the exact count.
+        if not t.numel() or math.isfinite(float(t.sum())) or bool(torch.isfinite(t).all()):
+            if name.endswith("running_var") and bool((t < 0).any()):
+                neg = int((t < 0).sum())
+                raise UserError(f"{path}: tensor {_short(name)} has {neg} negative value{'s' if neg > 1 else ''} "
+                                f"(a variance cannot be negative); {_DAMAGED}")
+            continue
+        nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+        remedy = _NONFINITE_REMEDY.get(kind, "delete it and rerun the step that made it")
+        raise UserError(f"{path}: tensor {_short(name)} has {_count_phrase(nan, inf)}; {remedy}")

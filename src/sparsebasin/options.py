@@ -43,12 +43,14 @@ class DataOptions:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a job runs: device ("auto", "cpu", "cuda[:i]"), progress display, result tags, --force."""
+    """How a job runs: device ("auto", "cpu", "cuda[:i]"), progress display, result tags, and what a finished
+    run made with other arguments gets: refused (False), replaced (True, ``--force``), or replaced only when
+    its inputs or rewind checkpoints changed ("stale", ``--rebuild-stale``: the workflow's mode)."""
 
     device: str = "auto"
     progress: str = "auto"
     tags: dict = field(default_factory=dict)
-    force: bool = False
+    force: bool | str = False
 
 
 __all__ = ["DataOptions", "RunOptions"]

@@ -18,7 +18,10 @@ Architecture card keys: ``name``, ``label`` (display), ``input`` ("flat":
 the dataset's flattened input, or "image"), ``widths`` (allowed widths, or
 None for any), ``model_args`` (extra config keys the builder takes, with
 their defaults), ``never_prune`` (glob patterns of weights the default
-prunable set leaves dense), ``fused`` (channel-stacked fused training works),
+prunable set leaves dense), ``also_prune`` (glob patterns of parameters of
+custom layers to prune besides every Linear and convolution weight; every
+parameter with two or more axes must be pruned or named in ``never_prune``:
+``models.prunable_keys``), ``fused`` (channel-stacked fused training works),
 ``fused_engine_cpu`` ("grouped" or "mlp"), ``stream_points`` (the
 ``match.stream_points`` its ``permutation_spec`` knows; default
 ``["stage_output"]``), ``cost`` (``epoch_minutes`` at width
@@ -42,8 +45,9 @@ import os
 from pathlib import Path
 
 PLUGINS_ENV = "SPARSEBASIN_PLUGINS"
-# card keys an architecture may leave out: where matching may cut its residual stream
-ARCH_DEFAULTS = {"stream_points": ["stage_output"]}
+# card keys an architecture may leave out: where matching may cut its residual stream, which weights
+# pruning leaves dense and which parameters of custom layers it prunes besides every Conv/Linear weight
+ARCH_DEFAULTS = {"stream_points": ["stage_output"], "never_prune": [], "also_prune": []}
 _HERE = Path(__file__).resolve().parent
 
 

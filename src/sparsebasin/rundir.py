@@ -2,9 +2,15 @@
 
 A step that writes a run directory (train, sparse, prune, fused) holds an
 exclusive ``fcntl.flock`` on ``<dir>/.lock`` while it works there. A second
-writer exits at once with one line naming the holder (pid and host, written
-into the lock file); it never waits and never interleaves its files with the
-holder's. The lock is taken only after every input has been checked, so bad
+writer never interleaves its files with the holder's: it waits for the lock,
+saying so at once and every minute (naming the holder: pid and host, written
+into the lock file), then finds the run finished and does nothing, or trains
+what is left. The wait is bounded (``SPARSEBASIN_LOCK_WAIT`` seconds, default
+24 h; 0 refuses at once); past it the step exits with one line. Waiting is
+what keeps two workflows on one results tree from failing a job that another
+one is running, and with it, from Snakemake deleting the holder's files as the
+outputs of a failed job. A dead holder cannot keep anyone waiting: the kernel
+releases its flock. The lock is taken only after every input has been checked, so bad
 input creates no directory; on release the lock file is removed, and a
 directory this process created and left empty is removed too.
 
@@ -23,6 +29,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -62,8 +69,30 @@ def _make_dir(d: Path) -> list[Path]:
     return created
 
 
-def _acquire(d: Path) -> int:
+WAIT_ENV = "SPARSEBASIN_LOCK_WAIT"
+DEFAULT_WAIT_S = 24 * 3600
+NOTE_EVERY_S = 60.0
+
+
+def wait_limit() -> float:
+    """Seconds a writer waits for a held run directory (``SPARSEBASIN_LOCK_WAIT``), or one line why not."""
+    text = os.environ.get(WAIT_ENV, "").strip()
+    if not text:
+        return float(DEFAULT_WAIT_S)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise UserError(f"{WAIT_ENV}={text!r} must be a number of seconds >= 0 (0: refuse a held run directory "
+                        "at once)")
+    return value
+
+
+def _acquire(d: Path, limit: float) -> int:
     lock = d / LOCK_NAME
+    start = time.monotonic()
+    next_note = 0.0
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -73,8 +102,17 @@ def _acquire(d: Path) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunDirBusy(f"{d} is being written by another process ({_holder(lock)}); wait for it to finish "
-                             "or stop it, then rerun (two writers would mix their files)") from None
+            waited = time.monotonic() - start
+            if waited >= limit:
+                how = f"waited {waited:.0f} s ({WAIT_ENV}={limit:g}); " if limit > 0 else ""
+                raise RunDirBusy(f"{d} is being written by another process ({_holder(lock)}); {how}wait for it to "
+                                 "finish or stop it, then rerun (two writers would mix their files)") from None
+            if waited >= next_note:
+                log(f"{d} is being written by another process ({_holder(lock)}); waiting for it "
+                    f"({waited:.0f} s so far, at most {limit:g} s: {WAIT_ENV})")
+                next_note = waited + NOTE_EVERY_S
+            time.sleep(min(1.0, max(0.0, limit - waited)))
+            continue
         # A holder that was releasing may have unlinked the file between our open and flock:
         # then we hold a lock on a name nobody else sees. Retry on the current file.
         try:
@@ -110,10 +148,11 @@ def locked(dirs: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
     paths = sorted({Path(d) for d in dirs}, key=lambda p: str(p.resolve()))
     held: list[tuple[Path, int]] = []
     created: list[Path] = []
+    limit = wait_limit()
     try:
         for d in paths:
             created += _make_dir(d)
-            held.append((d, _acquire(d)))
+            held.append((d, _acquire(d, limit)))
         for d, _ in held:
             n = sweep_stale_temporaries(d)
             if n:

@@ -71,7 +71,13 @@ class Ctx:
 
     # ---- inputs made from the reference runs
     def mask_obj(self) -> dict:
-        return torch.load(self.refs.mask, map_location="cpu", weights_only=False)
+        """The reference mask as another tool would write it: no checksums or recorded counts (a sparsebasin
+        file edited in place is refused by its checksum before any of the checks these cases test)."""
+        obj = torch.load(self.refs.mask, map_location="cpu", weights_only=False)
+        obj.pop("checksums", None)
+        obj.pop("kept", None)
+        obj.pop("sparsity", None)
+        return obj
 
     def save(self, name: str, obj) -> Path:
         path = self.p(name)

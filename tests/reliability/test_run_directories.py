@@ -7,7 +7,9 @@
 - An unfinished earlier attempt (killed) with other arguments is cleaned by the
   next attempt once it holds the lock, without --force.
 - A second writer on a locked run directory (train, sparse, prune, fused)
-  exits 2 naming the holder's pid; the holder finishes unharmed.
+  waits for it, saying so, and then finds the run finished (nothing to do);
+  past its wait limit it exits 2 naming the holder's pid; the holder
+  finishes unharmed either way.
 - Stale ``.*.tmp`` files of a killed write are swept when the lock is taken.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 
 import pytest
 from relutil import assert_same_outputs, error_lines, snapshot, diff_snapshots, wait_stopped
@@ -118,7 +121,8 @@ def test_outputs_deleted_by_snakemake_then_other_arguments_train_without_force(r
 
 
 @pytest.mark.parametrize("kind", ["dense", "sparse", "prune"])
-def test_second_writer_is_refused_naming_the_holder(kind, refs, forkserver, tmp_path, capsys):
+def test_second_writer_is_refused_naming_the_holder(kind, refs, forkserver, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPARSEBASIN_LOCK_WAIT", "0")  # refuse at once (the holder is stopped until we return)
     out = tmp_path / kind
     label = {"dense": ".resume.pt@1", "sparse": ".resume.pt@1", "prune": "rounds/round1/.resume.pt@1"}[kind]
     seen = {}
@@ -143,7 +147,8 @@ def test_second_writer_is_refused_naming_the_holder(kind, refs, forkserver, tmp_
     assert not (out / LOCK_NAME).exists()
 
 
-def test_fused_member_locked_by_another_writer(refs, forkserver, tmp_path, capsys):
+def test_fused_member_locked_by_another_writer(refs, forkserver, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPARSEBASIN_LOCK_WAIT", "0")
     out = tmp_path / "sparse"
     seen = {}
 
@@ -162,6 +167,28 @@ def test_fused_member_locked_by_another_writer(refs, forkserver, tmp_path, capsy
     assert seen["rc"] == 2 and f"pid {run.pid}" in seen["err"], seen["err"]
     assert not (tmp_path / "other").exists()  # all locks or none: the other member's directory was released
     assert run.status == 0
+
+
+@pytest.mark.parametrize("kind", ["dense", "prune"])
+def test_second_writer_waits_for_the_holder_then_finds_the_run_finished(kind, refs, forkserver, tmp_path, capsys,
+                                                                       monkeypatch):
+    monkeypatch.setenv("SPARSEBASIN_LOCK_WAIT", "300")
+    out = tmp_path / kind
+    label = {"dense": ".resume.pt@1", "prune": "rounds/round1/.resume.pt@1"}[kind]
+    seen = {}
+
+    def second_writer(pid, run):
+        wait_stopped(pid)
+        threading.Timer(2.0, os.kill, (pid, signal.SIGCONT)).start()  # the holder goes on while we wait
+        seen["rc"], seen["err"] = _cli(refs.argv(kind, out), capsys)
+
+    run = forkserver.run(refs.argv(kind, out), tmp_path, root=out, actions={label: "stop-before"},
+                         on_start=second_writer)
+    assert seen["rc"] == 0, seen["err"]
+    assert "is being written by another process" in seen["err"] and f"pid {run.pid}" in seen["err"]
+    assert "already finished" in seen["err"]  # the waiter trained nothing
+    assert run.status == 0, run.err[-2000:]
+    assert_same_outputs(refs.out(kind), out)
 
 
 def test_stale_temporaries_are_swept_when_the_lock_is_taken(refs, tmp_path, capsys):

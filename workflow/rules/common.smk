@@ -11,6 +11,7 @@
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -19,7 +20,7 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from sparsebasin import registry  # noqa: E402
-from sparsebasin.plan import paths, reports, resources  # noqa: E402
+from sparsebasin.plan import hooks, paths, reports, resources  # noqa: E402
 from sparsebasin.plan.config import ConfigError, check as _check_config  # noqa: E402
 from sparsebasin.plan.table import GROUPS, PRUNE_TARGET_FILES, TIDY, Plan  # noqa: E402
 from sparsebasin.pruning.schedule import fmt_sparsity  # noqa: E402
@@ -49,7 +50,7 @@ DATA_DIR = config["data_dir"]
 FUSED = bool(config["fused"])
 CUDA = config["device"] == "cuda"
 GPU = {"gpu": 1} if CUDA else {}
-GPU_WRAP = f"bash {GPU_SLOT} " if CUDA else ""  # picks a free GPU on a workstation (no-op under SLURM)
+GPU_WRAP = f"bash {shlex.quote(GPU_SLOT)} " if CUDA else ""  # picks a free GPU on a workstation (no-op under SLURM)
 
 
 def _warn_idle_gpus():
@@ -103,7 +104,17 @@ def job(kind):
 
 
 def inputs(kind):
-    return lambda wc: job(kind)(wc).inputs
+    """A run job's inputs, ancient: the content key in each path says what the file holds, so a newer time
+    stamp (a copied or restored tree, a touched file, a dense run rebuilt in place) is no reason to redo a
+    finished run; a run whose own settings change gets a new directory instead."""
+    return lambda wc: [ancient(f) for f in job(kind)(wc).inputs]
+
+
+def run_outputs(**named):
+    """A run job's declared outputs, flagged update: Snakemake never deletes them before the job runs, so a
+    finished run that another workflow or an orphaned job wrote meanwhile is found finished by the step
+    (which waits for the run's lock) instead of being deleted and trained again."""
+    return {name: update(path) for name, path in named.items()}
 
 
 def args(kind):
@@ -114,20 +125,38 @@ def threads(kind):
     return lambda wc: PLAN.threads(job(kind)(wc))
 
 
+# Params Snakemake never compares on a rerun. A param function of `threads` counts as derived for it (its
+# changes show in the job's threads, which are no rerun trigger), so settings that never change which run
+# a job makes go through these: progress lines, tracking, deterministic kernels, compilation, threads, the
+# GPU slot wrapper (a path of this checkout). Toggling one on a finished workflow reruns nothing.
+
+
+def run_only(text):
+    return lambda wc, threads: text
+
+
 def threads_each(kind):
-    return lambda wc: PLAN.threads_each(job(kind)(wc))
+    """Threads of each of the job's processes, from its (possibly scaled down) threads."""
+    return lambda wc, threads: max(1, threads // PLAN.processes(job(kind)(wc)))
+
+
+def gpu_launch(kind):
+    """In front of a step on CUDA: gpu_slot.sh taking as many GPUs as the run has processes."""
+    return lambda wc, threads: (f"SPARSEBASIN_GPUS_PER_JOB={PLAN.processes(job(kind)(wc))} {GPU_WRAP}"
+                                if CUDA else "")
+
+
+RUN_ONLY = run_only(PLAN.run_only_args())
+EVAL_RUN_ONLY = run_only(PLAN.run_only_args(training=False))
+TRACKER = run_only(PLAN.tracker_args())
+GPU_ONLY = run_only(GPU_WRAP)
 
 
 def launch(kind):
-    """The step's launcher, behind the GPU slot wrapper (which takes as many GPUs as the run has processes)."""
+    """The step's launcher: one process, or torchrun with one per GPU (the rules put the GPU slot wrapper,
+    which takes as many GPUs as the run has processes, in front: no path of this checkout in params)."""
+    return lambda wc: PLAN.launcher(job(kind)(wc))
 
-    def fn(wc):
-        row = job(kind)(wc)
-        n = PLAN.processes(row)
-        wrap = (f"SPARSEBASIN_GPUS_PER_JOB={n} " if n > 1 else "") + GPU_WRAP if CUDA else ""
-        return wrap + PLAN.launcher(row)
-
-    return fn
 
 
 def gpus(kind):
@@ -184,6 +213,24 @@ def collect_inputs(wc):
 
 def width_files(wc):
     return list(dict.fromkeys(PLAN.width_files.get((wc.experiment, f"{wc.dataset}-{wc.model}", int(wc.width)), [])))
+
+
+# --------------------------------------------------------------------------- start and end of a run
+
+
+def note_fused_extras():
+    """Before any job runs: what fused jobs train beyond what this invocation needs (plan.hooks)."""
+    if FUSED:
+        jobs = list(workflow.dag.needrun_jobs())
+        needed = {str(f) for j in jobs for f in j.input} | {str(f) for f in workflow.dag.targetfiles}
+        for line in hooks.fused_extras(PLAN, {j.rule.name for j in jobs}, needed):
+            print(line, file=sys.stderr)
+
+
+def set_aside_stale():
+    """After a successful run: what the config no longer asks for leaves the experiments' trees (plan.hooks)."""
+    for line in hooks.set_aside_stale(PLAN):
+        print(line, file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- data

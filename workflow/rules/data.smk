@@ -1,6 +1,8 @@
-# Data: download (CIFAR/SVHN; needs the internet, so a local rule that runs on
-# the login node) and prepare (MNIST-1D generated offline; the other datasets
-# are checked in place). Training jobs depend on the prepare stamp
+# Data: download (CIFAR/SVHN; accepts a readable copy already in data_dir without
+# the network, else needs the internet, so a local rule that runs on the login
+# node; its stamp {data_dir}/.sparsebasin/{dataset}.downloaded) and prepare
+# (MNIST-1D generated offline; the other datasets are checked in place).
+# Training jobs depend on the prepare stamp
 # {data_dir}/.sparsebasin/{dataset}.prepared.json. Both are localrules.
 
 

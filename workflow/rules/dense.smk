@@ -16,16 +16,20 @@ if not FUSED or PLAN.unfused("dense"):
         input:
             inputs("dense"),
         output:
-            final="results/{job}/final.pt",
-            result="results/{job}/result.json",
-            metrics="results/{job}/metrics.csv",
-            predictions="results/{job}/predictions.pt",
+            **run_outputs(
+                final="results/{job}/final.pt",
+                result="results/{job}/result.json",
+                metrics="results/{job}/metrics.csv",
+                predictions="results/{job}/predictions.pt",
+            ),
         wildcard_constraints:
             job=paths.PATTERNS["dense"],
         params:
             launch=launch("dense"),
             args=args("dense"),
             threads_each=threads_each("dense"),
+            run_only=RUN_ONLY,
+            gpu=gpu_launch("dense"),
             out_dir=lambda wc: f"results/{wc.job}",
         log:
             "results/logs/{job}/train.log",
@@ -39,5 +43,5 @@ if not FUSED or PLAN.unfused("dense"):
         conda:
             CONDA_ENV
         shell:
-            "{params.launch} train {params.args} --threads {params.threads_each}"
+            "{params.gpu}{params.launch} train {params.args}{params.run_only} --threads {params.threads_each}"
             " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -122,9 +122,16 @@ rule scorecard:
             subcategory="1. scorecard",
         ),
         json="results/{experiment}/tables/scorecard.json",
+        html=report(
+            "results/{experiment}/tables/scorecard.html",
+            caption="../report/scorecard.rst",
+            category="{experiment}",
+            subcategory="1. scorecard",
+        ),
     params:
         args=lambda wc, input: reports.file_args(dict(input.items())),
         extra=lambda wc: reports.scorecard_extra(PLAN, wc.experiment),
+        tracker=TRACKER,
     log:
         "results/{experiment}/logs/scorecard.log",
     benchmark:
@@ -136,8 +143,8 @@ rule scorecard:
     conda:
         CONDA_ENV
     shell:
-        "python -m sparsebasin scorecard {params.args}{params.extra} --out-csv {output.csv:q}"
-        " --out-md {output.md:q} --out-json {output.json:q} > {log:q} 2>&1"
+        "python -m sparsebasin scorecard {params.args}{params.extra}{params.tracker} --out-csv {output.csv:q}"
+        " --out-md {output.md:q} --out-json {output.json:q} --out-html {output.html:q} > {log:q} 2>&1"
 
 
 rule summary:

@@ -19,12 +19,13 @@ if FUSED:
             name:
                 _fj.name
             input:
-                _fj.inputs,
+                [ancient(f) for f in _fj.inputs],
             output:
-                _fj.outputs,
+                [update(f) for f in _fj.outputs],
             params:
-                gpu=GPU_WRAP,
                 args=_fj.args,
+                run_only=RUN_ONLY,
+                gpu=GPU_ONLY,
             log:
                 _fj.log,
             benchmark:
@@ -39,4 +40,4 @@ if FUSED:
             conda:
                 CONDA_ENV
             shell:
-                "{params.gpu}python -m sparsebasin fused {params.args} --threads {threads} > {log:q} 2>&1"
+                "{params.gpu}python -m sparsebasin fused {params.args}{params.run_only} --threads {threads} > {log:q} 2>&1"

@@ -8,12 +8,12 @@ rule lmc:
     input:
         inputs("lmc"),
     output:
-        curve="results/{job}/curve.csv",
-        barriers="results/{job}/barriers.json",
+        **run_outputs(curve="results/{job}/curve.csv", barriers="results/{job}/barriers.json"),
     wildcard_constraints:
         job=paths.PATTERNS["lmc"],
     params:
-        gpu=GPU_WRAP,
+        run_only=EVAL_RUN_ONLY,
+        gpu=GPU_ONLY,
         args=args("lmc"),
     log:
         "results/logs/{job}/lmc.log",
@@ -27,20 +27,20 @@ rule lmc:
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin interpolate {params.args} --threads {threads}"
+        "{params.gpu}python -m sparsebasin interpolate {params.args}{params.run_only} --threads {threads}"
         " --out {output.curve:q} --barriers {output.barriers:q} > {log:q} 2>&1"
 
 
 rule imp_barrier:
     input:
-        lambda wc: round_job(wc).inputs,
+        lambda wc: [ancient(f) for f in round_job(wc).inputs],
     output:
-        curve="results/{job}/round{round}.csv",
-        barriers="results/{job}/round{round}.json",
+        **run_outputs(curve="results/{job}/round{round}.csv", barriers="results/{job}/round{round}.json"),
     wildcard_constraints:
         job=paths.PATTERNS["imp_barrier"],
     params:
-        gpu=GPU_WRAP,
+        run_only=EVAL_RUN_ONLY,
+        gpu=GPU_ONLY,
         args=lambda wc: PLAN.args(round_job(wc)),
     log:
         "results/logs/{job}/round{round}.log",
@@ -54,7 +54,7 @@ rule imp_barrier:
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin interpolate {params.args} --threads {threads}"
+        "{params.gpu}python -m sparsebasin interpolate {params.args}{params.run_only} --threads {threads}"
         " --out {output.curve:q} --barriers {output.barriers:q} > {log:q} 2>&1"
 
 
@@ -62,11 +62,12 @@ rule plane:
     input:
         inputs("plane"),
     output:
-        "results/{job}/plane.csv",
+        **run_outputs(plane="results/{job}/plane.csv"),
     wildcard_constraints:
         job=paths.PATTERNS["plane"],
     params:
-        gpu=GPU_WRAP,
+        run_only=EVAL_RUN_ONLY,
+        gpu=GPU_ONLY,
         args=args("plane"),
     log:
         "results/logs/{job}/plane.log",
@@ -80,4 +81,5 @@ rule plane:
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin plane {params.args} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        "{params.gpu}python -m sparsebasin plane {params.args}{params.run_only} --threads {threads}"
+        " --out {output.plane:q} > {log:q} 2>&1"

@@ -8,12 +8,12 @@ rule match:
     input:
         inputs("match"),
     output:
-        perm="results/{job}/perm.pt",
-        summary="results/{job}/perm.json",
+        **run_outputs(perm="results/{job}/perm.pt", summary="results/{job}/perm.json"),
     wildcard_constraints:
         job=paths.PATTERNS["match"],
     params:
-        gpu=GPU_WRAP,
+        run_only=EVAL_RUN_ONLY,
+        gpu=GPU_ONLY,
         args=args("match"),
     log:
         "results/logs/{job}/match.log",
@@ -27,5 +27,5 @@ rule match:
     conda:
         CONDA_ENV
     shell:
-        "{params.gpu}python -m sparsebasin match {params.args} --threads {threads}"
+        "{params.gpu}python -m sparsebasin match {params.args}{params.run_only} --threads {threads}"
         " --out {output.perm:q} --summary {output.summary:q} > {log:q} 2>&1"

@@ -18,13 +18,15 @@ for _i, (_targets, _dirs) in enumerate(PLAN.prune_target_sets().items()):
         input:
             inputs("prune"),
         output:
-            [f"results/{{job}}/S{fmt_sparsity(t)}/{f}" for t in _targets for f in PRUNE_TARGET_FILES],
+            [update(f"results/{{job}}/S{fmt_sparsity(t)}/{f}") for t in _targets for f in PRUNE_TARGET_FILES],
         wildcard_constraints:
             job="|".join(re.escape(d[len("results/"):]) for d in _dirs),
         params:
             launch=launch("prune"),
             args=args("prune"),
             threads_each=threads_each("prune"),
+            run_only=RUN_ONLY,
+            gpu=gpu_launch("prune"),
             out_dir=lambda wc: f"results/{wc.job}",
         log:
             "results/logs/{job}/prune.log",
@@ -38,5 +40,5 @@ for _i, (_targets, _dirs) in enumerate(PLAN.prune_target_sets().items()):
         conda:
             CONDA_ENV
         shell:
-            "{params.launch} prune {params.args} --threads {params.threads_each}"
+            "{params.gpu}{params.launch} prune {params.args}{params.run_only} --threads {params.threads_each}"
             " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -15,16 +15,20 @@ if not FUSED or PLAN.unfused("sparse"):
         input:
             inputs("sparse"),
         output:
-            final="results/{job}/final.pt",
-            result="results/{job}/result.json",
-            metrics="results/{job}/metrics.csv",
-            predictions="results/{job}/predictions.pt",
+            **run_outputs(
+                final="results/{job}/final.pt",
+                result="results/{job}/result.json",
+                metrics="results/{job}/metrics.csv",
+                predictions="results/{job}/predictions.pt",
+            ),
         wildcard_constraints:
             job=paths.PATTERNS["sparse"],
         params:
             launch=launch("sparse"),
             args=args("sparse"),
             threads_each=threads_each("sparse"),
+            run_only=RUN_ONLY,
+            gpu=gpu_launch("sparse"),
             out_dir=lambda wc: f"results/{wc.job}",
         log:
             "results/logs/{job}/sparse.log",
@@ -38,5 +42,5 @@ if not FUSED or PLAN.unfused("sparse"):
         conda:
             CONDA_ENV
         shell:
-            "{params.launch} sparse {params.args} --threads {params.threads_each}"
+            "{params.gpu}{params.launch} sparse {params.args}{params.run_only} --threads {params.threads_each}"
             " --out-dir {params.out_dir:q} > {log:q} 2>&1"

@@ -26,7 +26,7 @@ SPLITS = ("train", "test")
 
 __all__ = [
     "DATASET_NAMES", "SPLITS", "ArrayDataset", "DatasetInfo", "ImageFolderData",
-    "batches", "dataset_info", "epoch_generator", "load_split", "normalise", "num_batches",
+    "batches", "check_fits", "check_name", "dataset_info", "epoch_generator", "load_split", "normalise", "num_batches",
     "num_examples", "random_crop_flip", "sample_split",
 ]
 
@@ -46,9 +46,62 @@ def load_split(
     if train_subset is not None and (isinstance(train_subset, bool) or not isinstance(train_subset, int) or train_subset < 1):
         raise UserError(f"--train-subset must be a positive integer, got {train_subset!r}")
     ds = registry.module(registry.dataset(info.name)).load(info.name, root, split)
+    if isinstance(ds, ArrayDataset):
+        ds = _as_read(ds)
     if split == "train" and train_subset is not None:
+        from .. import unhonoured
+
+        unhonoured.sample(train_subset, len(ds), "--train-subset")  # the run records n_train, what it used
         ds = ds.subset(train_subset)
     return ds
+
+
+def _as_read(ds: ArrayDataset) -> ArrayDataset:
+    """The example shape is the one read (the model is built for it); labels must lie in the card's classes."""
+    import dataclasses
+
+    shape = tuple(int(d) for d in ds.x.shape[1:])
+    info = ds.info
+    if shape != tuple(info.input_shape):
+        channels = shape[0] if len(shape) == 3 else info.in_channels
+        info = dataclasses.replace(info, input_shape=shape, in_channels=channels)
+    if len(ds) and (int(ds.y.min()) < 0 or int(ds.y.max()) >= info.num_classes):
+        where = (ds.meta or {}).get("source", info.name)
+        raise UserError(f"{where}: the {ds.split} labels run from {int(ds.y.min())} to {int(ds.y.max())}, outside the "
+                        f"{info.num_classes} classes of {info.name}; the file is not {info.name} data (replace it)")
+    return ds if info is ds.info else dataclasses.replace(ds, info=info)
+
+
+def check_name(recorded: dict, dataset: str, source: str | Path) -> None:
+    """The file was made on ``dataset`` (checked before any data is read)."""
+    name = recorded.get("name")
+    if name != dataset:
+        raise UserError(f"{source} was trained on {name!r}, but the run has --dataset {dataset}; pass --dataset "
+                        f"{name}, or a file made on the same dataset as the run ({dataset})")
+
+
+def check_fits(recorded: dict, ds: ArrayDataset | ImageFolderData, source: str | Path,
+               data_dir: str | Path | None = None) -> None:
+    """A checkpoint's (mask's, permutation's) recorded data must be the data loaded now.
+
+    ``recorded`` is the file's ``data`` entry (``checkpoints.data_meta``: name, classes, input); ``ds`` a
+    split as loaded. Class counts and input shapes come from what is on disk (an ImageNet tree of 5 class
+    folders is a 5-class dataset), so every step compares with the data it reads, never with the card.
+    """
+    info = ds.info
+    where = (ds.meta or {}).get("source") or (Path(data_dir) if data_dir is not None else info.name)
+    check_name(recorded, info.name, source)
+    classes = int(recorded.get("num_classes", -1))
+    if classes != int(info.num_classes):
+        raise UserError(f"{source} has {classes} output classes, but the {info.name} data in {where} has "
+                        f"{info.num_classes} classes; point --data-dir at the data it was trained on, or retrain it "
+                        f"on this data (delete {source})")
+    got = (int(info.in_channels), int(info.input_size))
+    want = (int(recorded.get("in_channels", -1)), int(recorded.get("input_size", -1)))
+    if got != want:
+        raise UserError(f"{source} takes inputs of {want[0]} channels and {want[1]} values, but the {info.name} "
+                        f"data in {where} has {got[0]} and {got[1]}; point --data-dir at the data it was trained "
+                        f"on, or retrain it on this data (delete {source})")
 
 
 def batches(
@@ -80,9 +133,12 @@ def num_examples(ds: ArrayDataset | ImageFolderData) -> int:
     return len(ds)
 
 
-def sample_split(ds: ArrayDataset | ImageFolderData, n: int | None, seed: int = 0):
+def sample_split(ds: ArrayDataset | ImageFolderData, n: int | None, seed: int = 0, what: str | None = None,
+                 batch_size: int | None = None):
     """A seeded random sample of ``n`` examples of the whole split (all of it, shuffled, when n >= its size),
-    and a record of it: ``{"seed", "examples", "of", "classes"}``.
+    and a record of it: ``{"seed", "examples", "of", "classes"}``. A sample smaller than asked is said in
+    one warning line naming ``what`` (the setting) and recorded under ``unhonoured``
+    (``sparsebasin.unhonoured``); with ``batch_size`` (n is batches of it) it is said in batches.
 
     Every "subset of the training data" (matching statistics, BN reset, REPAIR,
     evaluation on part of a split) is drawn this way. Taking the first batches
@@ -98,7 +154,18 @@ def sample_split(ds: ArrayDataset | ImageFolderData, n: int | None, seed: int = 
         index = index[: max(0, int(n))]
     sample = ds.take(index)
     classes = int(torch.unique(sample.labels()).numel()) if len(sample) else 0
-    return sample, {"seed": int(seed), "examples": len(sample), "of": total, "classes": classes}
+    info = {"seed": int(seed), "examples": len(sample), "of": total, "classes": classes}
+    if n is not None:
+        from .. import unhonoured
+
+        what = what or f"a sample of the {ds.info.name} {getattr(ds, 'split', '')} split"
+        if batch_size:
+            short = unhonoured.batches(int(n) // int(batch_size), int(batch_size), total, what)
+        else:
+            short = unhonoured.sample(n, total, what)
+        if short:
+            info["unhonoured"] = short
+    return sample, info
 
 
 def check_on_disk(name: str, root: str | Path) -> str:

@@ -131,8 +131,10 @@ def check(name: str, root: str | Path) -> str:
 
 
 def load(name: str, root: str | Path, split: str) -> ImageFolderData:
+    """One split; its labels index the train split's class folders, so a label means one class in both
+    (a val tree missing a folder would otherwise shift every later class by one)."""
     path = split_dir(root, split)
-    classes = _classes(path, root)
+    classes = _classes(path, root) if split == "train" else check_tree(root)
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
     class_to_idx = {c: i for i, c in enumerate(classes)}

@@ -61,19 +61,58 @@ def arch_of(model: nn.Module) -> dict:
     return registry.architecture(name)
 
 
+# Modules whose ``weight`` a mask covers by default: every Linear (and Bilinear) and every convolution
+# (Conv1d/2d/3d and the transposed ones: ``_ConvNd`` is their common base).
+MASKABLE = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd)
+
+
+def weight_bearing(model: nn.Module) -> list[tuple[str, str]]:
+    """(parameter key, module type) of every weight a layer multiplies its input by: each parameter with two
+    or more axes (conv and linear weights, embeddings, a custom layer's kernel), in model order. Biases and
+    normalisation scales are vectors and never count."""
+    out, seen = [], set()
+    for name, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if p.dim() >= 2 and id(p) not in seen:  # a tied weight counts once, under its first name
+                seen.add(id(p))
+                out.append((f"{name}.{pname}" if name else pname, type(module).__name__))
+    return out
+
+
+def _matches(key: str, patterns) -> bool:
+    return any(fnmatch.fnmatchcase(key, pat) for pat in patterns)
+
+
 def prunable_keys(model: nn.Module) -> list[str]:
-    """State-dict keys pruned by default: every Conv and Linear weight except those the card's
-    ``never_prune`` patterns name (ResNet shortcut / downsample convs). Biases and BN never."""
+    """State-dict keys pruned by default, in model order: the ``weight`` of every Linear and convolution
+    (``MASKABLE``) and every parameter the card's ``also_prune`` globs name (a custom layer's kernel), less
+    those its ``never_prune`` globs name (ResNet shortcut / downsample convs). Biases and BN never.
+
+    Every weight-bearing parameter (``weight_bearing``) must be pruned or named in ``never_prune``:
+    otherwise a target sparsity would silently cover part of the model (a plug-in of Conv1d layers "at 75%"
+    once pruned 13.6% of its weights), so such a model is refused in one line naming the parameter and
+    the card key to set. A module-level ``prunable_keys(model)`` replaces the default choice; the same
+    coverage rule applies to it.
+    """
     card = arch_of(model)
     own = getattr(registry.module(card), "prunable_keys", None)
     if own is not None:
-        return list(own(model))
-    keys = []
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            key = f"{name}.weight"
-            if not any(fnmatch.fnmatchcase(key, pat) for pat in card["never_prune"]):
-                keys.append(key)
+        keys = list(own(model))
+    else:
+        keys = []
+        for name, module in model.named_modules():
+            if isinstance(module, MASKABLE) and isinstance(getattr(module, "weight", None), nn.Parameter):
+                keys.append(f"{name}.weight" if name else "weight")
+        keys += [k for k, _ in model.named_parameters() if k not in keys and _matches(k, card["also_prune"])]
+        order = {k: i for i, (k, _) in enumerate(model.named_parameters())}
+        keys = sorted((k for k in keys if not _matches(k, card["never_prune"])), key=order.__getitem__)
+    chosen = set(keys)
+    for key, kind in weight_bearing(model):
+        if key not in chosen and not _matches(key, card["never_prune"]):
+            raise UserError(
+                f"{card['name']}: parameter {key!r} ({kind}) is neither pruned nor excluded, so a target sparsity "
+                f"would not cover it; in the ARCH card of {card['module']} add a glob matching it to 'also_prune' "
+                "(to prune it) or to 'never_prune' (to keep it dense)")
     return keys
 
 

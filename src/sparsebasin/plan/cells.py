@@ -64,6 +64,17 @@ class Cell:
         out.update(self.raw["sparse"])
         return out
 
+    @property
+    def methods(self) -> list[str]:
+        """The matching methods the cell compares (``match.method``: one, or a list); the first is its own."""
+        m = self.raw["match"]["method"]
+        return list(m) if isinstance(m, list) else [m]
+
+    @property
+    def match_a(self) -> str:
+        """Which A a matching at an earlier epoch e of B uses: final (trained A) or same (A at e)."""
+        return (self.section("early_matching") or {}).get("match_a", "final")
+
     def section(self, name: str) -> dict | None:
         return self.sections.get(name)
 
@@ -78,6 +89,7 @@ class Cell:
         for name, sec in self.sections.items():
             if name == "sweep":
                 ks.update(sec["rewind"])
+                ks.update(e for e in sec["match_epochs"] if e < self.T)  # B at an earlier epoch (and A if same)
             if name in ("plane", "diversity", "early_matching"):
                 ks.add(sec["k"])
             if name == "early_matching":
@@ -145,6 +157,8 @@ def normalise(exp: str, i: int, raw: dict) -> Cell:
         if name == "sweep":
             _below_epochs(f"{w}.rewind", sec["rewind"], T)
             sec["branches"] = _branches(f"{w}.branches", sec.get("branches", list(PAPER_BRANCHES)))
+            sec["match_epochs"] = sorted(set(sec.get("match_epochs", [T])))
+            _below_epochs(f"{w}.match_epochs", sec["match_epochs"], T, inclusive=True)
         if name in ("plane", "diversity", "early_matching"):
             _below_epochs(f"{w}.k", [sec["k"]], T)
         if name == "early_matching":

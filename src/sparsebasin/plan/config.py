@@ -309,7 +309,10 @@ def check_throughput(config: dict) -> None:
 
 def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os.PathLike] = ()) -> dict:
     """Every check of this module, in order; returns ``config`` with defaults filled."""
+    from .override import apply as apply_override
+
     check_yaml_files(files)
+    apply_override(config, yaml.safe_load(Path(schema_path).read_text(encoding="utf-8")))
     check_finite(config)
     check_device(config)
     validate_schema(config, schema_path)

@@ -22,7 +22,7 @@ def train_settings(section: dict, precision: str, drop: tuple = ()) -> dict:
     from ..training.config import resolve_config
 
     overrides = {k: v for k, v in section.items() if k != "preset"}
-    cfg = resolve_config(section.get("preset", "dense"), **overrides).to_dict()
+    cfg = resolve_config(section.get("preset", "dense"), **overrides).key_dict()
     cfg["precision"] = precision
     for k in ("eval_batch_size", "preset", *drop):
         cfg.pop(k, None)

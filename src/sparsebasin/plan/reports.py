@@ -47,7 +47,7 @@ def table_kinds(plan: Plan, exp: str) -> list[str]:
     return [kind for kind, (_, study) in TABLES.items() if plan.has_study(exp, study)]
 
 
-SCORECARD = ("csv", "md", "json")  # tables/scorecard.{csv,md,json}
+SCORECARD = ("csv", "md", "json", "html")  # tables/scorecard.{csv,md,json,html}
 
 
 def experiment_targets(plan: Plan, exp: str) -> list[str]:
@@ -90,7 +90,7 @@ def scorecard_inputs(plan: Plan, exp: str) -> dict[str, str]:
 
 
 def scorecard_extra(plan: Plan, exp: str) -> str:
-    return f" --metrics {','.join(plan.config['experiments'][exp]['metrics'])}" + plan.tracker_args()
+    return f" --metrics {','.join(plan.config['experiments'][exp]['metrics'])}"
 
 
 def summary_inputs(plan: Plan, exp: str) -> dict[str, str]:
@@ -120,3 +120,62 @@ def index_rows(plan: Plan, exp: str | None = None) -> list[dict]:
                          "studies": ",".join(sorted({s for _, s in users})), **job.spec.get("tags", {}),
                          "path": job.path})
     return rows
+
+
+# --------------------------------------------------------------- stale outputs --
+
+# What an experiment's own tree holds besides logs and benchmarks: the outputs a config asks for.
+OWN_DIRS = ("figures", "tables", "tidy")
+
+
+def wanted_outputs(plan: Plan, exp: str) -> set[str]:
+    """Every file below results/<exp>/ (outside logs/ and benchmarks/) that this config produces."""
+    want = set(experiment_targets(plan, exp))
+    want |= {paths.experiment_file(exp, "tidy", f"{t}.csv") for t, files in plan.tidy[exp].items() if files}
+    want |= {j.path for j in plan.jobs["ensemble"].values() if any(e == exp for e, _ in j.uses)}
+    want |= {paths.experiment_file(exp, f"{cell}-w{w}", "manifest.txt")
+             for (e, cell, w) in plan.width_files if e == exp}
+    return want | {f"{f}.provenance.json" for f in want}
+
+
+def stale_outputs(plan: Plan, exp: str, root=".") -> list[str]:
+    """Files of results/<exp>/ that the config no longer asks for (a removed study, sparsity, width...),
+    which would otherwise sit beside fresh ones under the same names. Run directories are never among them."""
+    from pathlib import Path
+
+    base = Path(root) / paths.experiment_dir(exp)
+    want = wanted_outputs(plan, exp)
+    out = []
+    for sub in base.iterdir() if base.is_dir() else ():
+        if sub.name in ("logs", "benchmarks", STALE) or not sub.is_dir():
+            continue
+        if sub.name not in OWN_DIRS and not (sub / "ensembles").is_dir() and not (sub / "manifest.txt").exists():
+            continue  # not a directory this workflow writes: leave it alone
+        for f in sorted(p for p in sub.rglob("*") if p.is_file() or p.is_symlink()):
+            rel = f.relative_to(root).as_posix()
+            if rel not in want and not f.name.startswith("."):
+                out.append(rel)
+    return sorted(out)
+
+
+STALE = "stale"  # results/<exp>/stale/<UTC time>/: where set_aside moves them
+
+
+def set_aside(plan: Plan, exp: str, root=".", now: str | None = None) -> tuple[list[str], str | None]:
+    """Move ``stale_outputs`` to results/<exp>/stale/<UTC time>/ (same relative paths); returns (moved, where)."""
+    import os
+    import time
+    from pathlib import Path
+
+    stale = stale_outputs(plan, exp, root)
+    if not stale:
+        return [], None
+    stamp = now or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    exp_dir = Path(root) / paths.experiment_dir(exp)
+    dest = exp_dir / STALE / stamp
+    for rel in stale:
+        src = Path(root) / rel
+        target = dest / src.relative_to(exp_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, target)
+    return stale, dest.as_posix()

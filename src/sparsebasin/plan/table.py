@@ -163,10 +163,15 @@ class Plan:
                  "ft": train_settings({"preset": p["ft_preset"], **{k[3:]: v for k, v in p.items() if k.startswith("ft_")
                                                                     and k != "ft_preset"}}, self.precision)}
         pk = self._key({"dense": dk, "prune": prune})
-        mk = self._key({"dense": dk, "match": cell.raw["match"]})
-        sk = self._key({"dense": dk, "prune": pk, "match": mk,
-                  "sparse": train_settings({**cell.sparse, "epochs": cell.T}, self.precision, drop=("epochs",))})
-        return {"dense": dk, "prune": pk, "match": mk, "sparse": sk}
+        sparse = train_settings({**cell.sparse, "epochs": cell.T}, self.precision, drop=("epochs",))
+        keys = {"dense": dk, "prune": pk}
+        for i, method in enumerate(cell.methods):  # the first method's keys are the cell's (as with one method)
+            mk = self._key({"dense": dk, "match": {**cell.raw["match"], "method": method}})
+            sk = self._key({"dense": dk, "prune": pk, "match": mk, "sparse": sparse})
+            keys.update({f"match:{method}": mk, f"sparse:{method}": sk})
+            if i == 0:
+                keys.update(match=mk, sparse=sk)
+        return keys
 
     def _key(self, material: dict) -> str:
         """key(material), refusing the (about 1e-5) chance that two settings share one directory."""
@@ -188,6 +193,11 @@ class Plan:
             job = table[path] = Job(kind, path, cell, int(width), spec=spec)
         job.uses.add(use)
         return job
+
+    @staticmethod
+    def _method_tag(cell: Cell, method: str) -> dict:
+        """``method`` when the cell compares several matching methods (one method: no tag, as before)."""
+        return {"method": method} if len(cell.methods) > 1 else {}
 
     def _tags(self, cell: Cell, width: int, **extra) -> dict:
         return {"dataset": cell.dataset, "model": cell.model, "width": str(width),
@@ -226,13 +236,15 @@ class Plan:
         return f"{self.prune(cell, width, seed, use).path}/S{fmt_sparsity(sparsity)}/mask.pt"
 
     def match(self, cell: Cell, width: int, seed: int, use: tuple, variant: str | None = None,
-              other: int | None = None) -> Job:
+              other: int | None = None, method: str | None = None) -> Job:
+        """The matching of A to B (``method``: one of the cell's methods, default its first)."""
         k = self._keys(cell, width)
-        d = f"{self._seed_dir(cell, width, seed)}/match-{k['match']}" + (
+        method = method or cell.methods[0]
+        d = f"{self._seed_dir(cell, width, seed)}/match-{k['match:' + method]}" + (
             f"/{paths.variant(variant, other).rstrip('/')}" if variant else "")
         T = cell.T
         if variant == "early":
-            a_at = other if cell.section("early_matching")["match_a"] == "same" else T
+            a_at = other if cell.match_a == "same" else T
             a, a_dep = self.checkpoint(cell, width, seed, "A", a_at, use)
             b, b_dep = self.checkpoint(cell, width, seed, "B", other, use)
             tags = self._tags(cell, width, seed=seed, match_epoch=other)
@@ -244,28 +256,31 @@ class Plan:
             a, a_dep = self.checkpoint(cell, width, seed, "A", T, use)
             b, b_dep = self.checkpoint(cell, width, seed, "B", T, use)
             tags = self._tags(cell, width, seed=seed)
-        job = self._row("match", d, cell, width, use, a=a, b=b, tags=tags)
+        tags.update(self._method_tag(cell, method))
+        job = self._row("match", d, cell, width, use, a=a, b=b, method=method, tags=tags)
         job.inputs = [self.data_stamp(cell.dataset), a_dep, b_dep]
         job.outputs = [f"{d}/perm.pt", f"{d}/perm.json"]
         return job
 
     def sparse(self, cell: Cell, width: int, seed: int, sparsity: float, k: int, branch: str, use: tuple,
-               variant: str | None = None, other: int | None = None) -> Job:
+               variant: str | None = None, other: int | None = None, method: str | None = None) -> Job:
         """A sparse run: the standard branches of seed ``seed``; ``cross`` (naive/permuted on B_other with
         pi from A_seed to B_other), ``dataorder`` (lth with member other's data order), ``early``
-        (permuted with pi from B at epoch ``other``)."""
+        (permuted with pi from B at epoch ``other``). A branch that uses the matching is run with
+        ``method`` (one of the cell's, default its first); the others do not depend on it."""
         keys = self._keys(cell, width)
-        S = fmt_sparsity(sparsity)
-        d = (f"{self._seed_dir(cell, width, seed)}/sparse-{keys['sparse']}/{paths.variant(variant, other)}"
-             f"S{S}/k{k}/{branch}")
         b = branches.get(branch)
+        method = (method or cell.methods[0]) if b.needs_permutation else None
+        S = fmt_sparsity(sparsity)
+        d = (f"{self._seed_dir(cell, width, seed)}/sparse-{keys['sparse:' + method] if method else keys['sparse']}/"
+             f"{paths.variant(variant, other)}S{S}/k{k}/{branch}")
         init_seed = other if variant == "cross" else seed
         init, init_dep = self.checkpoint(cell, width, init_seed, b.rewind, k, use)
         mask = self.mask(cell, width, seed, sparsity, use)
         perm = None  # pi(m_A) is made in the run's own job, from m_A and the matching's pi
         if b.needs_permutation:
-            perm = self.match(cell, width, seed, use, *((variant, other) if variant in ("cross", "early") else ())
-                              ).outputs[0]
+            perm = self.match(cell, width, seed, use, *((variant, other) if variant in ("cross", "early") else ()),
+                              method=method).outputs[0]
         signs = signs_dep = None  # A's rewind checkpoint, whose signs the run's init takes
         if b.needs_signs:
             signs, signs_dep = self.checkpoint(cell, width, seed, "A", k, use)
@@ -276,6 +291,8 @@ class Plan:
             epoch = other if variant == "early" else (cell.T if branch == "permuted" else None)
             tags = self._tags(cell, width, seed=seed, sparsity=S, k=k, branch=branch, match_epoch=epoch)
             data_seed = sparse_seed(seed)
+        if method:
+            tags.update(self._method_tag(cell, method))
         job = self._row("sparse", d, cell, width, use, init=init, mask=mask, perm=perm, signs=signs, branch=branch,
                         k=int(k), data_seed=data_seed, tags=tags)
         job.inputs = list(dict.fromkeys([self.data_stamp(cell.dataset), init_dep, mask] + ([perm] if perm else [])
@@ -322,7 +339,10 @@ class Plan:
                 for S in sweep["sparsities"]:
                     for k in sweep["rewind"]:
                         for b in sweep["branches"]:
-                            add("runs", w, f"{self.sparse(cell, w, s, S, k, b, (exp, 'sweep')).path}/result.json")
+                            for method, e in self._matchings(cell, b):
+                                run = self.sparse(cell, w, s, S, k, b, (exp, "sweep"), *(("early", e) if e != T
+                                                                                       else ()), method=method)
+                                add("runs", w, f"{run.path}/result.json")
 
         swept = set(cell.pairs("sweep")) if sweep and any(branches.get(b).needs_permutation
                                                            for b in sweep["branches"]) else set()
@@ -337,13 +357,16 @@ class Plan:
             for u in use(w, s, ("sweep", "lmc", "plane", "diversity", "early_matching")) or [(exp, "diversity")]:
                 job = self.match(cell, w, s, u)
             add("matches", w, job.outputs[1])
+            for method in cell.methods[1:] if (w, s) in swept or (w, s) in cell.pairs("lmc") else ():
+                add("matches", w, self.match(cell, w, s, (exp, "sweep"), method=method).outputs[1])
 
         lmc = cell.section("lmc")
         if lmc:
             for w, s in cell.pairs("lmc"):
-                job = self._lmc(cell, w, s, lmc, (exp, "lmc"))
-                add("lmc_curves", w, job.outputs[0])
-                add("lmc_barriers", w, job.outputs[1])
+                for method in cell.methods:  # the barrier after each method's matching
+                    job = self._lmc(cell, w, s, lmc, (exp, "lmc"), method)
+                    add("lmc_curves", w, job.outputs[0])
+                    add("lmc_barriers", w, job.outputs[1])
 
         ib = cell.section("imp_barrier")
         if ib:
@@ -382,14 +405,15 @@ class Plan:
                         run = self.sparse(cell, w, s, S, early["k"], b, (exp, "early_matching"))
                         add("early", w, f"{run.path}/result.json")
 
-    def _lmc(self, cell: Cell, width: int, seed: int, sec: dict, use: tuple) -> Job:
-        match = self.match(cell, width, seed, use)
-        k = key({"match": self._keys(cell, width)["match"], "alphas": sec["alphas"], "modes": sec["modes"],
+    def _lmc(self, cell: Cell, width: int, seed: int, sec: dict, use: tuple, method: str | None = None) -> Job:
+        method = method or cell.methods[0]
+        match = self.match(cell, width, seed, use, method=method)
+        k = key({"match": self._keys(cell, width)["match:" + method], "alphas": sec["alphas"], "modes": sec["modes"],
                  **_sample_key(sec)})
         d = f"{self._seed_dir(cell, width, seed)}/lmc-{k}"
         job = self._row("lmc", d, cell, width, use, a=match.spec["a"], b=match.spec["b"], perm=match.outputs[0],
                         alphas=sec["alphas"], modes=sec["modes"], train_examples=sec.get("train_eval_examples"),
-                        tags=self._tags(cell, width, seed=seed))
+                        tags={**self._tags(cell, width, seed=seed), **self._method_tag(cell, method)})
         job.inputs = [self.data_stamp(cell.dataset), *match.inputs[1:], match.outputs[0]]
         job.outputs = [f"{d}/curve.csv", f"{d}/barriers.json"]
         job.epochs = 0.3 * sec["alphas"] * len(sec["modes"])
@@ -415,6 +439,14 @@ class Plan:
             job.epochs = 0.3 * sec["alphas"] * len(sec["modes"])
             jobs.append(job)
         return jobs
+
+    @staticmethod
+    def _matchings(cell: Cell, branch: str) -> list[tuple[str | None, int]]:
+        """(method, epoch of B matched) of each run a sweep makes of ``branch``: every method and matching epoch
+        of the cell for a branch that uses the matching, once otherwise."""
+        if not branches.get(branch).needs_permutation:
+            return [(None, cell.T)]
+        return [(m, e) for m in cell.methods for e in cell.section("sweep")["match_epochs"]]
 
     def imp_lineage(self, prune: Job, target: float) -> list[tuple[int, float]]:
         """[(round, sparsity)] from the first IMP round to the one that lands on ``target``, in the chain the
@@ -507,22 +539,36 @@ class Plan:
             a += f" --{k} {v}"
         return a
 
-    OPTIM_KEYS = ("lr", "momentum", "weight_decay", "batch_size", "warmup_epochs", "augment", "schedule",
-                  "step_every", "step_gamma")
+    @staticmethod
+    def option_args(section: dict, prefix: str = "", skip: tuple = ("epochs", "precision")) -> str:
+        """``--{prefix}name value`` for every TrainConfig option (``training.config.option``) the config section
+        sets (as ``{prefix}name``), in declaration order: the step parses exactly these declarations back."""
+        from ..training.config import step_options
+
+        a = ""
+        for f in step_options():
+            if f.name in skip:
+                continue
+            key = ("" if f.metadata["shared"] else prefix.replace("-", "_")) + f.name
+            if key in section:
+                a += f" --{('' if f.metadata['shared'] else prefix)}{f.name.replace('_', '-')} {section[key]}"
+        return a
 
     def optim_args(self, opt: dict, epochs: int) -> str:
-        a = f"--preset {opt['preset']} --epochs {epochs}"
-        for k in self.OPTIM_KEYS:
-            if k in opt:
-                a += f" --{k.replace('_', '-')} {opt[k]}"
-        return f"{a} --precision {self.precision}"
+        return f"--preset {opt['preset']} --epochs {epochs}{self.option_args(opt)} --precision {self.precision}"
 
     def run_args(self, progress: bool = True) -> str:
-        """Device and run settings; ``progress``: a training step (progress lines, and compilation if asked)."""
-        a = f"--device {self.device}" + (" --deterministic" if self.config.get("deterministic") else "")
-        if not progress:
+        """The device: the one run setting that is part of a run's key (``run_only_args`` has the others)."""
+        return f"--device {self.device}"
+
+    def run_only_args(self, training: bool = True) -> str:
+        """Settings that never change which run a job makes: progress lines, tracking, and (``deterministic``,
+        ``compile``) how reproducible or fast its kernels are. The rules put them on the command line outside
+        Snakemake's params, so toggling one never reruns a finished job (threads likewise: ``{threads}``)."""
+        a = " --deterministic" if self.config.get("deterministic") else ""
+        if not training:
             return a
-        a += " --progress log" + self.tracker_args()
+        a += " --progress log --rebuild-stale" + self.tracker_args()
         if self.config.get("compile", "none") != "none":
             a += f" --compile {self.config['compile']}"
             if self.config.get("compile_cache"):
@@ -555,18 +601,14 @@ class Plan:
             p = cell.raw["prune"]
             a = (f"--checkpoint {q(job.inputs[1])} {self.data_args(cell)} "
                  f"--targets {','.join(fmt_sparsity(t) for t in sorted(s['targets']))} --rate {p['rate']}"
-                 f" --mode ft --chain --ft-preset {p['ft_preset']} --ft-epochs {p['ft_epochs']} --ft-lr {p['ft_lr']}"
-                 f" --ft-momentum {p['ft_momentum']} --ft-weight-decay {p['ft_weight_decay']}")
-            for k in ("ft_batch_size", "ft_warmup_epochs", "ft_schedule", "ft_step_every", "ft_step_gamma"):
-                if k in p:
-                    a += f" --{k.replace('_', '-')} {p[k]}"
-            if "augment" in cell.dense:
-                a += f" --augment {cell.dense['augment']}"
+                 f" --mode ft --chain --ft-preset {p['ft_preset']}"
+                 + self.option_args(p, "ft-", skip=("augment", "precision"))  # the fine-tuning's own options
+                 + self.option_args({k: v for k, v in cell.dense.items() if k == "augment"}))  # augments as A did
             return (f"{a} --precision {self.precision} {self.run_args()} --seed {dense_seed(s['seed'], 'A')} "
                     f"{tag_args(s['tags'])}")
         if job.kind == "match":
             m = cell.raw["match"]
-            a = (f"--a {q(s['a'])} --b {q(s['b'])} {self.data_args(cell)} --method {m['method']} --stat {m['stat']}"
+            a = (f"--a {q(s['a'])} --b {q(s['b'])} {self.data_args(cell)} --method {s['method']} --stat {m['stat']}"
                  f" --batch-size {m['batch_size']} --sample-seed {m['sample_seed']} --stream-points {m['stream_points']}")
             if "batches" in m:
                 a += f" --batches {m['batches']}"

@@ -38,7 +38,7 @@ from typing import Iterable
 
 import torch
 
-from .. import checkpoints, distributed, io, provenance, rundir
+from .. import checkpoints, distributed, io, provenance, rundir, unhonoured
 from .. import device as devices
 from ..errors import UserError
 from ..evaluation import evaluate
@@ -161,14 +161,14 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
     ``.staging/`` meanwhile). Rounds of an unfinished IMP with other settings
     are discarded once this call holds the directory's lock.
     """
-    from ..data import dataset_info
+    from ..data import check_fits, check_name
 
     out = Path(out_dir)
     device = devices.resolve(run.device)
     data_seed = int(seed if data_seed is None else data_seed)
     tags = dict(run.tags)
     rate, mode, rewind, chain = imp.rate, imp.mode, imp.rewind, imp.chain
-    data_opts, dataset = data, data.dataset
+    data_opts = data
     if mode not in MODES:
         raise UserError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     if mode == "rewind" and rewind is None:
@@ -181,10 +181,10 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
 
     dense = checkpoints.load_checkpoint(checkpoint)
     model_cfg, data = model_spec(dense["model"]), dict(dense["data"])
-    want = checkpoints.data_meta(dataset_info(dataset))
-    if data != want:
-        raise UserError(f"checkpoint {checkpoint} was trained on {data}, but --dataset {dataset} gives {want}; "
-                        "pass the matching --dataset")
+    check_name(data, data_opts.dataset, checkpoint)
+    train_ds, test_ds = data_opts.load("train"), data_opts.load("test")
+    for ds in (train_ds, test_ds):  # the data read now, not the card: a 5-class ImageNet tree has 5 classes
+        check_fits(data, ds, checkpoint, data_opts.data_dir)
     model = checkpoints.model_from_checkpoint(dense, str(checkpoint))
     keys = select_keys(model, imp.include, imp.exclude)
     check_targets_keep_weights(targets, model, keys)
@@ -225,7 +225,7 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
         if writer:
             state, old = _imp_status(out, targets, config)
             same = state == "same"
-            if state == "other" and not run.force:
+            if state == "other" and run.force is not True:  # "stale" (the workflow): see docs/workflow.md
                 raise UserError(f"{out} holds a finished IMP made with other settings "
                                 f"({'; '.join(_config_diff(old.get('config', {}), config)[:4]) or 'another version'}); "
                                 "rerun with --force to replace it (its files go only once the new IMP has finished), "
@@ -243,7 +243,7 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
         staging = out / STAGING
         work = staging if forced else out
         index = _run_chain(work, schedule, targets, config, prov, model_cfg=model_cfg, data=data, dense=dense,
-                           rewind_sd=rewind_sd, keys=keys, ft_cfg=ft_cfg, data_opts=data_opts, seed=int(seed),
+                           rewind_sd=rewind_sd, keys=keys, ft_cfg=ft_cfg, splits=(train_ds, test_ds), seed=int(seed),
                            data_seed=data_seed, device=device, tags=tags, progress=run.progress)
         if forced and writer:
             _replace_with(out, staging, targets)
@@ -289,7 +289,7 @@ def check_targets_keep_weights(targets: list[float], model, keys: list[str]) -> 
 
 
 def _run_chain(out: Path, schedule: list[Round], targets: list[float], config: dict, prov: dict, *, model_cfg: dict,
-               data: dict, dense: dict, rewind_sd, keys: list[str], ft_cfg: TrainConfig, data_opts: DataOptions,
+               data: dict, dense: dict, rewind_sd, keys: list[str], ft_cfg: TrainConfig, splits: tuple,
                seed: int, data_seed: int, device, tags: dict, progress: str) -> dict | None:
     """Run or resume every round of ``schedule`` in ``out`` and write the targets; returns rounds.json (rank 0)."""
 
@@ -298,7 +298,7 @@ def _run_chain(out: Path, schedule: list[Round], targets: list[float], config: d
     info = _finished_rounds(out, schedule, config) if writer else {}
     done = distributed.broadcast_ints([int(r.round in info) for r in schedule])
     info = info if writer else {r.round: {} for r, d in zip(schedule, done) if d}
-    train_ds, test_ds = data_opts.load("train"), data_opts.load("test")
+    train_ds, test_ds = splits
 
     def write_index() -> dict:
         rows = []
@@ -418,15 +418,25 @@ def _write_target(r: Round, *, out: Path, schedule: list[Round], model_cfg: dict
     model = checkpoints.build_from_meta(model_cfg, data)
     model.load_state_dict(state_dict)
     report = sparsity_report(model, mask, r.target)
+    prunable = report["prunable"]
+    short = unhonoured.sparsity(r.target, prunable["realised"], prunable["kept"], prunable["numel"],
+                                f"target sparsity {fmt_sparsity(r.target)} ({out / target_dir(r.target)})")
+    report["unhonoured"] = {"sparsity": short} if short else {}
     where = {"target": r.target, "round": r.round, "lineage": lineage(schedule, r.round)}
     run_dir = out / r.run_dir
     result = io.read_json(run_dir / "result.json")
+    if "health" not in result:  # a round trained before health was recorded (sparsebasin.health)
+        from ..training.record import flag_health
+        flag_health(result, num_classes=int(data["num_classes"]), run_name=f"IMP S={fmt_sparsity(r.target)}")
     result["tags"] = {**result.get("tags", {}), **tags}
     for k in ("imp_round", "imp_kind", "round_sparsity"):
         result["tags"].pop(k, None)
     result["tags"].setdefault("sparsity", fmt_sparsity(r.target))
     result["tags"].setdefault("branch", "imp")
     result["imp"] = where
+    result["sparsity_realised"] = report["realised"]  # measured on the mask, over the prunable weights
+    if short:
+        result["unhonoured"] = {"sparsity": short}
     result["sparsity_all_weights"] = report["weights"]["realised"]
     result["sparsity_all_params"] = report["all"]["realised"]
     _copy_atomic(run_dir / "predictions.pt", d / "predictions.pt")

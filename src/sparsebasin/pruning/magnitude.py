@@ -22,7 +22,8 @@ from ..models import prunable_keys
 def select_keys(model: nn.Module, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> list[str]:
     """The parameters to prune, in model order.
 
-    Default: ``models.prunable_keys`` (Conv/Linear weights, no shortcut convs).
+    Default: ``models.prunable_keys`` (every Linear and convolution weight and the card's ``also_prune``,
+    less its ``never_prune``: no shortcut convs; a weight neither covers is refused there).
     ``include`` glob patterns replace the default with the matching parameters;
     ``exclude`` patterns remove parameters. A pattern matching nothing is an
     error (a typo would otherwise silently prune the wrong layers).

@@ -101,62 +101,93 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                         "(nvjpeg on CUDA; sparsebasin.data.jpeg); the same crops either way (default pil)")
 
 
+def model_arg_names() -> dict[str, list[str]]:
+    """Every model argument any architecture's card declares (``model_args``) -> the models that take it."""
+    out: dict[str, list[str]] = {}
+    for name, card in registry.architectures().items():
+        for arg in card["model_args"]:
+            out.setdefault(arg, []).append(name)
+    return out
+
+
 def add_model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """--model, --width and one option per argument a card declares (``--depth``/``--hidden`` for the MLP, a
+    plug-in model's own): a plug-in model's arguments reach its builder with no edit here."""
     g = p.add_argument_group("model" if required else
                              "model (for runs without --init; runs with an init take it from the checkpoint)")
     g.add_argument("--model", required=required, default=None, choices=registry.model_names())
     g.add_argument("--width", type=POSITIVE_INT, default=1, help="width multiplier")
-    g.add_argument("--depth", type=POSITIVE_INT, default=None, help="MLP hidden layers (default 2)")
-    g.add_argument("--hidden", type=POSITIVE_INT, default=None, help="MLP units per hidden layer at width 1 (default 128)")
+    cards = registry.architectures()
+    for arg, models in model_arg_names().items():
+        defaults = ", ".join(f"{m} {cards[m]['model_args'][arg]}" for m in models)
+        flags = dict.fromkeys([f"--{arg.replace('_', '-')}", f"--{arg}"])  # the card's spelling works too
+        g.add_argument(*flags, dest=f"model_arg_{arg}", type=POSITIVE_INT, default=None, metavar="N",
+                       help=f"model argument {arg} of {', '.join(models)} (default: {defaults})")
 
 
 def model_cfg_from_args(args: argparse.Namespace) -> dict:
+    """The model config the run builds: name, width and the model arguments given (the card's defaults else)."""
+    from ..errors import UserError
+
     cfg = {"name": args.model, "width": args.width}
-    if getattr(args, "depth", None) is not None:
-        cfg["depth"] = args.depth
-    if getattr(args, "hidden", None) is not None:
-        cfg["hidden"] = args.hidden
+    takes = registry.architectures()[args.model]["model_args"] if args.model else {}
+    for arg in model_arg_names():
+        value = getattr(args, f"model_arg_{arg}", None)
+        if value is None:
+            continue
+        if arg not in takes:
+            allowed = ", ".join(f"--{a.replace('_', '-')}" for a in takes) or "no model arguments"
+            raise UserError(f"--{arg.replace('_', '-')} is not an argument of --model {args.model} (it takes "
+                            f"{allowed})")
+        cfg[arg] = value
     return cfg
 
 
-# TrainConfig fields an optimisation group sets, with their types.
-OPTIM_FIELDS = {
-    "epochs": POSITIVE_INT,
-    "lr": POSITIVE_FLOAT,
-    "momentum": MOMENTUM,
-    "weight_decay": NONNEG_FLOAT,
-    "batch_size": POSITIVE_INT,
-    "warmup_epochs": NONNEG_FLOAT,
-}
+def _boolean(text: str) -> bool:
+    word = str(text).strip().lower()
+    if word in ("true", "yes", "on", "1"):
+        return True
+    if word in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(text)
+
+
+BOOLEAN = Number(_boolean, "true or false")
+
+# The validated types an option record names (``training.config.option``'s ``type``).
+TYPES = {"positive_int": POSITIVE_INT, "nonneg_int": NONNEG_INT, "positive_float": POSITIVE_FLOAT,
+         "nonneg_float": NONNEG_FLOAT, "fraction": FRACTION, "momentum": MOMENTUM, "step_gamma": STEP_GAMMA,
+         "boolean": BOOLEAN}
 
 
 def add_optim_args(p: argparse.ArgumentParser, preset_default: str | None = "dense", prefix: str = "",
                    title: str = "optimisation (unset values come from --preset)") -> None:
-    """``--preset`` and the TrainConfig fields (``--{prefix}lr`` ...); ``prefix`` "ft-" for IMP fine-tuning."""
+    """``--preset`` and every TrainConfig option (``--{prefix}lr`` ...), generated from its declaration
+    (``training.config.option``); ``prefix`` "ft-" for IMP fine-tuning (shared options take none)."""
+    from ..training.config import PRESETS, step_options
+
     g = p.add_argument_group(title)
     default = f" (default {preset_default})" if preset_default else ""
-    g.add_argument(f"--{prefix}preset", default=preset_default, help=f"named hyper-parameter preset{default}")
-    for field, kind in OPTIM_FIELDS.items():
-        g.add_argument(f"--{prefix}{field.replace('_', '-')}", type=kind, default=None)
-    g.add_argument("--augment", choices=("auto", "on", "off"), default="auto",
-                   help="random crop + flip (auto: on for image datasets)")
-    g.add_argument(f"--{prefix}schedule", choices=("cosine", "step"), default=None,
-                   help="cosine to 0 (default) or step decay (--step-gamma every --step-every epochs after warm-up)")
-    g.add_argument(f"--{prefix}step-every", type=POSITIVE_INT, default=None, help="step schedule: epochs per decay")
-    g.add_argument(f"--{prefix}step-gamma", type=STEP_GAMMA, default=None, help="step schedule: factor per decay")
-    g.add_argument("--precision", choices=("bf16", "fp32"), default=None,
-                   help="the training step on CUDA: bf16 autocast or fp32 (default: the preset's, bf16); "
-                        "evaluation is fp32 either way")
+    g.add_argument(f"--{prefix}preset", default=preset_default,
+                   help=f"named hyper-parameter preset, one of {', '.join(PRESETS)}{default}; it gives the options "
+                        "below that are not set")
+    for f in step_options():
+        meta = f.metadata
+        flag = ("" if meta["shared"] else prefix) + f.name.replace("_", "-")
+        kind = {"type": TYPES[meta["type"]]} if meta["type"] else {"choices": meta["choices"]}
+        g.add_argument(f"--{flag}", default=None, help=f"{meta['help']} (default: the preset's)", **kind)
 
 
 def optim_overrides(args: argparse.Namespace, prefix: str = "") -> dict:
-    """The optimisation options the user set (None = take the preset's value)."""
-    attr = prefix.replace("-", "_")
-    out = {field: getattr(args, f"{attr}{field}") for field in OPTIM_FIELDS}
-    out["augment"] = None if args.augment == "auto" else args.augment
-    out["precision"] = args.precision
-    for key in ("schedule", "step_every", "step_gamma"):
-        out[key] = getattr(args, f"{attr}{key}")
+    """The options the user set, by TrainConfig field (None = take the preset's value)."""
+    from ..training.config import step_options
+
+    out = {}
+    for f in step_options():
+        attr = ("" if f.metadata["shared"] else prefix.replace("-", "_")) + f.name
+        out[f.name] = getattr(args, attr, None)
+    if out.get("augment") == "auto":  # "auto" is the dataset's default, which the preset's "auto" already is
+        out["augment"] = None
     return out
 
 
@@ -233,13 +264,17 @@ def run_options(args: argparse.Namespace):
         from .. import compiling
 
         compiling.configure(args.compile, args.compile_cache)
+    force = True if getattr(args, "force", False) else ("stale" if getattr(args, "rebuild_stale", False) else False)
     return RunOptions(device=device, progress=getattr(args, "progress", "auto"), tags=parse_tags(args.tag),
-                      force=bool(getattr(args, "force", False)))
+                      force=force)
 
 
 def add_force_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true",
                    help="replace a finished run made with other arguments (its files go only once the new run has finished)")
+    p.add_argument("--rebuild-stale", action="store_true",
+                   help="replace a finished run only when its inputs (init, mask, data) or its rewind checkpoints "
+                        "changed since it was made; refuse any other difference (what the workflow passes)")
 
 
 def set_threads(threads: int | None) -> None:

@@ -9,6 +9,7 @@ js, tags, provenance}`` (definitions in ``sparsebasin.analysis.diversity``).
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 import torch
@@ -47,6 +48,9 @@ def run(args: argparse.Namespace) -> None:
         x, y = _array(art, "logits", path), _array(art, "labels", path)
         if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise UserError(f"{path}: logits {tuple(x.shape)} and labels {tuple(y.shape)} do not form N x C and N; regenerate the predictions")
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= x.shape[1]):
+            raise UserError(f"{path}: labels run to {int(y.max())} but the logits have {x.shape[1]} classes; the model "
+                            "was evaluated on data with other classes than it was trained on: regenerate it")
         if labels is None:
             labels = y
         elif x.shape != logits[0].shape or not np.array_equal(y, labels):
@@ -54,9 +58,7 @@ def run(args: argparse.Namespace) -> None:
         logits.append(x)
     metrics = ensemble_metrics(logits, labels)
     config = {"step": "ensemble", "group": args.group, "predictions": list(args.predictions)}
-    io.write_json(args.out, {
-        "group": args.group,
-        "n": metrics.n,
+    values = {
         "member_acc_mean": metrics.member_acc_mean,
         "member_acc_std": metrics.member_acc_std,
         "ensemble_acc": metrics.ensemble_acc,
@@ -64,6 +66,16 @@ def run(args: argparse.Namespace) -> None:
         "kl": metrics.kl,
         "kl_one_way": metrics.kl_one_way,
         "js": metrics.js,
+    }
+    # The logits are finite (io refuses others at load); a divergence that still overflows is null, with why.
+    nonfinite = {k: "not finite: the members' logits are so far apart that their log-probabilities overflow"
+                 for k, v in values.items()
+                 if v is not None and not math.isfinite(float(v))}
+    io.write_json(args.out, {
+        "group": args.group,
+        "n": metrics.n,
+        **{k: (None if k in nonfinite else v) for k, v in values.items()},
+        "nonfinite": nonfinite,
         "tags": tags,
         "provenance": provenance.collect(config=config),
     })

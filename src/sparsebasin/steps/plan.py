@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
+import os
 import sys
 
 from .common import StepPaths
@@ -63,20 +65,87 @@ def load_plan(files: list[str]):
         raise UserError(f"config: {exc}") from None
 
 
-def run(args: argparse.Namespace) -> None:
+LIST_TAGS = ("experiments", "studies")  # comma-separated: --where studies=lmc matches a run any lmc study uses
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _same(have, want: str, tag: str) -> bool:
+    """``have`` (a run's tag) equals ``want`` (the user's), numbers numerically (sparsity=.95 is 0.95)."""
+    if have is None or have == "":
+        return False
+    values = str(have).split(",") if tag in LIST_TAGS else [str(have)]
+    w = _number(want)
+    return any(v == want or (w is not None and _number(v) is not None and math.isclose(_number(v), w, rel_tol=1e-9,
+                                                                                     abs_tol=1e-12))
+               for v in values)
+
+
+def _listing(values) -> str:
+    """Sorted for reading: numbers by value, then words."""
+    values = {str(v) for v in values if v not in (None, "")}
+    return ", ".join(sorted(values, key=lambda v: (_number(v) is None, _number(v) or 0.0, v)))
+
+
+def select(plan, experiment: str | None, kind: str | None, where: list[str]) -> list[dict]:
+    """The rows of ``plan`` that ``--experiment``/``--kind``/``--where`` select; a filter that cannot match
+    anything is refused with what exists (an empty selection would make ``snakemake $(plan --targets)`` run the
+    whole workflow)."""
     from ..errors import UserError
     from ..plan.reports import index_rows
 
-    plan = load_plan(args.configfile)
-    want = {}
-    for w in args.where:
+    rows = index_rows(plan)
+    if experiment is not None:
+        names = sorted({e for r in rows for e in r["experiments"].split(",") if e})
+        if experiment not in names:
+            raise UserError(f"--experiment {experiment}: no such experiment in the config (experiments: "
+                            f"{', '.join(names)})")
+        rows = index_rows(plan, experiment)
+    what = "run"
+    if kind is not None:
+        kinds = [k for k, jobs in plan.jobs.items() if jobs]
+        if kind not in kinds:
+            raise UserError(f"--kind {kind}: no such kind of job (kinds: {', '.join(kinds)})")
+        rows = [r for r in rows if r["kind"] == kind]
+        what = f"{kind} job"
+    filters = []
+    for w in where:
         if "=" not in w:
             raise UserError(f"--where {w!r} must look like TAG=VALUE")
-        k, v = w.split("=", 1)
-        want[k] = v
-    rows = [r for r in index_rows(plan, args.experiment) if (args.kind is None or r["kind"] == args.kind)
-            and all(str(r.get(k)) == v for k, v in want.items())]
-    if args.targets:
+        tag, value = (s.strip() for s in w.split("=", 1))
+        present = [r for r in rows if r.get(tag) not in (None, "")]
+        if not present:
+            tags = sorted({t for r in rows for t, v in r.items() if v not in (None, "") and t != "path"})
+            raise UserError(f"--where {w}: no {what} has a tag {tag!r} (tags: {', '.join(tags)})")
+        if not any(_same(r[tag], value, tag) for r in present):
+            values = {v for r in present for v in (str(r[tag]).split(",") if tag in LIST_TAGS else [r[tag]])}
+            raise UserError(f"--where {w}: no {what} has {tag}={value} ({tag}: {_listing(values)})")
+        filters.append((tag, value))
+    picked = [r for r in rows if all(_same(r.get(t), v, t) for t, v in filters)]
+    if not picked:
+        asked = " ".join([f"--kind {kind}"] * (kind is not None) + [f"--where {t}={v}" for t, v in filters])
+        raise UserError(f"{asked}: no {what} has all of these at once (each alone matches some); "
+                        "list them without --targets to see which combinations exist")
+    return picked
+
+
+def run(args: argparse.Namespace) -> None:
+    plan = load_plan(args.configfile)
+    rows = select(plan, args.experiment, args.kind, args.where)
+    try:
+        _print(plan, rows, args.targets)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `plan | head`: the reader had enough; nothing failed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _print(plan, rows: list[dict], targets: bool) -> None:
+    if targets:
         for r in rows:
             job = plan.jobs[r["kind"]][r["path"]]
             name = TARGET.get(r["kind"])

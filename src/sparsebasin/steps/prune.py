@@ -24,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one IMP chain serves every target, each target a capped branch (default); "
                         "--no-chain runs a separate IMP per target")
     g.add_argument("--prune-include", action="append", default=[], metavar="GLOB",
-                   help="prune only parameters matching this glob (repeatable; default: every Conv/Linear weight "
-                        "except shortcut convs)")
+                   help="prune only parameters matching this glob (repeatable; default: the model card's prunable "
+                        "set, every Linear and convolution weight except shortcut convs)")
     g.add_argument("--prune-exclude", action="append", default=[], metavar="GLOB",
                    help="never prune parameters matching this glob (repeatable), e.g. 'head.*'")
     add_optim_args(p, preset_default=None, prefix="ft-",

@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-csv", required=True, metavar="CSV")
     p.add_argument("--out-md", required=True, metavar="MD")
     p.add_argument("--out-json", default=None, metavar="JSON", help="headline, verdict counts and claims")
+    p.add_argument("--out-html", default=None, metavar="HTML",
+                   help="the Markdown as a page a browser shows (the HTML report's landing page includes it)")
     add_tracker_args(p)
 
 
@@ -58,6 +60,13 @@ def run(args: argparse.Namespace) -> None:
     outputs.write_markdown(args.out_md, to_markdown(card), prov)
     if args.out_json:
         write_json(args.out_json, card.as_dict() | {"provenance": prov})
+    if args.out_html:
+        from ..analysis import html
+        from ..io import write_text
+
+        comment = outputs.provenance_json(prov).replace("-->", "-- >")
+        write_text(args.out_html, html.page(f"<!-- provenance: {comment} -->\n\n{to_markdown(card)}",
+                                            "Reproduction scorecard", headline_prefix=card.headline()))
     print(card.headline())
     if args.tracker != "none":  # the analysis tables as one tracked run beside the training runs
         from .. import tracking
@@ -77,4 +86,5 @@ def run(args: argparse.Namespace) -> None:
 def paths(args: argparse.Namespace) -> StepPaths:
     return StepPaths(inputs=[("--runs", args.runs), ("--diversity", args.diversity), ("--early", args.early),
                              ("--barriers", args.barriers)],
-                     outputs=[("--out-csv", args.out_csv), ("--out-md", args.out_md), ("--out-json", args.out_json)])
+                     outputs=[("--out-csv", args.out_csv), ("--out-md", args.out_md), ("--out-json", args.out_json),
+                              ("--out-html", args.out_html)])

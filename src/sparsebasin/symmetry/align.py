@@ -43,7 +43,8 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
     from ..checkpoints import load_checkpoint, model_from_checkpoint, same_architecture
     from ..errors import UserError
     from ..io import write_json
-    from .matching import activation_matching, activation_statistics, correlation_summary, weight_matching
+    from .matching import (NonFiniteStatistics, activation_matching, activation_statistics, correlation_summary,
+                           weight_matching)
     from .permfile import save_permutation
     from .results import check_dataset
     from .spec import permutation_spec
@@ -61,15 +62,22 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
     sample: dict = {}
 
     def train_batches():
-        ds, info = datamod.sample_split(data.load("train"), opts.batches * opts.batch_size, seed=opts.sample_seed)
+        full = data.load("train")
+        datamod.check_fits(ckpt_a["data"], full, a, data.data_dir)  # classes and inputs as read, not the card's
+        ds, info = datamod.sample_split(full, opts.batches * opts.batch_size, seed=opts.sample_seed,
+                                        what="match --batches", batch_size=opts.batch_size)
         sample.update(info)
         return datamod.batches(ds, opts.batch_size, shuffle=False, augment=False, device=dev,
                                shard=distributed.batch_shard())
 
     t0 = time.perf_counter()
     if opts.method == "activation":
-        perm, meta = activation_matching(model_a, model_b, spec, train_batches(), stat=opts.stat, device=dev,
-                                         max_batches=opts.batches, chunk=opts.chunk)
+        try:
+            perm, meta = activation_matching(model_a, model_b, spec, train_batches(), stat=opts.stat, device=dev,
+                                             max_batches=opts.batches, chunk=opts.chunk)
+        except NonFiniteStatistics as exc:
+            raise UserError(f"cannot match {a} (A) to {b} (B): {exc}; check that both runs trained "
+                            "(their result.json 'health'); nothing was written") from None
     else:
         perm, meta = weight_matching(spec, ckpt_a["state_dict"], ckpt_b["state_dict"], seed=opts.seed,
                                      max_iter=opts.max_iter)
@@ -100,6 +108,7 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
         "mean_correlation_identity": meta.get("mean_correlation_identity"),
         "group_correlation": meta.get("group_correlation", {}),
         "group_size": dict(spec.sizes),
+        "nonfinite": meta.get("nonfinite", {}),
         "epoch_a": meta["epoch_a"],
         "epoch_b": meta["epoch_b"],
         "seconds": meta["seconds"],

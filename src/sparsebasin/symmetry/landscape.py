@@ -44,9 +44,10 @@ def _write(write, *args) -> None:
         write(*args)
 
 
-def _setup(data: DataOptions, ev: EvalOptions, device: str):
-    """Device, evaluation config, training set and evaluation splits."""
+def _setup(data: DataOptions, ev: EvalOptions, device: str, ckpt: dict, source):
+    """Device, evaluation config, training set and evaluation splits (which must be the data ``ckpt`` fits)."""
     from .. import device as devices
+    from ..data import check_fits
     from .lmc import EvalConfig
 
     dev = devices.resolve(device)
@@ -54,6 +55,8 @@ def _setup(data: DataOptions, ev: EvalOptions, device: str):
                      reset_batches=ev.reset_batches, sample_seed=ev.sample_seed, train_examples=ev.train_examples)
     train = data.load("train")
     sets = {s: (train if s == "train" else data.load("test")) for s in ev.splits}
+    for ds in (train, *sets.values()):  # classes and inputs as read, not the card's
+        check_fits(ckpt["data"], ds, source, data.data_dir)
     return dev, cfg, train, sets
 
 
@@ -81,7 +84,7 @@ def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | 
     from .. import provenance
     from ..checkpoints import load_checkpoint, model_from_checkpoint, same_architecture
     from ..io import write_json
-    from .lmc import alpha_grid, barriers, lmc, parse_modes
+    from .lmc import alpha_grid, barriers, lmc, nonfinite_rows, parse_modes
     from .permfile import load_permutation
     from .results import check_dataset, write_csv
     from .spec import permutation_spec
@@ -99,7 +102,7 @@ def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | 
         pobj, _ = load_permutation(permutation, spec)
         same_architecture(pobj, ckpt_a, permutation, a)
         perm = pobj["perm"]
-    dev, cfg, train, sets = _setup(data, ev, device)
+    dev, cfg, train, sets = _setup(data, ev, device, ckpt_a, a)
     model = devices.prepare_model(model, dev)
     sd_a = {k: v.to(dev) for k, v in ckpt_a["state_dict"].items()}
     sd_b = {k: v.to(dev) for k, v in ckpt_b["state_dict"].items()}
@@ -111,9 +114,12 @@ def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | 
     config = {"step": "interpolate", "a": str(a), "b": str(b), "permutation": permutation and str(permutation),
               **decides, "tags": tags}
     prov = provenance.collect(config=config, device=dev)
-    _write(write_csv, out, rows, tags, prov)
+    _write(write_csv, out, rows, tags, {**prov, "nonfinite": nonfinite_rows(rows, ("alpha", "mode", "permuted",
+                                                                                 "split"))})
+    nonfinite: dict[str, str] = {}
     result = {
-        "barriers": barriers(rows),
+        "barriers": barriers(rows, nonfinite),
+        "nonfinite": nonfinite,
         "epoch_a": int(ckpt_a["epoch"]),
         "epoch_b": int(ckpt_b["epoch"]),
         "inputs": {"a": str(a), "b": str(b), "permutation": permutation and str(permutation)},
@@ -124,9 +130,16 @@ def interpolate_checkpoints(a: str | Path, b: str | Path, *, permutation: str | 
     _write(write_json, barriers_out, result)
     points.close()
     for r in result["barriers"]:
-        _log(f"{r['mode']:8s} permuted={r['permuted']!s:5s} {r['split']:5s} loss barrier {r['loss_barrier']:.4f} "
-             f"error barrier {r['error_barrier']:.4f}")
+        _log(f"{r['mode']:8s} permuted={r['permuted']!s:5s} {r['split']:5s} loss barrier {_num(r['loss_barrier'])} "
+             f"error barrier {_num(r['error_barrier'])}")
+    if nonfinite:
+        _log(f"warning: {len(nonfinite)} value(s) of {barriers_out} are not finite and written as null "
+             f"({next(iter(nonfinite.values()))}); see its 'nonfinite' entry")
     return result
+
+
+def _num(x) -> str:
+    return "not finite (null)" if x is None else f"{x:.4f}"
 
 
 def plane_through(origin: str | Path, p1: str | Path, p2: str | Path, *, p2_permutation: str | Path | None,
@@ -138,7 +151,7 @@ def plane_through(origin: str | Path, p1: str | Path, p2: str | Path, *, p2_perm
     from ..checkpoints import check_state_dict, load_checkpoint, model_from_checkpoint, same_architecture
     from ..errors import UserError
     from .apply import permute_state
-    from .lmc import plane
+    from .lmc import nonfinite_rows, plane
     from .permfile import load_permutation
     from .results import check_dataset, write_csv
     from .spec import permutation_spec
@@ -161,7 +174,7 @@ def plane_through(origin: str | Path, p1: str | Path, p2: str | Path, *, p2_perm
         pobj, _ = load_permutation(p2_permutation, spec)
         same_architecture(pobj, ckpts["p2"], p2_permutation, p2)
         sds["p2"] = permute_state(spec, pobj["perm"], sds["p2"], inverse=inverse, source=f"checkpoint {p2}")
-    dev, cfg, train, sets = _setup(data, ev, device)
+    dev, cfg, train, sets = _setup(data, ev, device, ckpts["origin"], origin)
     model = devices.prepare_model(model, dev)
     sds = {n: {k: v.to(dev) for k, v in sd.items()} for n, sd in sds.items()}
     decides = {**data.record(), "grid": grid, "margin": margin, "mode": mode, **_eval_record(ev, cfg, sets)}
@@ -172,8 +185,11 @@ def plane_through(origin: str | Path, p1: str | Path, p2: str | Path, *, p2_perm
     config = {"step": "plane", "origin": str(origin), "p1": str(p1), "p2": str(p2),
               "p2_permutation": p2_permutation and str(p2_permutation), "inverse": bool(inverse), **decides,
               "anchors": geom.anchors(), "tags": tags}
-    _write(write_csv, out, rows, tags, provenance.collect(config=config, device=dev))
+    nonfinite = nonfinite_rows(rows, ("point", "u", "v", "split"))
+    _write(write_csv, out, rows, tags, {**provenance.collect(config=config, device=dev), "nonfinite": nonfinite})
     points.close()
+    if nonfinite:
+        _log(f"warning: {out}: loss, acc and error {nonfinite['loss']}")
     return rows
 
 

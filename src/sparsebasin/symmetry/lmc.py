@@ -45,13 +45,18 @@ recorded (``samples``: seed, examples, of, classes).
 Barriers. For each (mode, permuted, split), with L(alpha) the mean loss:
 ``loss_barrier = max_alpha L(alpha) - ((1 - alpha) L(0) + alpha L(1))``, the
 ``error_barrier`` likewise with the 0-1 error (1 - accuracy). Both are >= 0
-because the endpoints contribute 0.
+because the endpoints contribute 0. A point whose loss is not finite (the
+model's outputs overflow there: huge weights, a diverged REPAIR or BN reset)
+is recorded with loss, acc and error None (empty CSV cells), and its curve's
+barriers are None with a reason (``barriers(rows, nonfinite)``), never a
+number.
 
 Interpolation CSV (one row per alpha x mode x permuted x split):
 ``alpha, mode, permuted, split, loss, acc, error`` + one column per tag.
 Barriers JSON: ``{"barriers": [{mode, permuted, split, loss_barrier,
 error_barrier, alpha_loss_max, alpha_error_max, loss_a, loss_b, error_a,
-error_b}, ...], "tags", "provenance", ...}``.
+error_b}, ...], "nonfinite": {"barriers.<i>.<field>": reason}, "tags",
+"provenance", ...}``.
 
 Plane (Garipov et al. 2018). Anchors theta_0 (origin), theta_1 (p1), theta_2
 (p2); orthonormal basis over the trainable parameters: ``e1 = (theta_1 -
@@ -97,6 +102,8 @@ MODE_DESCRIPTIONS = {
                     "paper's code)",
 }
 _BN = nn.modules.batchnorm._BatchNorm
+# the option that sets each sample's size, for the warning when a split is smaller (sparsebasin.unhonoured)
+SAMPLE_SETTING = {"statistics": "--reset-batches", "eval_train": "--train-eval-examples"}
 
 
 @dataclass
@@ -121,7 +128,8 @@ class EvalConfig:
         n = examples if examples is not None else batches * self.batch_size
         key = (id(ds), n)
         if key not in self._cache:
-            self._cache[key] = sample_split(ds, n, seed=self.sample_seed)
+            setting = f"{SAMPLE_SETTING.get(what, '--eval-batches')} (the {what!r} sample)"
+            self._cache[key] = sample_split(ds, n, seed=self.sample_seed, what=setting)
         sample, info = self._cache[key]
         self.samples[what] = info
         return sample
@@ -452,7 +460,7 @@ def interpolate_path(
             done[mode] = res
             for split, r in res.items():
                 rows.append({"alpha": float(alpha), "mode": mode, "permuted": bool(permuted), "split": split,
-                             "loss": r["loss"], "acc": r["acc"], "error": r["error"]})
+                             **measured(r)})
             if log:
                 log(f"alpha={alpha:.3f} mode={mode} permuted={permuted} " + " ".join(
                     f"{s}: loss={r['loss']:.4f} acc={r['acc']:.4f}" for s, r in res.items()))
@@ -486,8 +494,37 @@ def lmc(
     return rows
 
 
-def barriers(rows: Sequence[Mapping]) -> list[dict]:
-    """Loss and error barriers per (mode, permuted, split); needs alpha 0 and 1 on the grid."""
+def _finite(x) -> bool:
+    return x is not None and math.isfinite(float(x))
+
+
+def measured(r: Mapping) -> dict:
+    """One point's loss, acc and error as recorded: all three None (JSON null, an empty CSV cell) when the
+    loss is not finite, since the model's outputs there overflowed and their argmax means nothing either."""
+    if not all(_finite(r[k]) for k in ("loss", "acc", "error")):
+        return {"loss": None, "acc": None, "error": None}
+    return {"loss": r["loss"], "acc": r["acc"], "error": r["error"]}
+
+
+def nonfinite_rows(rows: Sequence[Mapping], where: Sequence[str]) -> dict[str, str]:
+    """{"loss": reason, ...} for the measured columns some rows could not hold (None), naming the points."""
+    bad = [r for r in rows if not _finite(r.get("loss"))]
+    if not bad:
+        return {}
+    points = ", ".join(" ".join(f"{k}={r[k]:.3g}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in where
+                                if r.get(k) not in (None, "")) for r in bad[:3])
+    reason = (f"not finite at {len(bad)} of {len(rows)} points ({points}{', ...' if len(bad) > 3 else ''}): the "
+              "model's outputs overflow there; written as empty cells")
+    return {k: reason for k in ("loss", "acc", "error")}
+
+
+def barriers(rows: Sequence[Mapping], nonfinite: dict | None = None) -> list[dict]:
+    """Loss and error barriers per (mode, permuted, split); needs alpha 0 and 1 on the grid.
+
+    A curve with a point that is not finite (None: ``measured``) has no barrier: the barrier, its alpha
+    and a missing endpoint are None, and ``nonfinite`` (if given) gets ``{"barriers.<i>.<field>": reason}``
+    for each, never a number (a 0.0 would read as "linearly connected").
+    """
     groups: dict[tuple, list] = {}
     for r in rows:
         groups.setdefault((r["mode"], r["permuted"], r["split"]), []).append(r)
@@ -499,6 +536,19 @@ def barriers(rows: Sequence[Mapping]) -> list[dict]:
         entry = {"mode": mode, "permuted": permuted, "split": split}
         for metric in ("loss", "error"):
             la, lb = rs[0][metric], rs[-1][metric]
+            bad = [r["alpha"] for r in rs if not _finite(r[metric])]
+            if bad:
+                entry.update({f"{metric}_barrier": None, f"alpha_{metric}_max": None,
+                              f"{metric}_a": la if _finite(la) else None, f"{metric}_b": lb if _finite(lb) else None})
+                if nonfinite is not None:
+                    at = ", ".join(f"{a:.3g}" for a in bad)
+                    reason = (f"no finite {metric} at alpha = {at} ({mode}, "
+                              f"{'permuted' if permuted else 'unpermuted'}, {split}): the model's outputs overflow "
+                              "there, so the curve has no barrier")
+                    for field in (f"{metric}_barrier", f"alpha_{metric}_max", f"{metric}_a", f"{metric}_b"):
+                        if entry[field] is None:
+                            nonfinite[f"barriers.{len(out)}.{field}"] = reason
+                continue
             gaps = [(r[metric] - ((1 - r["alpha"]) * la + r["alpha"] * lb), r["alpha"]) for r in rs]
             gap, at = max(gaps)
             entry[f"{metric}_barrier"] = gap
@@ -592,7 +642,7 @@ def plane(
         sd = combine_states([sd0, sd1, sd2], geom.coefficients(u, v))
         res = evaluate_state(model, sd, mode, train_ds, eval_sets, cfg)
         new = [{"point": "" if name == "grid" else name, "u": u, "v": v, "mode": mode, "split": split,
-                "loss": r["loss"], "acc": r["acc"], "error": r["error"]} for split, r in res.items()]
+                **measured(r)} for split, r in res.items()]
         rows += new
         if points is not None:
             points.put(key, new, cfg.samples)
@@ -605,5 +655,5 @@ def plane(
 __all__ = [
     "MODES", "MODE_DESCRIPTIONS", "EvalConfig", "block_points", "parse_modes", "alpha_grid", "combine_states", "mix_state", "reset_bn_stats",
     "repair_points", "channel_stats", "Repair", "evaluate_splits", "evaluate_state", "interpolate_path", "lmc",
-    "barriers", "PlaneGeometry", "plane_geometry", "plane_grid", "plane",
+    "barriers", "measured", "nonfinite_rows", "PlaneGeometry", "plane_geometry", "plane_grid", "plane",
 ]

@@ -192,6 +192,21 @@ def activation_statistics(
     return stats, used, examples
 
 
+class NonFiniteStatistics(UserError):
+    """The activations of a group overflowed: no assignment can be solved from them."""
+
+
+def check_statistics(group: str, st: CrossStats, score: torch.Tensor) -> None:
+    """A group's matching scores are finite, or one line saying which group and model overflowed."""
+    if bool(torch.isfinite(score).all()):
+        return
+    bad = int((~torch.isfinite(score)).sum())
+    which = [name for name, s in (("A", st.sq_a), ("B", st.sq_b)) if not bool(torch.isfinite(s).all())]
+    raise NonFiniteStatistics(
+        f"the activation statistics of group {group} are not finite ({bad} of {score.numel()} scores NaN or inf): "
+        f"the activations of {' and '.join(which) or 'A or B'} overflow on the training sample")
+
+
 def solve_assignment(score: torch.Tensor) -> torch.Tensor:
     """``score[a, b]`` between A's unit a and B's unit b -> perm with perm[b] = matched a."""
     s = score.detach().to("cpu", torch.float64).numpy()
@@ -202,26 +217,47 @@ def solve_assignment(score: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(cols.astype(np.int64))
 
 
-def matched_correlation(stats: Mapping[str, CrossStats], perm: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Mean correlation between B's unit i and A's unit perm[i], per group."""
+def matched_correlation(stats: Mapping[str, CrossStats], perm: Mapping[str, torch.Tensor]) -> dict[str, float | None]:
+    """Mean correlation between B's unit i and A's unit perm[i], per group (None where the activations
+    overflowed: not a number)."""
     out = {}
     for g, st in stats.items():
         corr = st.correlation().cpu()
-        out[g] = float(corr[perm[g], torch.arange(corr.shape[1])].mean())
+        value = float(corr[perm[g], torch.arange(corr.shape[1])].mean())
+        out[g] = value if np.isfinite(value) else None
     return out
 
 
+def _mean(values) -> float | None:
+    values = list(values)
+    return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
 def correlation_summary(stats: Mapping[str, CrossStats], perm: Mapping[str, torch.Tensor]) -> dict:
-    """Per-group and overall (unweighted mean over groups) matched correlation, before and after."""
+    """Per-group and overall (unweighted mean over groups) matched correlation, before and after.
+
+    A group whose activations overflowed has None, and so has the mean; ``nonfinite`` says why for each
+    (``{"group_correlation.<g>": reason, "mean_correlation": reason, ...}``, empty when all are finite).
+    """
     per = matched_correlation(stats, perm)
     ident = matched_correlation(stats, {g: torch.arange(st.sum_a.numel()) for g, st in stats.items()})
     dead = {g: st.dead_units() for g, st in stats.items()}
+    nonfinite = {}
+    for name, values in (("group_correlation", per), ("group_correlation_identity", ident)):
+        for g, v in values.items():
+            if v is None:
+                nonfinite[f"{name}.{g}"] = (f"the activations of group {g} are not finite on the training sample "
+                                            "(they overflow), so their correlation is not a number")
+        if any(v is None for v in values.values()):
+            mean = name.replace("group", "mean")
+            nonfinite[mean] = f"{name} is not finite for some group, so its mean is not a number"
     return {
         "group_correlation": per,
-        "mean_correlation": float(np.mean(list(per.values()))) if per else float("nan"),
+        "mean_correlation": _mean(per.values()),
         "group_correlation_identity": ident,
-        "mean_correlation_identity": float(np.mean(list(ident.values()))) if ident else float("nan"),
+        "mean_correlation_identity": _mean(ident.values()),
         "dead_units": {g: {"a": d[0], "b": d[1]} for g, d in dead.items()},
+        "nonfinite": nonfinite,
     }
 
 
@@ -245,6 +281,7 @@ def activation_matching(
     perm = {}
     for g, st in stats.items():
         score = st.correlation() if stat == "correlation" else st.covariance()
+        check_statistics(g, st, score)
         perm[g] = solve_assignment(score)
     t2 = time.perf_counter()
     meta = {

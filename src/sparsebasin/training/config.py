@@ -18,6 +18,20 @@ SCHEDULES = ("cosine", "step")
 FUSED_ENGINES = ("auto", "grouped", "mlp")  # training.fused: auto picks the card's engine for the device
 
 
+def option(help: str, type: str | None = None, default=dataclasses.MISSING, *, choices: tuple | None = None,
+           shared: bool = False, cli: bool = True, key: str = "always"):
+    """A TrainConfig field that is also a step option and a config key; everything else derives from this.
+
+    ``type`` names a validated argparse type of ``steps.common.TYPES``; ``choices`` a fixed set. ``shared``:
+    IMP's fine-tuning takes it without the ``ft-`` prefix (augment, precision). ``cli`` False: a setting of
+    the code and presets only. ``key``: "always" (part of every run's key and fingerprint), or "if_set" (only
+    when it differs from its default: a new option keeps every existing run's key, as open_lth omits unset
+    hparams from its hash).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "type": type, "choices": choices,
+                                                        "shared": shared, "cli": cli, "key": key})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """SGD (momentum, weight decay) on a per-step cosine schedule to 0 with optional linear warm-up.
@@ -28,22 +42,29 @@ class TrainConfig:
     autocast for the training step on CUDA, or fp32 (evaluation is fp32 either
     way). ``schedule``: cosine to 0, or step decay by ``step_gamma`` every
     ``step_every`` epochs after the warm-up (``training.schedule``).
+
+    Each field is declared once, with its help: the step CLIs (``steps.common.add_optim_args``), the plan's
+    command lines (``Plan.optim_args``), the overrides a preset takes (``resolve_config``) and the run keys
+    (``key_dict``) all read these declarations; a new option is a field here plus its schema entries.
     """
 
-    epochs: int
-    lr: float
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    warmup_epochs: float = 0.0
-    augment: str = "auto"
-    nesterov: bool = False
-    eval_batch_size: int = 1000
-    preset: str | None = None
-    precision: str = "bf16"
-    schedule: str = "cosine"
-    step_every: int = 30
-    step_gamma: float = 0.1
+    epochs: int = option("training epochs", "positive_int")
+    lr: float = option("peak learning rate", "positive_float")
+    momentum: float = option("SGD momentum", "momentum", 0.9)
+    weight_decay: float = option("weight decay", "nonneg_float", 5e-4)
+    batch_size: int = option("global batch size", "positive_int", 128)
+    warmup_epochs: float = option("linear warm-up epochs", "nonneg_float", 0.0)
+    augment: str = option("random crop + flip (auto: on for image datasets)", choices=AUGMENT_CHOICES,
+                          default="auto", shared=True)
+    nesterov: bool = option("Nesterov momentum", "boolean", False)
+    eval_batch_size: int = option("batch size of the per-epoch test evaluation (speed only)", default=1000, cli=False)
+    preset: str | None = option("the named preset this config came from", default=None, cli=False)
+    precision: str = option("the training step on CUDA: bf16 autocast or fp32 (evaluation is fp32 either way)",
+                            choices=PRECISIONS, default="bf16", shared=True)
+    schedule: str = option("cosine to 0, or step decay (step_gamma every step_every epochs after warm-up)",
+                           choices=SCHEDULES, default="cosine")
+    step_every: int = option("step schedule: epochs per decay", "positive_int", 30)
+    step_gamma: float = option("step schedule: factor per decay", "step_gamma", 0.1)
 
     def validate(self) -> "TrainConfig":
         """Return self, or raise UserError naming the bad field."""
@@ -80,6 +101,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def key_dict(self) -> dict:
+        """``to_dict`` without the options declared ``key="if_set"`` that are at their default: what keys and
+        fingerprints hash, stable when an option is added."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata.get("key", "always") == "always" or getattr(self, f.name) != f.default}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -120,23 +147,12 @@ PRESETS: dict[str, TrainConfig] = {
 PRESETS = {name: dataclasses.replace(cfg, preset=name) for name, cfg in PRESETS.items()}
 
 
-def resolve_config(
-    preset: str | TrainConfig = "dense",
-    *,
-    epochs: int | None = None,
-    lr: float | None = None,
-    momentum: float | None = None,
-    weight_decay: float | None = None,
-    batch_size: int | None = None,
-    warmup_epochs: float | None = None,
-    augment: str | None = None,
-    nesterov: bool | None = None,
-    eval_batch_size: int | None = None,
-    precision: str | None = None,
-    schedule: str | None = None,
-    step_every: int | None = None,
-    step_gamma: float | None = None,
-) -> TrainConfig:
+def step_options() -> list[dataclasses.Field]:
+    """The TrainConfig fields that are step options (declaration order: the order of every command line)."""
+    return [f for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli")]
+
+
+def resolve_config(preset: str | TrainConfig = "dense", **overrides) -> TrainConfig:
     """The preset (a name in ``PRESETS`` or a TrainConfig) with every non-None override applied, validated."""
     if isinstance(preset, TrainConfig):
         base = preset
@@ -144,7 +160,8 @@ def resolve_config(
         if preset not in PRESETS:
             raise UserError(f"unknown --preset {preset!r}; choose one of: {', '.join(PRESETS)}")
         base = PRESETS[preset]
-    overrides = dict(epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
-                     warmup_epochs=warmup_epochs, augment=augment, nesterov=nesterov, eval_batch_size=eval_batch_size,
-                     precision=precision, schedule=schedule, step_every=step_every, step_gamma=step_gamma)
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise UserError(f"training config: unknown setting {unknown[0]!r}; known: {', '.join(sorted(names))}")
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None}).validate()

@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Mapping
 
-from .. import checkpoints, io
+from .. import checkpoints, health, io
 from ..errors import UserError
 from ..progress import log
 
@@ -40,12 +40,40 @@ SCRATCH_NAMES = (".resume.pt", ".fused.resume.pt")  # a separate run's and a fus
 
 
 def metrics_csv(rows: list[dict]) -> str:
+    """The per-epoch rows; a non-finite value (an exploded test loss) is an empty cell, never a number."""
     buf = _io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row[k] for k in METRICS_COLUMNS})
+        writer.writerow({k: health.null_nonfinite(row[k]) for k in METRICS_COLUMNS})
     return buf.getvalue()
+
+
+def class_counts(test_ds, final_eval: Mapping | None = None) -> list[int] | None:
+    """Test examples per class (for the chance level of ``health``): from the evaluated labels, else the
+    dataset's in-memory labels; None when neither is at hand (then chance is 1/num_classes)."""
+    import torch
+
+    labels = (final_eval or {}).get("labels")
+    if not isinstance(labels, torch.Tensor) or not labels.numel():
+        labels = getattr(test_ds, "y", None)
+    if isinstance(labels, torch.Tensor) and labels.numel():
+        return torch.bincount(labels.detach().to("cpu", torch.long).reshape(-1)).tolist()
+    return None
+
+
+def flag_health(result: dict, *, num_classes: int, n_test: int | None = None, counts=None,
+                run_name: str | None = None) -> dict:
+    """Add ``health`` (``sparsebasin.health``: ok, chance or exploded, with reasons) to a result dict and
+    say it in one warning line when the run is flagged. ``n_test`` defaults to the run's recorded one."""
+    if n_test is None:
+        n_test = ((result.get("provenance") or {}).get("config") or {}).get("n_test") or 0
+    result["health"] = health.assess(test_acc=result.get("test_acc"), test_loss=result.get("test_loss"),
+                                     num_classes=num_classes, n_test=int(n_test), class_counts=counts)
+    line = health.warning_line(run_name or result.get("run") or "run", result["health"])
+    if line:
+        log(line)
+    return result
 
 
 def request_diff(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
@@ -82,6 +110,10 @@ class RunRecord:
         self.write_predictions = write_predictions
 
     # ------------------------------------------------------------ status --
+    # What a request says a run keeps rather than what it is: a finished run with more rewind checkpoints than
+    # asked is the run asked for (another config on the same tree may need the others).
+    KEPT = ("save_epochs",)
+
     def outputs(self) -> list[Path]:
         names = [n for n in FINAL_OUTPUTS if self.write_predictions or n != "predictions.pt"]
         return [self.out / n for n in names] + [self.checkpoint_path(k) for k in self.save_epochs]
@@ -90,8 +122,8 @@ class RunRecord:
         return self.out / "ckpt" / f"epoch{int(epoch)}.pt"
 
     def finished_result(self) -> dict | None:
-        """The recorded result if every output of a finished run is there, else None."""
-        if not all(p.is_file() for p in self.outputs()):
+        """The recorded result if every final output of a finished run is there (rewind checkpoints aside), else None."""
+        if not all(p.is_file() for p in self.outputs()[:-len(self.save_epochs) or None]):
             return None
         try:
             result = io.read_json(self.out / "result.json")
@@ -99,12 +131,48 @@ class RunRecord:
             return None
         return result if isinstance(result, dict) else None
 
+    def _same_run(self, result: dict) -> bool:
+        old = result.get("request")
+        if not isinstance(old, Mapping):
+            return result.get("fingerprint") == self.fingerprint
+        from .resume import fingerprint
+
+        def core(request):
+            return {k: v for k, v in request.items() if k not in self.KEPT}
+
+        return fingerprint(core(old)) == fingerprint(core(self.request))
+
     def status(self) -> tuple[str, dict | None]:
-        """("new" | "same" | "other", the finished result)."""
+        """("new" | "same" | "more" | "other", the finished result). "more": the run asked for, finished, but
+        without some rewind checkpoint now asked for (it is trained again, keeping every checkpoint it had)."""
         result = self.finished_result()
         if result is None:
             return "new", None
-        return ("same" if result.get("fingerprint") == self.fingerprint else "other"), result
+        if not self._same_run(result):
+            return "other", result
+        missing = [k for k in self.save_epochs if not self.checkpoint_path(k).is_file()]
+        return ("more" if missing else "same"), result
+
+    def kept_epochs(self, result: dict) -> list[int]:
+        """The rewind checkpoints a finished run kept (to keep them when it is trained again)."""
+        recorded = (result.get("request") or {}).get("save_epochs") or []
+        return sorted({int(e) for e in recorded if self.checkpoint_path(e).is_file()})
+
+    # What may differ between a finished run and a new request of the same directory for the workflow to train
+    # it again: the content of its inputs (a dense run rebuilt on a GPU gives other bits, new data), or the rewind
+    # checkpoints it keeps (a new study needs another one). Everything else is in the directory's key, so a
+    # difference there is never a reason to replace a run silently.
+    REBUILDABLE = ("init", "mask", "train_ds", "test_ds", "save_epochs")  # save_epochs: when inputs changed too
+
+    def _differs(self, result: dict) -> set[str]:
+        old = result.get("request") or {}
+        return {k for k in set(old) | set(self.request) if old.get(k) != self.request.get(k)}
+
+    def rebuildable(self, result: dict) -> bool:
+        return bool(result.get("request")) and self._differs(result) <= set(self.REBUILDABLE)
+
+    def rebuild_reason(self, result: dict) -> str:
+        return "finished with other " + ", ".join(sorted(self._differs(result))) + " than asked now"
 
     def refusal(self, result: dict) -> UserError:
         diff = request_diff(result.get("request") or {}, self.request)
@@ -114,9 +182,14 @@ class RunRecord:
                          "another --out-dir")
 
     def reuse(self, result: dict) -> dict:
-        """A finished run asked for again: nothing to train; tags are brought up to date."""
-        if result.get("tags") != self.tags:
+        """A finished run asked for again: nothing to train; tags are brought up to date, and a result
+        written before ``health`` existed gets it (from its recorded accuracy, loss and test size)."""
+        num_classes = (self.request.get("data") or {}).get("num_classes")
+        unflagged = "health" not in result and bool(num_classes)
+        if result.get("tags") != self.tags or unflagged:
             result = {**result, "tags": self.tags}
+            if unflagged:
+                flag_health(result, num_classes=int(num_classes), run_name=self.run_name)
             io.write_json(self.out / "result.json", result)
         log(f"{self.run_name}: already finished in {self.out} (same arguments); nothing to do")
         return result
@@ -177,6 +250,7 @@ class RunRecord:
             "train_acc": last["train_acc"],
             "epochs": epochs,
             "density": density,
+            "sparsity_realised": None if density is None else 1.0 - density,  # measured on the mask applied
             "sparsity_all_weights": sparsity_all,
             "train_seconds": sum(r["seconds"] for r in rows),
             "fingerprint": self.fingerprint,

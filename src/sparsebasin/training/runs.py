@@ -22,8 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .. import checkpoints, io
-from .. import branches
+from .. import branches, checkpoints, io, unhonoured
 from ..branches import BRANCHES
 from ..errors import UserError
 from ..masking import check_trainable
@@ -35,20 +34,20 @@ from .loop import fit
 from .session import Member
 
 
-def check_matches(obj: dict, what: str, path: str | Path, model_cfg: dict, data_meta: dict) -> None:
+def check_matches(obj: dict, what: str, path: str | Path, model_cfg: dict, train_ds) -> None:
+    """The file is for this model and width, and for the data the run reads (classes and inputs as loaded)."""
+    from ..data import check_fits
+
     if model_spec(obj["model"]) != model_cfg:
         raise UserError(
             f"{what} {path} is for model {obj['model']}, but the run asks for {model_cfg}; "
             "pass a file of the same model and width (or change --model/--width)"
         )
-    if dict(obj["data"]) != dict(data_meta):
-        raise UserError(
-            f"{what} {path} was made for data {obj['data']}, but the run uses {data_meta}; "
-            "pass a file made on the same dataset"
-        )
+    check_fits(obj["data"], train_ds, f"{what} {path}")
 
 
-def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = None, init: str | Path | None = None,
+def resolve_member(*, out_dir: str | Path, meta: dict, train_ds, model_cfg: dict | None = None,
+                   init: str | Path | None = None,
                    seed: int = 0, mask: str | Path | None = None, mask_permutation: str | Path | None = None,
                    branch: str | None = None, data_seed: int | None = None, tags: Mapping | None = None,
                    run_name: str | None = None, provenance: Mapping | None = None,
@@ -63,6 +62,7 @@ def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = 
     (A's checkpoint at the same epoch).
     """
     tags = dict(tags or {})
+    unheld: dict = {}  # settings this run cannot honour (sparsebasin.unhonoured), recorded in its provenance
     if branch is not None and branch not in BRANCHES:
         raise UserError(f"--branch {branch!r} is not one of {', '.join(BRANCHES)}")
     record = branches.get(branch) if branch is not None else None
@@ -92,7 +92,7 @@ def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = 
                                                   int(seed if mask_seed is None else mask_seed))
     if ckpt is not None:
         run_cfg = model_spec(model_cfg if model_cfg is not None else ckpt["model"])
-        check_matches(ckpt, "checkpoint", init, run_cfg, meta)
+        check_matches(ckpt, "checkpoint", init, run_cfg, train_ds)
         model = checkpoints.model_from_checkpoint(ckpt, str(init))
         init_epoch, init_seed = int(ckpt["epoch"]), None
     else:
@@ -105,7 +105,7 @@ def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = 
     tensors = None
     if mask_obj is not None:
         checkpoints.check_mask(mask_obj["mask"], model, str(mask))
-        check_matches(mask_obj, "mask", mask, run_cfg, meta)
+        check_matches(mask_obj, "mask", mask, run_cfg, train_ds)
         tensors = mask_obj["mask"]
         check_trainable(tensors, model, str(mask))
     if branch is not None:
@@ -114,6 +114,12 @@ def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = 
         requested = (mask_obj.get("sparsity") or {}).get("requested")
         if requested is not None:
             tags.setdefault("sparsity", fmt_sparsity(requested))
+            # the tag labels every figure and table: say it, and record the measured value, if the mask is not it
+            kept = sum(int(m.sum()) for m in tensors.values())
+            total = sum(m.numel() for m in tensors.values())
+            short = unhonoured.sparsity(requested, 1 - kept / total, kept, total, f"sparsity of mask {mask}")
+            if short:
+                unheld["sparsity"] = short
         run_name = run_name or f"sparse-{branch}-k{init_epoch}"
     member = Member(
         model=model, out_dir=Path(out_dir), run_name=run_name or str(out_dir),
@@ -125,6 +131,7 @@ def resolve_member(*, out_dir: str | Path, meta: dict, model_cfg: dict | None = 
             "mask": str(mask) if mask is not None else None,
             **({"mask_permutation": str(mask_permutation)} if mask_permutation is not None else {}),
             **({"branch": {**branches.describe(record), **transform}} if record is not None else {}),
+            **({"unhonoured": unheld} if unheld else {}),
         },
         init_seed=init_seed,
     )
@@ -150,8 +157,13 @@ def _apply_branch(record, ckpt: dict, mask_obj: dict, init, signs_from, mask_see
 
 
 def _data(data: DataOptions):
+    """Both splits and the data meta every output records: the classes and inputs as read (not the card's)."""
     train_ds, test_ds = data.load("train"), data.load("test")
-    return train_ds, test_ds, checkpoints.data_meta(train_ds.info)
+    meta = checkpoints.data_meta(train_ds.info)
+    if checkpoints.data_meta(test_ds.info) != meta:
+        raise UserError(f"the {data.dataset} train and test splits in {data.data_dir} differ "
+                        f"({meta} vs {checkpoints.data_meta(test_ds.info)}); fix the data files")
+    return train_ds, test_ds, meta
 
 
 def train_run(*, model_cfg: dict | None, data: DataOptions, cfg: TrainConfig, seed: int, data_seed: int,
@@ -168,7 +180,8 @@ def train_run(*, model_cfg: dict | None, data: DataOptions, cfg: TrainConfig, se
     """
     cfg = cfg.validate()
     train_ds, test_ds, meta = _data(data)
-    member, run_cfg = resolve_member(out_dir=out_dir, meta=meta, model_cfg=model_cfg, init=init_checkpoint,
+    member, run_cfg = resolve_member(out_dir=out_dir, meta=meta, train_ds=train_ds, model_cfg=model_cfg,
+                                     init=init_checkpoint,
                                      seed=seed, mask=mask_path, mask_permutation=mask_permutation, branch=branch,
                                      data_seed=data_seed, tags=run.tags,
                                      run_name=run_name, provenance=data.record(), signs_from=signs_from,
@@ -310,7 +323,8 @@ def fused_run(*, runs: Sequence[RunSpec], model_cfg: dict | None, data: DataOpti
         seed = default_seed if spec.seed is None else spec.seed
         data_seed = spec.data_seed if spec.data_seed is not None else (
             seed if spec.seed is not None or default_data_seed is None else default_data_seed)
-        member, run_cfg = resolve_member(out_dir=spec.out_dir, meta=meta, model_cfg=group_cfg, init=spec.init,
+        member, run_cfg = resolve_member(out_dir=spec.out_dir, meta=meta, train_ds=train_ds, model_cfg=group_cfg,
+                                         init=spec.init,
                                          seed=seed, mask=spec.mask, mask_permutation=spec.mask_permutation,
                                          branch=spec.branch, data_seed=data_seed,
                                          tags={**run.tags, **spec.tags}, run_name=spec.name,

@@ -28,14 +28,14 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .. import checkpoints, compiling, distributed, provenance, rundir, tracking
+from .. import checkpoints, compiling, distributed, provenance, rundir, tracking, unhonoured
 from .. import device as devices
 from ..errors import TrainingDiverged, UserError
 from ..models import model_spec
 from ..progress import EpochProgress, log, resolve_mode
 from . import resume
 from .config import TrainConfig
-from .record import RunRecord, remove_scratch
+from .record import RunRecord, class_counts, flag_health, remove_scratch
 from .schedule import make_schedule
 
 
@@ -90,12 +90,22 @@ def check_training_labels(train_ds, n_train: int, run_name: str) -> None:
         raise UserError(f"run {run_name}: the training split of {where} has a single class; check the data files or rerun prepare")
 
 
+def trained_precision(cfg: TrainConfig, dev: torch.device, engine_name: str) -> str:
+    """The precision the training step runs in: the request where the device applies it (bf16 autocast is
+    CUDA-only; the fused MLP engine never autocasts), else fp32."""
+    return "fp32" if engine_name == "mlp" else devices.effective_precision(dev, cfg.precision)
+
+
 def run_config_record(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, augment: bool, save_epochs: list[int],
                       n_train: int, n_test: int, steps_per_epoch: int, density: float | None,
-                      extra: Mapping | None = None) -> dict:
-    """The resolved configuration a run's provenance records."""
+                      extra: Mapping | None = None, precision: str | None = None) -> dict:
+    """The resolved configuration a run's provenance records: ``train.precision`` is the one it trained in
+    (``precision``), ``train.precision_requested`` the preset's or command line's request."""
+    train = cfg.to_dict()
+    if precision is not None:
+        train = {**train, "precision": precision, "precision_requested": cfg.precision}
     return {
-        "train": cfg.to_dict(),
+        "train": train,
         "model": model_cfg,
         "data": dict(data_meta),
         "augment": augment,
@@ -105,6 +115,10 @@ def run_config_record(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, aug
         "steps_per_epoch": steps_per_epoch,
         "density": density,
         "cpu_threads": torch.get_num_threads(),
+        # how reproducible and how fast the kernels were: like the thread count, they may move the last bits
+        # but never make it another run (not in the request: toggling them reruns nothing)
+        **({"deterministic": True} if devices.deterministic() else {}),
+        **({"compile": compiling.mode()} if compiling.mode() != "none" else {}),
         **(extra or {}),
     }
 
@@ -117,7 +131,7 @@ def run_request(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, train_ds,
                 augment: bool, save_epochs: list[int], device: torch.device) -> dict:
     """Everything that determines a run's final weights (hashed into its fingerprint)."""
     return {
-        "train": cfg.to_dict() | {"eval_batch_size": None},
+        "train": cfg.key_dict() | {"eval_batch_size": None},
         "model": model_cfg,
         "data": dict(data_meta),
         "train_ds": resume.dataset_digest(train_ds),
@@ -128,8 +142,6 @@ def run_request(cfg: TrainConfig, model_cfg: dict, data_meta: Mapping, train_ds,
         "augment": augment,
         "save_epochs": save_epochs,
         "device": device.type,
-        **({"deterministic": True} if devices.deterministic() else {}),
-        **({"compile": compiling.mode()} if compiling.mode() != "none" else {}),
         **({"processes": distributed.world()} if distributed.active() else {}),
         **({"sync_bn": True} if distributed.sync_bn() else {}),
     }
@@ -149,11 +161,14 @@ def train_runs(
     device: str | torch.device = "auto",
     progress: str = "auto",
     write_predictions: bool = True,
-    force: bool = False,
+    force: bool | str = False,
     scratch: str | Path | None = None,
     group_name: str | None = None,
 ) -> list[dict]:
     """Train every member for ``cfg.epochs`` epochs and write its run directory; returns the results.
+
+    ``force``: True replaces finished runs made with other arguments; "stale" only those whose inputs
+    (init, mask, data) or rewind checkpoints changed since (``RunRecord.rebuildable``; the workflow's mode).
 
     ``make_engine(members, dev, augment, drop_last)`` builds the engine for
     the members that still need training.
@@ -183,32 +198,66 @@ def train_runs(
     distributed.check_batch(cfg.batch_size)
     drop_last = drop_last_batch(n_train, cfg.batch_size, distributed.world())
     steps_per_epoch = num_batches(n_train, cfg.batch_size, drop_last)
+    short = {"batch_size": unhonoured.batch_size(cfg.batch_size, n_train, f"{label}: --batch-size"),
+             "epoch_examples": unhonoured.epoch_examples(n_train, cfg.batch_size, drop_last, f"{label}: examples/epoch")}
+    short = {k: v for k, v in short.items() if v}  # settings it cannot honour, said and recorded in provenance
 
-    records = []
-    for r, m in enumerate(members):
-        request = run_request(cfg, model_cfg, data_meta, train_ds, test_ds, m, augment, save_epochs, dev)
-        density = checkpoints.mask_density(m.mask) if m.mask else None
-        extra = dict(m.provenance_config or {})
-        if fused:
-            extra["fused"] = {"runs": runs, "index": r, "engine": engine_name, "group": [str(o) for o in outs]}
-        prov = provenance.collect(
-            config=run_config_record(cfg, model_cfg, data_meta, augment, save_epochs, n_train, n_test,
-                                     steps_per_epoch, density, extra),
-            seeds={"init": m.init_seed, "data": int(m.data_seed)},
-            device=dev,
-        )
-        records.append(RunRecord(m.out_dir, m.run_name, resume.fingerprint(request), request, prov, m.tags,
+    precision = trained_precision(cfg, dev, engine_name)
+
+    def make_records(each_save_epochs):
+        out = []
+        for r, (m, save_epochs) in enumerate(zip(members, each_save_epochs)):
+            # The request keeps the requested precision: it is hashed into the fingerprint that decides
+            # "already finished", so runs finished before the trained precision was recorded still count.
+            request = run_request(cfg, model_cfg, data_meta, train_ds, test_ds, m, augment, save_epochs, dev)
+            density = checkpoints.mask_density(m.mask) if m.mask else None
+            extra = dict(m.provenance_config or {})
+            if short:
+                extra["unhonoured"] = {**extra.get("unhonoured", {}), **short}
+            if fused:
+                extra["fused"] = {"runs": runs, "index": r, "engine": engine_name, "group": [str(o) for o in outs]}
+            prov = provenance.collect(
+                config=run_config_record(cfg, model_cfg, data_meta, augment, save_epochs, n_train, n_test,
+                                         steps_per_epoch, density, extra, precision=precision),
+                seeds={"init": m.init_seed, "data": int(m.data_seed)},
+                device=dev,
+            )
+            out.append(RunRecord(m.out_dir, m.run_name, resume.fingerprint(request), request, prov, m.tags,
                                  save_epochs, write_predictions, m.mask))
+        return out
 
+    records = make_records([save_epochs] * runs)
     writer = distributed.writer()  # the other ranks of a data-parallel run follow rank 0's decisions
     with rundir.locked(outs) if writer else contextlib.nullcontext():
         results: list[dict | None] = [None] * runs
+        # a run trained again for a new rewind checkpoint keeps every one it had (another config may need them)
+        keep = [[0] * (cfg.epochs + 1) for _ in members]
+        if writer:
+            for r, rec in enumerate(records):
+                state, res = rec.status()
+                for e in rec.kept_epochs(res) if state == "more" else ():
+                    keep[r][e] = 1
+        flat = distributed.broadcast_ints([k for row in keep for k in row])
+        each = [sorted(set(save_epochs) | {e for e in range(cfg.epochs + 1) if flat[r * (cfg.epochs + 1) + e]})
+                for r in range(runs)]
+        if any(e != save_epochs for e in each):
+            records = make_records(each)
+            save_epochs = sorted(set().union(*each))  # the epochs the group stages; each run keeps its own
         if writer:
             status = [rec.status() for rec in records]
-            if not force:
+            if force is not True:
                 for rec, (state, result) in zip(records, status):
-                    if state == "other":
+                    if state != "other":
+                        continue
+                    if force != "stale" or not rec.rebuildable(result):
                         raise rec.refusal(result)
+                    log(f"{rec.out}: {rec.rebuild_reason(result)}; training it again (its files stay until the new "
+                        "run has finished)")
+            for rec, (state, res) in zip(records, status):
+                if state == "more":
+                    missing = [k for k in rec.save_epochs if not rec.checkpoint_path(k).is_file()]
+                    log(f"{rec.out}: finished, but without the rewind checkpoint(s) {missing} now asked for; training "
+                        f"it again to keep epochs {rec.save_epochs} (its files stay until the new run has finished)")
             results = [rec.reuse(res) if state == "same" else None for rec, (state, res) in zip(records, status)]
             for i, res in enumerate(results):
                 if res is None and status[i][0] == "new":
@@ -217,6 +266,9 @@ def train_runs(
         todo = [i for i, f in enumerate(flags) if f]
         if not todo:
             return results
+        if fused and len(todo) < runs and writer:  # a group trains only what is not finished
+            log(f"{label}: training {len(todo)} of {runs} runs ({', '.join(str(members[i].out_dir) for i in todo)}); "
+                f"the other {runs - len(todo)} are finished")
         trained = _train(
             [members[i] for i in todo], [records[i] for i in todo], train_ds, test_ds, cfg,
             model_cfg=model_cfg, data_meta=data_meta, make_engine=make_engine, engine_name=engine_name, dev=dev,
@@ -285,7 +337,8 @@ def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg
     extras = [checkpoint_extra(m.mask) for m in members]
     if start == 0 and 0 in save_epochs and writer:
         for rec, sd, extra in zip(records, engine.state_dicts(), extras):
-            rec.stage_checkpoint(0, sd, model_cfg, data_meta, extra)
+            if 0 in rec.save_epochs:
+                rec.stage_checkpoint(0, sd, model_cfg, data_meta, extra)
 
     final_evals = None
     for epoch in range(start, cfg.epochs):
@@ -330,7 +383,8 @@ def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg
             continue
         if done in save_epochs:
             for rec, sd, extra in zip(records, engine.state_dicts(), extras):
-                rec.stage_checkpoint(done, sd, model_cfg, data_meta, extra)
+                if done in rec.save_epochs:
+                    rec.stage_checkpoint(done, sd, model_cfg, data_meta, extra)
         resume.save(scratch_path, fingerprint=fp, epoch=done, model=engine.scratch_model(),
                     optimizer=engine.optimizer.state_dict(), schedule=schedule.state_dict(), rows=rows,
                     provenance=records[0].provenance)
@@ -352,8 +406,14 @@ def _epochs(members, records, engine, schedule, trackers, train_ds, test_ds, cfg
         return [None] * runs
     results = []
     densities = [checkpoints.mask_density(m.mask) if m.mask else None for m in members]
+    counts = None
     for rec, sd, ev, r_rows, extra, density in zip(records, engine.state_dicts(), final_evals, rows, extras, densities):
-        results.append(rec.write_outputs(sd, ev, r_rows, cfg.epochs, model_cfg, data_meta, extra, density))
+        result = rec.write_outputs(sd, ev, r_rows, cfg.epochs, model_cfg, data_meta, extra, density)
+        result["precision"] = rec.provenance["config"]["train"]["precision"]  # what it trained in
+        result["precision_requested"] = cfg.precision
+        counts = counts or class_counts(test_ds, ev)
+        results.append(flag_health(result, num_classes=int(data_meta["num_classes"]), n_test=int(ev["n"]),
+                                   counts=counts, run_name=rec.run_name))
     for rec, result, tracker in zip(records, results, trackers):  # result.json last: it means finished
         rec.finish(result)
         tracker.result(result)
