@@ -154,12 +154,16 @@ def test_table_cli_writes_csv_md_and_provenance(tmp_path):
     assert json.loads(outputs.sidecar_path(out_csv).read_text())["config"]["kind"] == "accuracy"
 
 
-def test_runs_mixing_matching_epochs_are_refused():
+def test_runs_from_several_matching_epochs_are_series_not_averaged():
+    """B's matching epoch is a series key (issue 26): each epoch its own row and column, never one mean."""
     runs = _runs()
     runs["match_epoch"] = np.nan
     runs.loc[runs["branch"] == "permuted", "match_epoch"] = [5, 200]
-    with pytest.raises(UserError, match="several matching epochs"):
-        tables.accuracy_table(runs)
+    frame, md = tables.accuracy_table(runs)
+    perm = frame[frame["branch"] == "permuted"].set_index("match_epoch")
+    assert perm.loc[5.0, "mean_pct"] == pytest.approx(83.0) and perm.loc[200.0, "mean_pct"] == pytest.approx(84.0)
+    assert (perm["n"] == 1).all() and frame.loc[frame["branch"] == "lth", "match_epoch"].isna().all()
+    assert "| Permuted · B at epoch 5 | Permuted · B at epoch 200 |" in md
 
 
 def test_accuracy_table_writes_every_metric_and_the_sparsity_over_all_weights(tmp_path):

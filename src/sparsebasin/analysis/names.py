@@ -12,6 +12,9 @@ from ..branches import TABLE as _BRANCH_TABLE
 
 BRANCH_LABELS = {b.name: b.label for b in _BRANCH_TABLE}  # each branch's record names it
 
+# The matching methods (symmetry.align.METHODS, torch-free here), as a series label says them.
+METHOD_LABELS = {"activation": "activation matching", "weight": "weight matching"}
+
 MODES = ("plain", "bn_reset", "repair", "repair_block")  # the order of symmetry.lmc.MODES (torch-free here)
 MODE_LABELS = {"plain": "plain", "bn_reset": "BN reset", "repair": "REPAIR", "repair_block": "REPAIR (blocks)"}
 
@@ -28,6 +31,10 @@ METRIC_LABELS = {
 
 def branch(name: str) -> str:
     return BRANCH_LABELS.get(str(name), str(name))
+
+
+def method(name: str) -> str:
+    return METHOD_LABELS.get(str(name), f"{name} matching")
 
 
 def mode(name: str) -> str:

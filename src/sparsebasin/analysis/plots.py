@@ -14,6 +14,8 @@ they never cover data.
 - ``lmc_width(curves, metric, split)``: Fig 3. One panel per (matching, mode)
   with one curve per width, plus a barrier-vs-width panel.
 - ``imp_barrier(rounds, metric, split)``: Fig 4a. Barrier vs IMP round per mode.
+- ``baselines(runs, matches, metric, ks)``: accuracy vs sparsity of every
+  sparse branch and matching method, one panel per setting and k.
 - ``plane(grid, metric)``: Fig 4b. Filled contours with the three anchors,
   titled with its setting, sparsity and k, sized to the anchors' extent.
 
@@ -40,7 +42,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import UserError
-from . import barriers, names, style, tidy
+from . import barriers, names, series, style, tidy
 from .tables import ACCURACY_METRICS, aggregate, branch_order, settings
 
 CURVE_METRICS = ("loss", "error")
@@ -97,12 +99,15 @@ class FigureNotes:
         return "\n".join(f"{tidy.FLAG_MARK} {line}" for line in shown + tail)
 
 
-def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True, notes: FigureNotes | None = None) -> None:
+def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True, notes: FigureNotes | None = None,
+                  fit_labels: bool = False) -> None:
     """One legend for the whole figure, below the panels, one entry per label.
 
     Branch entries come in the fixed order Dense, IMP, LTH, Naive, Permuted
     (unless ``branch_order_first`` is off); other entries keep drawing order.
-    ``notes`` (the flagged cells) become the legend's title.
+    ``notes`` (the flagged cells) become the legend's title. ``fit_labels``
+    (on by itself when a matching series is labelled): fewer entries per row
+    where long labels would run past the figure, which grows to hold them.
     """
     seen: dict[str, object] = {}
     for ax in np.ravel(list(axes)):
@@ -113,10 +118,22 @@ def _legend_below(fig: Figure, axes: Iterable, branch_order_first: bool = True, 
         return
     order = [names.branch(b) for b in names.BRANCHES]
     labels = list(seen)
-    if branch_order_first:
-        labels.sort(key=lambda lbl: order.index(lbl) if lbl in order else len(order))
+    if branch_order_first:  # a series ("Permuted · weight matching") sits with its branch, in drawing order
+        def rank(lbl: str) -> int:
+            head, _, tail = lbl.partition(" · ")
+            if lbl in order:
+                return order.index(lbl)
+            return order.index(head) if head in order and tail and series.is_matching_label(tail) else len(order)
+
+        labels.sort(key=rank)
     per_row = max(1, int(fig.get_figwidth() / 1.3))
+    fit_labels = fit_labels or any(series.is_matching_label(lbl.partition(" · ")[2]) for lbl in labels
+                                   if " · " in lbl)  # a matching series' label is long
+    if fit_labels:  # ~0.055 in per character at the legend's 7 pt, plus the handle
+        per_row = max(1, min(per_row, int(fig.get_figwidth() / (0.055 * max(map(len, labels)) + 0.45))))
     rows = math.ceil(len(labels) / per_row)
+    if fit_labels:  # room for the legend's rows below the panels, which keep their height
+        fig.set_figheight(fig.get_figheight() + 0.16 * rows)
     legend = fig.legend([seen[lbl] for lbl in labels], labels, loc="outside lower center",
                         ncols=math.ceil(len(labels) / rows), frameon=False)
     note = notes.text() if notes is not None else None
@@ -307,21 +324,40 @@ def _clip_note(fig: Figure, what: str) -> None:
                 line.set_label(f"{style.PAPER_LABEL} (clipped to our {what} range)")
 
 
-def _plot_branches(ax, cell: pd.DataFrame, x: str, metric: str, scale: float, where, notes: FigureNotes) -> None:
-    """Each sparse branch's mean ± std over seeds against ``x``, flagged points ringed."""
-    for b in branch_order(cell["branch"]):
-        agg = aggregate(cell[cell["branch"] == b], [x], metric, scale=100.0)
-        _plot_mean_std(ax, agg, x, names.branch(b), style.branch(b), scale=scale)
-        _mark_flags(ax, agg, x, scale, lambda r, b=b: where(r, b), notes)
+def _plot_branches(ax, cell: pd.DataFrame, x: str, metric: str, scale: float, where, notes: FigureNotes,
+                   tags: list[str] | None = None) -> None:
+    """Each series' mean ± std over seeds against ``x``, flagged points ringed: a sparse branch, and for the
+    runs that depend on the matching one line per matching method and epoch of B (``tags``, ``series``),
+    styled by ``series_style``; ``where(row, label)`` words a flagged point."""
+    cell = series.assign(cell, tags if tags is not None else series.keys(cell))
+    epochs = _epoch_ranks(cell)
+    for s in series.order(cell["series"]):
+        agg = aggregate(cell[cell["series"] == s], [x], metric, scale=100.0)
+        label = series.label_of(s)
+        _plot_mean_std(ax, agg, x, label, series_style(s, epochs), scale=scale)
+        _mark_flags(ax, agg, x, scale, lambda r, label=label: where(r, label), notes)
+
+
+def _epoch_ranks(cell: pd.DataFrame) -> dict:
+    """Each matching epoch of B in these runs -> 0 (the latest) .. 1 (the earliest)."""
+    epochs = sorted({series.parts(s)["match_epoch"] for s in cell["series"]} - {None}, reverse=True)
+    return {e: (i / (len(epochs) - 1) if len(epochs) > 1 else 0.0) for i, e in enumerate(epochs)}
+
+
+def series_style(series_id: str, epoch_ranks: dict | None = None) -> dict:
+    """A series' look: its branch's record (colour, marker), its method's line style, its epoch's shade."""
+    p = series.parts(series_id)
+    rank = (epoch_ranks or {}).get(p["match_epoch"], 0.0) if p["match_epoch"] is not None else 0.0
+    return style.series(p["branch"], p["method"], rank)
 
 
 @_styled
 def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc", reference: pd.DataFrame | None = None) -> Figure:
     """Accuracy vs rewind point k: rows per setting, one panel per sparsity; ``reference``: the paper's
     values (``sparsebasin.reference.load("accuracy")``) drawn grey under ours."""
-    runs = tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-rewind figure")
-    tidy.check_single_matching(runs)
+    runs = series.blank_independent(tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-rewind figure"))
     _check_metric(metric, ACCURACY_METRICS, runs)
+    tags = series.keys(runs)
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna()]
     if sparse.empty:
         raise UserError(f"{tidy.source_of(runs)}: no lth/naive/permuted runs with a rewind point k; collect the sparse runs")
@@ -340,7 +376,7 @@ def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc", reference: 
             used.add((r, c))
             panel = " · ".join(x for x in (_setting_label(setting), f"S = {names.sparsity(s)}") if x)
             _plot_branches(ax, cell, "k", metric, 1.0,
-                           lambda row, b: f"{panel} · k = {row['k']:g} · {names.branch(b)}", notes)
+                           lambda row, b: f"{panel} · k = {row['k']:g} · {b}", notes, tags)
             _reference_lines(ax, part, metric, s, panel, notes)
             span = _fit_x(ax, cell["k"], 0.5, integer=True)
             clipped |= _paper_lines(ax, reference, setting, metric, "k", {"sparsity": s}, span=span)
@@ -358,9 +394,9 @@ def accuracy_vs_rewind(runs: pd.DataFrame, metric: str = "test_acc", reference: 
 def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 100), metric: str = "test_acc",
                          reference: pd.DataFrame | None = None) -> Figure:
     """Accuracy vs sparsity: rows per setting, one panel per rewind point k in ``ks`` (``reference`` as above)."""
-    runs = tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-sparsity figure")
-    tidy.check_single_matching(runs)
+    runs = series.blank_independent(tidy.prepare(runs, ["branch", "sparsity", "k"], "the accuracy-vs-sparsity figure"))
     _check_metric(metric, ACCURACY_METRICS, runs)
+    tags = series.keys(runs)
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES)]
     have = sorted(sparse["k"].dropna().unique())
     ks = [k for k in ks if any(np.isclose(have, k))]
@@ -381,7 +417,7 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 10
             used.add((r, c))
             panel = " · ".join(x for x in (_setting_label(setting), f"k = {k:g}") if x)
             _plot_branches(ax, cell, "sparsity", metric, 100.0,
-                           lambda row, b: f"{panel} · S = {names.sparsity(row['sparsity'])} · {names.branch(b)}", notes)
+                           lambda row, b: f"{panel} · S = {names.sparsity(row['sparsity'])} · {b}", notes, tags)
             if not imp.empty:
                 agg = aggregate(imp, ["sparsity"], metric, scale=100.0)
                 _plot_mean_std(ax, agg, "sparsity", names.branch("imp"), style.branch("imp"), scale=100.0)
@@ -402,6 +438,95 @@ def accuracy_vs_sparsity(runs: pd.DataFrame, ks: Sequence[int] = (10, 25, 50, 10
     return fig
 
 
+@_styled
+def baselines(runs: pd.DataFrame, matches: pd.DataFrame | None = None, metric: str = "test_acc",
+              ks: Sequence[int] | None = None) -> Figure:
+    """Accuracy vs sparsity of every sparse branch and matching method: one panel per setting (dataset,
+    model, width) and rewind point k (``ks``: default every k of the runs), one line per series (the
+    branch's record gives colour and marker; permuted has one line per matching method, line style by
+    method, and per epoch of B, lighter and hollow for earlier epochs), dense dashed. With ``matches`` the
+    first panel of each row says how long each method took to find the permutation."""
+    runs = series.blank_independent(tidy.prepare(runs, ["branch", "sparsity", "k"], "the baselines figure"))
+    _check_metric(metric, ACCURACY_METRICS, runs)
+    tags = series.keys(runs)
+    sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & runs["sparsity"].notna()]
+    if sparse.empty:
+        raise UserError(f"{tidy.source_of(runs)}: no sparse runs ({', '.join(names.SPARSE_BRANCHES)}) with a "
+                        "sparsity and a rewind point k; collect the sparse runs")
+    have = sorted(sparse["k"].unique())
+    ks = [k for k in (ks if ks else have) if any(np.isclose(have, k))]
+    if not ks:
+        raise UserError(f"{tidy.source_of(runs)}: none of the requested rewind points are in the table (have k = "
+                        f"{', '.join(f'{k:g}' for k in have)}); pass --ks")
+    from .baselines import match_seconds
+
+    tagged = series.assign(sparse, tags)
+    seconds = match_seconds(matches, tagged)
+    setting_cols = [c for c in ("dataset", "model", "width") if c in tagged.columns]
+    rows = [(st, part) for st, part in settings(runs, ("dataset", "model", "width"))
+            if not part[part["branch"].isin(names.SPARSE_BRANCHES) & part["k"].notna()].empty]
+    fig, axes = _figure(len(rows), len(ks))
+    notes, used = FigureNotes(), set()
+    for r, (setting, part) in enumerate(rows):
+        first = True
+        for c, k in enumerate(ks):
+            ax = axes[r, c]
+            cell = part[part["branch"].isin(names.SPARSE_BRANCHES) & part["sparsity"].notna() & part["k"].notna()]
+            cell = cell[np.isclose(cell["k"], k)]
+            if cell.empty:
+                continue
+            used.add((r, c))
+            panel = " · ".join(x for x in (_setting_label(setting), f"k = {k:g}") if x)
+            _plot_branches(ax, cell, "sparsity", metric, 100.0,
+                           lambda row, b: f"{panel} · S = {names.sparsity(row['sparsity'])} · {b}", notes, tags)
+            _reference_lines(ax, part, metric, None, _setting_label(setting), notes)
+            ours = cell["sparsity"].dropna().unique() * 100
+            _fit_x(ax, ours, 2.5)
+            ax.set_xticks(sorted(ours))
+            _min_span(ax, 2.0)
+            title = panel
+            times = _times(seconds, setting, setting_cols)
+            if first and times and len(rows) > 1:  # several settings: each row says its own, once
+                title += "\nπ found in " + ", ".join(" ".join(x for x in (_short(sid), f"{v[0]:.2g} s") if x)
+                                                     for sid, v in times.items())
+            elif times:  # one setting: the time sits in the legend entry of its series
+                for line in ax.get_lines():
+                    for sid, v in times.items():
+                        if line.get_label() == series.label_of(sid):
+                            line.set_label(f"{line.get_label()} (π in {v[0]:.2g} s)")
+            ax.set_title(title)
+            first = False
+    _hide_unused(axes, used)
+    _label_outer(axes, SPARSITY_LABEL, names.METRIC_LABELS[metric])
+    _legend_below(fig, axes, notes=notes, fit_labels=True)
+    return fig
+
+
+def _times(seconds: dict, setting: dict, setting_cols: list[str]) -> dict:
+    """series id -> (mean, std, n) seconds to find its permutation in ``setting``, in series order."""
+    key = tuple(_norm(setting.get(col)) for col in setting_cols)
+    found = {sid: v for (*where, sid), v in seconds.items() if tuple(where) == key}
+    return {sid: found[sid] for sid in series.order(found)}
+
+
+def _short(series_id: str) -> str:
+    """'weight' or 'weight, B@5' for a panel title."""
+    p = series.parts(series_id)
+    parts = [p["method"] or "", f"B@{p['match_epoch']:g}" if p["match_epoch"] is not None else ""]
+    return ", ".join(x for x in parts if x)
+
+
+def _norm(v):
+    from .baselines import _norm as norm
+
+    return norm(v)
+
+
+def _matching(series_id: str) -> dict:
+    p = series.parts(series_id)
+    return {"method": p["method"], "match_epoch": p["match_epoch"]}
+
+
 # ---------------------------------------------------------------- linear mode connectivity
 
 
@@ -419,6 +544,30 @@ def _path_combos(df: pd.DataFrame) -> list[tuple[bool, str]]:
     return sorted(combos, key=lambda c: (c[0], rank.get(c[1], len(rank)), c[1]))
 
 
+def _method_combos(df: pd.DataFrame) -> list[tuple[bool, str, str | None]]:
+    """(permuted, mode, matching method) of each curve: the method only where the curves carry several (each
+    its own panel and barrier line, never averaged; ``series``), else None."""
+    methods = series.order_methods(df["method"]) if "method" in df.columns else []
+    if len(methods) < 2:
+        return [(p, m, None) for p, m in _path_combos(df)]
+    rank = {m: i for i, m in enumerate(names.MODES)}
+    combos = {(bool(p), str(m), None if series._blank(me) else str(me))
+              for p, m, me in zip(df["permuted"], df["mode"], df["method"])}
+    return sorted(combos, key=lambda c: (c[0], rank.get(c[1], len(rank)), c[1], series.method_rank(c[2])))
+
+
+def _with_method(df: pd.DataFrame, method) -> pd.DataFrame:
+    """Rows of one matching method (``None``: the table has one, or the rows carry none)."""
+    if method is None or "method" not in df.columns:
+        return df
+    return df[df["method"].astype(str) == str(method)]
+
+
+def _path_title(permuted: bool, mode_name: str, method=None) -> str:
+    label = names.path_kind(permuted, mode_name)
+    return label if method is None else f"{label} · {names.method(method)}"
+
+
 @_styled
 def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "test", max_cols: int = 3) -> Figure:
     """Fig. 3: metric along the linear path, one curve per width, per (matching, mode); barrier vs width.
@@ -431,7 +580,7 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
     _check_metric(metric, CURVE_METRICS, curves)
     curves = _filter_split(curves, split)
     label = _curve_label(metric).replace("Test", split.capitalize() if split else "Test")
-    blocks = [(setting, part, _path_combos(part)) for setting, part in settings(curves, ("dataset", "model"))]
+    blocks = [(setting, part, _method_combos(part)) for setting, part in settings(curves, ("dataset", "model"))]
     ncols = min(max_cols, max(len(combos) + 1 for _, _, combos in blocks))
     nrows = sum(math.ceil((len(combos) + 1) / ncols) for _, _, combos in blocks)
     fig, axes = _figure(nrows, ncols)
@@ -445,10 +594,10 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
         used.update(slots)
         widths = sorted(part["width"].unique())
         finite: list[np.ndarray] = []
-        for (permuted, mode_name), slot in zip(combos, slots):
+        for (permuted, mode_name, method), slot in zip(combos, slots):
             ax = axes[slot]
-            title = " · ".join(x for x in (_setting_label(setting), names.path_kind(permuted, mode_name)) if x)
-            sel = part[(part["permuted"] == permuted) & (part["mode"] == mode_name)]
+            title = " · ".join(x for x in (_setting_label(setting), _path_title(permuted, mode_name, method)) if x)
+            sel = _with_method(part[(part["permuted"] == permuted) & (part["mode"] == mode_name)], method)
             if not np.isfinite(pd.to_numeric(sel[metric], errors="coerce").to_numpy(dtype=float)).any():
                 _say_diverged(ax)
             for w in widths:
@@ -472,13 +621,17 @@ def lmc_width(curves: pd.DataFrame, metric: str = "loss", split: str | None = "t
                 axes[slot].set_ylim(lo - pad, hi + pad)
         ax = axes[slots[-1]]
         bars = barriers.barriers_from_curves(part)
-        for permuted, mode_name in combos:
-            sel = bars[(bars["permuted"] == permuted) & (bars["mode"] == mode_name)]
+        for permuted, mode_name, method in combos:
+            sel = _with_method(bars[(bars["permuted"] == permuted) & (bars["mode"] == mode_name)], method)
             agg = aggregate(sel, ["width"], bar_col, scale=_scale(metric)).sort_values("width")
+            look = style.path_style(permuted, mode_name)
+            if method is not None and method != series.PAPER_METHOD:  # another method: hollow markers
+                look["markerfacecolor"] = "none"
             ax.errorbar(agg["width"], agg["mean"], yerr=agg["std"].fillna(0.0), capsize=2,
-                        label=names.path_kind(permuted, mode_name), **style.path_style(permuted, mode_name))
-            _mark_flags(ax, agg, "width", 1.0, lambda r, p=permuted, m=mode_name: (
-                f"{_setting_label(setting)} · {names.path_kind(p, m)} barrier · width {names.width(r['width'])}"), notes)
+                        label=_path_title(permuted, mode_name, method), **look)
+            _mark_flags(ax, agg, "width", 1.0, lambda r, p=permuted, m=mode_name, me=method: (
+                f"{_setting_label(setting)} · {_path_title(p, m, me)} barrier · width {names.width(r['width'])}"),
+                notes)
         _min_span(ax, 0.05 if metric == "loss" else 1.0, floor=0.0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(widths, [names.width(w) for w in widths])
@@ -700,4 +853,5 @@ KINDS = {
     "lmc_width": lmc_width,
     "imp_barrier": imp_barrier,
     "plane": plane,
+    "baselines": baselines,
 }

@@ -14,6 +14,11 @@ ensemble accuracy, disagreement, KL and JS. For each cell of ours:
   0.1 pp for accuracies and disagreement (a fraction, so 0.001), and at 1% of
   the paper's value for KL and JS, which have no natural unit to floor in.
 
+Only our runs in the paper's setting are compared with it (``series.is_paper``:
+activation matching of B at the end of its training); a permuted series of
+another matching method or epoch of B is its own cell, ``no_reference``, with
+its ``method`` / ``match_epoch``, and stays out of the claims.
+
 Published cells of the datasets and models we ran that we did not run are
 listed with verdict ``not_run``, so a partial run shows what is missing; a
 cell we ran whose every value came out non-finite is ``diverged``. Cells
@@ -49,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from .. import reference
-from . import names, tidy
+from . import names, series, tidy
 from .tables import ACCURACY_METRICS, aggregate, markdown_table  # noqa: F401 (ACCURACY_METRICS re-exported)
 
 FLOOR_PP = 0.1
@@ -67,6 +72,7 @@ class Scorecard:
     claims: list = field(default_factory=list)  # Claim, tested per cell over seeds
     sigma: float = 2.0
     scope: list[str] = field(default_factory=list)  # "dataset model" pairs we compared
+    other_series: list[str] = field(default_factory=list)  # matchings beside the paper's (no_reference, no claims)
 
     def count(self, verdict: str) -> int:
         return int((self.cells["verdict"] == verdict).sum()) if len(self.cells) else 0
@@ -161,15 +167,16 @@ def _key(row, keys) -> tuple:
 
 
 def _compare(ours: pd.DataFrame, paper: pd.DataFrame, keys: list[str], section: str, sigma: float,
-             unit: str = "pp", floor_of=None) -> list[dict]:
-    """One row per cell of ours (verdict or no_reference), then the paper's cells we lack (not_run)."""
+             unit: str = "pp", floor_of=None, carry=()) -> list[dict]:
+    """One row per cell of ours (verdict or no_reference), then the paper's cells we lack (not_run);
+    ``carry``: more columns of ours each row keeps (the series tags)."""
     floor_of = floor_of or (lambda metric, paper_mean: FLOOR_PP)
     index = {_key(r, keys): r for _, r in paper.iterrows()}
     seen, rows = set(), []
     for _, o in ours.iterrows():
         k = _key(o, keys)
         p = index.get(k)
-        row = {c: o.get(c) for c in keys} | {"section": section, "unit": unit, "ours_mean": o["ours_mean"],
+        row = {c: o.get(c) for c in (*keys, *carry)} | {"section": section, "unit": unit, "ours_mean": o["ours_mean"],
                                               "ours_std": o["ours_std"], "ours_n": int(o["ours_n"]),
                                               **{c: o.get(c, d) for c, d in (("n_flagged", 0), ("n_nonfinite", 0),
                                                                               ("flags", ""))}}
@@ -211,20 +218,37 @@ def _long(df: pd.DataFrame, metrics, keys: list[str], scale: float = 100.0) -> p
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*keys, "metric"])
 
 
+def _series_rows(runs: pd.DataFrame, metrics, keys: list[str], paper: pd.DataFrame, section: str, sigma: float,
+                 epoch: bool) -> list[dict]:
+    """Our cells of the paper's setting against the paper (``_compare``), then every other series (another
+    matching method or epoch of B: ``series``) as ``no_reference``, never mixed in; each cell keeps its series
+    tags when the table has several series."""
+    runs = series.blank_independent(runs)
+    tags = [t for t in series.keys(runs) if t not in keys]
+    mine = series.is_paper(runs, epoch)
+    rows = _compare(_long(runs[mine], metrics, [*keys, *tags]), paper, [*keys, "metric"], section, sigma,
+                    carry=tags)
+    others = runs[~mine]
+    if len(others):
+        ours = _long(others, metrics, [*keys, *tags])
+        rows += _compare(ours, paper.iloc[0:0], [*keys, "metric"], section, sigma, carry=tags)
+    return rows
+
+
 def accuracy_rows(runs: pd.DataFrame, sigma: float, metrics=("test_acc",)) -> tuple[list[dict], set]:
-    """Tables 5-14 from the runs table (sweep runs: lth, naive, permuted)."""
+    """Tables 5-14 from the runs table (sweep runs: the sparse branches; the paper has lth, naive, permuted)."""
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & runs["sparsity"].notna()]
     if sparse.empty:
         return [], set()
     pairs = set(zip(sparse["dataset"], sparse["model"]))
-    ours = _long(sparse, metrics, _ACC_KEYS)
     paper = _in_scope(reference.load("accuracy"), pairs)
     paper = paper[paper["metric"].isin(metrics)]
-    return _compare(ours, paper, [*_ACC_KEYS, "metric"], "accuracy", sigma), pairs
+    return _series_rows(sparse, metrics, _ACC_KEYS, paper, "accuracy", sigma, epoch=True), pairs
 
 
 def early_rows(early: pd.DataFrame, sigma: float, metrics=("test_acc",)) -> tuple[list[dict], set]:
-    """Table 15: lth and naive at k (no match_epoch), permuted per the epoch of B it was matched at."""
+    """Table 15: lth and naive at k (no match_epoch), permuted per the epoch of B it was matched at (by
+    activation matching; another method is its own series, no_reference)."""
     early = early[early["branch"].isin(names.SPARSE_BRANCHES)].copy()
     if early.empty:
         return [], set()
@@ -233,10 +257,9 @@ def early_rows(early: pd.DataFrame, sigma: float, metrics=("test_acc",)) -> tupl
     early.loc[early["branch"] != "permuted", "match_epoch"] = np.nan
     pairs = set(zip(early["dataset"], early["model"]))
     keys = [*_ACC_KEYS, "match_epoch"]
-    ours = _long(early, metrics, keys)
     paper = _in_scope(reference.load("early_matching"), pairs)
     paper = paper[paper["metric"].isin(metrics)]
-    return _compare(ours, paper, [*keys, "metric"], "early_matching", sigma), pairs
+    return _series_rows(early, metrics, keys, paper, "early_matching", sigma, epoch=False), pairs
 
 
 def _diversity_floor(metric: str, paper_mean: float) -> float:
@@ -385,17 +408,20 @@ def _claim(name: str, hypothesis: str, cells: list[tuple[dict, np.ndarray]]) -> 
 _CELL = ["dataset", "model", "width", "sparsity", "k"]
 
 
-def _by_seed(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
-    """Accuracy (%) per (cell, seed) with one column per sparse branch that ran there: a run whose value is
-    non-finite is +inf here (so it is counted, not mistaken for a run that is missing, which is NaN)."""
+def _by_seed(runs: pd.DataFrame, metric: str = "test_acc", column: str = "branch") -> pd.DataFrame:
+    """Accuracy (%) per (cell, seed) with one column per sparse branch that ran there (``column="series"``: per
+    series, ``series.assign``): a run whose value is non-finite is +inf here (so it is counted, not mistaken
+    for a run that is missing, which is NaN). Two series of one column would be averaged: the caller passes
+    the runs of one series per branch (``series.paper_runs``) or ``column="series"``."""
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & runs["sparsity"].notna()]
     if sparse.empty or metric not in sparse.columns:
         return pd.DataFrame()
     value = pd.to_numeric(sparse[metric], errors="coerce") * 100
     sparse = sparse.assign(seed=sparse["seed"] if "seed" in sparse.columns else 0,
-                           _v=value.where(~tidy.nonfinite(value), np.inf))
+                           _v=value.where(~tidy.nonfinite(value), np.inf),
+                           **{c: sparse[c] if c in sparse.columns else np.nan for c in _CELL})
     # dropna=False: a cell whose key has a missing tag (no width column) is still a cell
-    return sparse.pivot_table(index=[*_CELL, "seed"], columns="branch", values="_v", aggfunc="mean", dropna=False)
+    return sparse.pivot_table(index=[*_CELL, "seed"], columns=column, values="_v", aggfunc="mean", dropna=False)
 
 
 def _diff(a, b) -> np.ndarray:
@@ -444,6 +470,8 @@ def _barrier_cells(barriers: pd.DataFrame | None) -> list[tuple[dict, np.ndarray
     if barriers is None or barriers.empty or "loss_barrier" not in barriers.columns or "width" not in barriers.columns:
         return []
     matched = barriers[barriers["permuted"] == True].copy()  # noqa: E712 (a boolean column)
+    if "method" in matched.columns:  # the paper's matching only: another method is another series
+        matched = matched[matched["method"].map(lambda m: series._blank(m) or str(m) == series.PAPER_METHOD)]
     if "seed" not in matched.columns:
         matched["seed"] = 0
     value = pd.to_numeric(matched["loss_barrier"], errors="coerce")
@@ -489,8 +517,10 @@ def _paper_gap_grows(table: pd.DataFrame) -> tuple[int, int]:
 
 
 def claims(runs: pd.DataFrame, barriers: pd.DataFrame | None = None, scope: set | None = None) -> list[Claim]:
-    """The paper's claims on our seeds (tested per cell), with the paper's own means where it has them."""
-    by_seed = _by_seed(runs)
+    """The paper's claims on our seeds (tested per cell), with the paper's own means where it has them: on the
+    runs of the paper's setting only (``series.paper_runs``: activation matching of B at T), whatever other
+    matching methods or epochs the experiment adds beside it."""
+    by_seed = _by_seed(series.paper_runs(runs)) if "branch" in runs.columns else pd.DataFrame()
     paper = _paper_means()
     if scope:
         keep = [(d, m) in scope for d, m in zip(paper.index.get_level_values(0), paper.index.get_level_values(1))]
@@ -535,9 +565,25 @@ def scorecard(runs: pd.DataFrame, diversity: pd.DataFrame | None = None, early: 
         rows, scope = rows + more, scope | pairs
     if barriers is not None:
         barriers = tidy.normalise(barriers)
-    cells = pd.DataFrame(rows, columns=list(COLUMNS))
+    columns = list(COLUMNS)
+    if any(not series._blank(r.get("method")) for r in rows):  # several matching methods: a column of their own
+        columns.insert(columns.index("match_epoch") + 1, "method")
+    cells = pd.DataFrame(rows, columns=columns)
     labels = sorted(f"{names.dataset(d)} {names.model(m)}" for d, m in scope)
-    return Scorecard(cells, claims(runs, barriers, scope), sigma, labels)
+    return Scorecard(cells, claims(runs, barriers, scope), sigma, labels, _other_series(runs, early))
+
+
+def _other_series(runs: pd.DataFrame, early: pd.DataFrame | None) -> list[str]:
+    """The matchings (method, epoch of B) of our runs outside the paper's setting, in words."""
+    out = []
+    for table, epoch in ((runs, True), (early, False)):
+        if table is None or "branch" not in table.columns:
+            continue
+        table = series.blank_independent(table)
+        other = table[~series.is_paper(table, epoch)]
+        for _, r in other.iterrows():
+            out.append(series.matching_label(r.get("method"), r.get("match_epoch") if epoch else None))
+    return list(dict.fromkeys(x for x in out if x))
 
 
 # ---------------------------------------------------------------- markdown
@@ -569,8 +615,10 @@ def _cell_label(r) -> list[str]:
     e = f"{float(r['match_epoch']):g}" if _finite(r["match_epoch"]) else ""
     s = names.sparsity(r["sparsity"]) if _finite(r["sparsity"]) else ""
     table = f"{int(float(r['table']))}" if _finite(r["table"]) else ""
+    method = r.get("method")  # the column exists only when the experiment lists several matching methods
+    branch = series.label(r["branch"], method) if not series._blank(method) else names.branch(r["branch"])
     return [table, f"{names.dataset(r['dataset'])} {names.model(r['model'])}", names.width(r["width"]), s, k,
-            names.branch(r["branch"]), e, r["metric"]]
+            branch, e, r["metric"]]
 
 
 def _cell_words(r) -> str:
@@ -617,12 +665,22 @@ def claims_markdown(claims: list) -> list[str]:
     return lines
 
 
+def _series_note(card: "Scorecard") -> list[str]:
+    """What the card compares when the experiment adds matching methods or epochs of B beside the paper's."""
+    if not card.other_series:
+        return []
+    return [f"The paper's cells are compared only with our runs in the paper's setting ({series.PAPER_METHOD} "
+            "matching of B at the end of its training); the other matching series (" + "; ".join(card.other_series)
+            + ") have no published reference: they are listed as no_reference and stay out of the claims.", ""]
+
+
 def to_markdown(card: Scorecard) -> str:
     lines = ["# Reproduction scorecard", "", card.headline(), ""]
     lines += [f"Verdict: our mean vs the paper's (Adnan et al., ICML 2025), `within` when |ours − paper| <= "
               f"{card.sigma:g}·sqrt(s_ours²/n_ours + s_paper²/n_paper), stds floored at 0.1 pp (single runs); "
               "accuracies in %, disagreement a fraction, KL and JS in nats. `diverged`: we ran the cell but none of "
               "its values is finite. " + tidy.FLAG_RULE, ""]
+    lines += _series_note(card)
     lines += ["## The paper's claims, on our numbers", ""]
     lines += claims_markdown(card.claims)
     head = ["table", "setting", "width", "sparsity", "k", "branch", "match epoch", "metric"]

@@ -69,6 +69,29 @@ def branch(name: str) -> dict:
     return dict(BRANCH_STYLE.get(str(name), {"color": "#777777", "marker": "x", "linestyle": "-"}))
 
 
+# A matching method's line style on the branches that depend on the matching (the paper's own keeps the
+# branch's); B matched before the end of training: the branch's colour lightened, hollow markers.
+METHOD_LINESTYLE = {"activation": "-", "weight": "--"}
+EARLY_LIGHTEN = 0.5  # the earliest matching epoch mixes this much white into the colour
+
+
+def series(branch_name: str, method=None, epoch_rank: float = 0.0) -> dict:
+    """A series' look: its branch's colour and marker; the method's line style; ``epoch_rank`` in [0, 1]
+    (0: B matched at the latest epoch, 1: the earliest) lightens the colour and hollows the marker."""
+    s = branch(branch_name)
+    if method is not None and str(method) in METHOD_LINESTYLE:
+        s["linestyle"] = METHOD_LINESTYLE[str(method)]
+    elif method is not None:
+        s["linestyle"] = "-."
+    if epoch_rank > 0:
+        from matplotlib.colors import to_rgb
+
+        mix = EARLY_LIGHTEN * min(float(epoch_rank), 1.0)
+        s["color"] = tuple((1 - mix) * c + mix for c in to_rgb(s["color"]))
+        s["markerfacecolor"] = "none"
+    return s
+
+
 def paper(branch_name: str) -> dict:
     """The paper's line of a branch: its marker shape (hollow) in the shared grey style."""
     return {**PAPER_STYLE, "marker": branch(branch_name)["marker"] or "o"}

@@ -23,6 +23,10 @@ matched correlation and every barrier (naive/permuted × mode); the paper
 gives LMC only as a figure, so nothing published sits beside it. With the
 scorecard's JSON, the ensembles (Table 1) and early-matching (Table 15)
 studies show our cells beside the paper's, from the scorecard's own cells.
+Several matching methods or epochs of B (``series``) give one row per permuted
+series, never pooled; the headline count stays on the paper's setting. An
+experiment with control branches (random mask, A's signs) gets a section saying
+which explanation of the transfer the tests support (``baselines.RULE``).
 Runs flagged dead or diverged and non-finite values follow ``tidy.FLAG_RULE``
 and are marked †N with a footnote. Inputs are tidy tables (see ``tidy``):
 runs, optionally matches and barriers (or LMC curves), and the scorecard JSON.
@@ -36,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from . import barriers, names, scorecard as scorecard_mod, tidy
+from . import barriers, baselines, names, scorecard as scorecard_mod, series, tidy
 from .tables import (ALL_WEIGHTS_NOTE, Notes, aggregate, fmt_mean_std, markdown_table, present, settings,
                      sparsity_cell, weight_sparsity_by_cell)
 
@@ -72,14 +76,41 @@ def branch_comparison(runs: pd.DataFrame, metric: str = "test_acc", gap_floor_pp
     Columns: setting keys, ``sparsity`` (and ``k`` for the per-k frame),
     ``lth, naive, permuted`` (mean %), ``diff_mean, diff_std, diff_n``
     (paired permuted − naive in pp), ``gap_closed`` (fraction, NaN if guarded).
+    With several matching methods or epochs of B (``series.keys``), one row per
+    permuted series, its tags (``method``, ``match_epoch``) as columns.
     """
     runs = tidy.prepare(runs, ["branch", "sparsity", "k", "seed", metric], "the summary")
-    tidy.check_single_matching(runs)
     # non-finite values stay out of the means (tidy.FLAG_RULE); the tables' † footnotes count them
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna() & ~tidy.nonfinite(runs[metric])]
     have = set(sparse["branch"])
     if not {"naive", "permuted"} <= have:
         raise UserError(f"{tidy.source_of(runs)}: the summary needs both naive and permuted runs (have {', '.join(sorted(have)) or 'none'}); collect all sparse branches")
+    sparse = series.blank_independent(sparse)
+    tags = series.keys(sparse)
+    if not tags:
+        return _branch_comparison(sparse, metric, gap_floor_pp)
+    dep = series.dependent(sparse)
+    frames = []
+    for combo, perm in sparse[dep].groupby(tags, dropna=False, sort=False):
+        combo = combo if isinstance(combo, tuple) else (combo,)
+        per_k, averaged = _branch_comparison(pd.concat([sparse[~dep], perm]), metric, gap_floor_pp)
+        frames.append(tuple(f.assign(**dict(zip(tags, combo))) for f in (per_k, averaged)))
+    return tuple(_sort_tags(pd.concat([f[i] for f in frames], ignore_index=True), tags) for i in (0, 1))
+
+
+def _sort_tags(frame: pd.DataFrame, tags: list[str]) -> pd.DataFrame:
+    """Rows by setting, sparsity, k, then method (activation, weight, ...) and epoch of B."""
+    keys = [c for c in ("dataset", "model", "width", "sparsity", "k") if c in frame.columns]
+    methods = series.order_methods(frame["method"]) if "method" in tags else []
+    rank = frame["method"].map(lambda m: methods.index(m) if m in methods else -1) if methods else \
+        pd.Series(0, index=frame.index)
+    epoch = frame["match_epoch"] if "match_epoch" in tags else pd.Series(0.0, index=frame.index)
+    return (frame.assign(_m=rank, _e=epoch).sort_values([*keys, "_m", "_e"], kind="stable")
+            .drop(columns=["_m", "_e"]).reset_index(drop=True))
+
+
+def _branch_comparison(sparse: pd.DataFrame, metric: str, gap_floor_pp: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``branch_comparison`` of runs with one permuted series."""
     keys = present(sparse, ("dataset", "model", "width"))
     cell = keys + ["sparsity", "k"]
 
@@ -107,7 +138,28 @@ def _per_width(table: pd.DataFrame | None, value: str, keys: list[str], what: st
     if "width" not in table.columns:
         raise UserError(f"{tidy.source_of(table)}: {what} needs a width tag to sit beside the runs; tag the results with --tag width=W")
     on = [k for k in keys if k in table.columns]
-    return aggregate(table, on, value)
+    if "epoch_b" in table.columns:  # the matching's epoch of B: its tag, else the summary's own field
+        epoch = pd.to_numeric(table["match_epoch"], errors="coerce") if "match_epoch" in table.columns else None
+        b = pd.to_numeric(table["epoch_b"], errors="coerce")
+        table = table.assign(match_epoch=b if epoch is None else epoch.fillna(b))
+    tags = (["method"] if _methods(table) else []) + \
+        (["match_epoch"] if "match_epoch" in table.columns and table["match_epoch"].nunique() > 1 else [])
+    return aggregate(table, on + tags, value)
+
+
+def _methods(table: pd.DataFrame | None) -> list[str]:
+    """The matching methods of a matches or barriers table when it holds several (each its own series), else []."""
+    if table is None or "method" not in table.columns:
+        return []
+    methods = series.order_methods(table["method"])
+    return methods if len(methods) > 1 else []
+
+
+def _corr_tags(corr: pd.DataFrame | None) -> list[str]:
+    """The series tags the matched correlation is split by (several methods or epochs of B)."""
+    if corr is None:
+        return []
+    return [t for t in series.TAGS if t in corr.columns]
 
 
 def _barrier_tables(table: pd.DataFrame | None, keys: list[str]) -> tuple[pd.DataFrame | None, str | None]:
@@ -122,7 +174,7 @@ def _barrier_tables(table: pd.DataFrame | None, keys: list[str]) -> tuple[pd.Dat
     on = [k for k in keys if k in rows.columns]
     if "width" not in on:
         raise UserError(f"{tidy.source_of(table)}: barriers need a width tag; tag interpolate with --tag width=W")
-    agg = aggregate(rows, on + ["permuted", "mode"], "loss_barrier")
+    agg = aggregate(rows, on + ["permuted", "mode"] + (["method"] if _methods(rows) else []), "loss_barrier")
     permuted_modes = set(agg.loc[agg["permuted"], "mode"])
     main_mode = next((m for m in MODE_PRIORITY if m in permuted_modes), None)
     return agg, main_mode
@@ -166,8 +218,10 @@ def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, ba
     if card is not None and headline is None:
         headline = card.get("headline")
     sweep = has_sweep(runs)
+    runs = series.blank_independent(runs)
+    tags = series.keys(runs[runs["branch"].isin(names.SPARSE_BRANCHES)]) if sweep else []
     per_k, averaged = branch_comparison(runs, metric, gap_floor_pp) if sweep else (None, None)
-    tests = _tests(runs, metric) if sweep else None
+    tests = _tests(runs, metric, tags) if sweep else None
     keys = present(runs, ("dataset", "model", "width"))
     corr = _per_width(tidy.prepare(matches, ["mean_correlation"], "the summary's matches") if matches is not None else None,
                       "mean_correlation", keys, "the matched correlation")
@@ -186,10 +240,18 @@ def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, ba
         if not headline:  # without the scorecard, the one count is said here instead (same test, same cells)
             claim = scorecard_mod.claims(runs)[0]
             verdict.append(claim.text()[0].upper() + claim.text()[1:])
-        gaps = averaged["gap_closed"].dropna()
-        if len(gaps):
-            verdict.append(f"Permuting closes a median {100 * gaps.median():.0f}% of the naive-to-LTH gap "
-                           "(cells averaged over k)")
+        if not tags:
+            gaps = averaged["gap_closed"].dropna()
+            if len(gaps):
+                verdict.append(f"Permuting closes a median {100 * gaps.median():.0f}% of the naive-to-LTH gap "
+                               "(cells averaged over k)")
+        else:  # one median per matching series, never pooled
+            medians = [f"{100 * part['gap_closed'].dropna().median():.0f}% ({_matching_words(part.iloc[0], tags)})"
+                       for _, part in averaged.groupby(tags, dropna=False, sort=False)
+                       if part["gap_closed"].notna().any()]
+            if medians:
+                verdict.append("Permuting closes a median of the naive-to-LTH gap of " + ", ".join(medians) +
+                               " (cells averaged over k)")
         if verdict:
             out += [". ".join(verdict) + ".", ""]
         out += [
@@ -200,6 +262,12 @@ def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, ba
             f"(α = {scorecard_mod.CLAIM_ALPHA:g}; fewer than {scorecard_mod.MIN_PAIRS} seeds: too few to test).",
             "",
         ]
+        if tags:
+            out += ["Permuted runs are one series per matching (" + " and ".join(
+                {"method": "method", "match_epoch": "epoch of B matched"}[t] for t in tags) + "): each row compares "
+                "one of them with LTH and naive; no two are averaged together. The count above is on the paper's "
+                f"setting ({series.PAPER_METHOD} matching of B at the end of its training).", ""]
+        out += baselines.summary_section(runs, metric)
     else:
         studies = [label for section, label in (("diversity", "ensembles (Table 1)"),
                                                 ("early_matching", "early matching (Table 15)"))
@@ -221,7 +289,7 @@ def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, ba
         if sweep:
             out += _comparison_sections(_restrict(averaged, setting), _restrict(per_k, setting), setting, corr, bars,
                                         main_mode, all_weights, setting_keys, _restrict(tests, setting),
-                                        _restrict(_cell_flags(runs, keys, metric), setting))
+                                        _restrict(_cell_flags(runs, keys, metric, tags), setting), tags)
         out += _study_sections(card, setting)
         widths = sorted(part["width"].dropna().unique()) if "width" in part.columns else []
         if widths and (dense_acc is not None or corr is not None or bars is not None):
@@ -240,19 +308,55 @@ def summary_markdown(runs: pd.DataFrame, matches: pd.DataFrame | None = None, ba
     return "\n".join(out).rstrip() + "\n"
 
 
-def _tests(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Per (dataset, model, width, sparsity, k): the scorecard's one-sided paired test of permuted > naive."""
-    rows = [key | scorecard_mod.paired_test(d) for key, d in
-            scorecard_mod._pair_cells(scorecard_mod._by_seed(runs, metric), "permuted", "naive")]
-    return pd.DataFrame(rows, columns=[*scorecard_mod._CELL, "n", "nonfinite", "mean", "std", "t", "p", "result"])
+def _tests(runs: pd.DataFrame, metric: str, tags: list[str] = ()) -> pd.DataFrame:
+    """Per (dataset, model, width, sparsity, k) and permuted series (``tags``): the scorecard's one-sided paired
+    test of permuted > naive."""
+    cols = [*scorecard_mod._CELL, *tags, "n", "nonfinite", "mean", "std", "t", "p", "result"]
+    if not tags:
+        rows = [key | scorecard_mod.paired_test(d) for key, d in
+                scorecard_mod._pair_cells(scorecard_mod._by_seed(runs, metric), "permuted", "naive")]
+        return pd.DataFrame(rows, columns=cols)
+    tagged = series.assign(runs, list(tags))
+    by_seed = scorecard_mod._by_seed(tagged, metric, column="series")
+    rows = []
+    for s in [s for s in series.order(by_seed.columns) if series.parts(s)["branch"] == "permuted"]:
+        p = series.parts(s)
+        extra = {t: p[t] for t in tags}
+        rows += [key | extra | scorecard_mod.paired_test(d) for key, d in scorecard_mod._pair_cells(by_seed, s, "naive")]
+    return pd.DataFrame(rows, columns=cols)
 
 
-def _cell_flags(runs: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
-    """Flags per (setting, sparsity, k, branch) and per (setting, sparsity, branch) over all k (k NaN)."""
+def _cell_flags(runs: pd.DataFrame, keys: list[str], metric: str, tags: list[str] = ()) -> pd.DataFrame:
+    """Flags per (setting, sparsity, k, series) and per (setting, sparsity, series) over all k (k NaN)."""
     sparse = runs[runs["branch"].isin(names.SPARSE_BRANCHES) & runs["k"].notna()]
-    per_k = aggregate(sparse, keys + ["sparsity", "k", "branch"], metric)
-    over_k = aggregate(sparse, keys + ["sparsity", "branch"], metric).assign(k=np.nan)
+    per_k = aggregate(sparse, keys + ["sparsity", "k", "branch", *tags], metric)
+    over_k = aggregate(sparse, keys + ["sparsity", "branch", *tags], metric).assign(k=np.nan)
     return pd.concat([per_k, over_k], ignore_index=True)
+
+
+def _same_tags(frame: pd.DataFrame, row, tags) -> pd.Series:
+    """Rows of ``frame`` whose series tags equal ``row``'s (blank equals blank)."""
+    ok = pd.Series(True, index=frame.index)
+    for t in tags:
+        v = getattr(row, t, None) if not isinstance(row, dict) else row.get(t)
+        if series._blank(v):
+            ok &= frame[t].map(series._blank)
+        else:
+            ok &= frame[t].map(lambda x, v=v: not series._blank(x) and (x == v or _num_eq(x, v)))
+    return ok
+
+
+def _num_eq(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _matching_words(row, tags) -> str:
+    get = (lambda t: row.get(t)) if hasattr(row, "get") else (lambda t: getattr(row, t, None))
+    return series.matching_label(get("method") if "method" in tags else None,
+                                 get("match_epoch") if "match_epoch" in tags else None)
 
 
 def _flagged_runs(runs: pd.DataFrame) -> list[dict]:
@@ -326,9 +430,13 @@ def _study_sections(card: dict | None, setting: dict) -> list[str]:
             sparsities = sorted(part["sparsity"].dropna().unique())
             rows = []
             perm = part[part["branch"] == "permuted"]
-            for e in sorted(perm["match_epoch"].dropna().unique()):
-                rows.append([f"permuted, matched at epoch {float(e):g}"] + _early_row(perm[perm["match_epoch"] == e],
-                                                                                     sparsities))
+            methods = series.order_methods(perm["method"]) if "method" in perm.columns else []
+            for m in methods or [None]:  # several matching methods: each its own rows
+                mine = perm if m is None else perm[perm["method"] == m]
+                how = f" ({names.method(m)})" if m else ""
+                for e in sorted(mine["match_epoch"].dropna().unique()):
+                    rows.append([f"permuted, matched at epoch {float(e):g}{how}"] + _early_row(
+                        mine[mine["match_epoch"] == e], sparsities))
             for b in ("lth", "naive"):
                 if (part["branch"] == b).any():
                     rows.append([f"{names.branch(b)} (reference)"] + _early_row(part[part["branch"] == b], sparsities))
@@ -347,7 +455,7 @@ def _early_row(part: pd.DataFrame, sparsities) -> list[str]:
 
 def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: dict, corr, bars, main_mode,
                          all_weights: dict | None = None, setting_keys: list[str] = (), tests: pd.DataFrame | None = None,
-                         flags: pd.DataFrame | None = None) -> list[str]:
+                         flags: pd.DataFrame | None = None, tags: list[str] = ()) -> list[str]:
     def sparsity(r) -> str:
         key = tuple(setting.get(k) for k in setting_keys) + ((getattr(r, "width", None),) if "width" in keys else ())
         return sparsity_cell(r.sparsity, (all_weights or {}).get(key + (r.sparsity,)))
@@ -362,33 +470,47 @@ def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: d
         if flags is None or flags.empty:
             return text
         sel = flags[(flags["branch"] == b) & np.isclose(flags["sparsity"], r.sparsity)]
+        if tags and series.depends_on_matching(b):
+            sel = sel[_same_tags(sel, r, tags)]
         sel = sel[np.isclose(sel["k"], k)] if k is not None else sel[sel["k"].isna()]
         if "width" in keys:
             sel = sel[sel["width"] == getattr(r, "width")]
         if sel.empty:
             return text
-        return text + notes.mark(f"{where(r, k)}, {names.branch(b)}", sel.iloc[0]["flags"])
+        what = series.label(b, *((getattr(r, "method", None) if "method" in tags else None,
+                                  getattr(r, "match_epoch", None) if "match_epoch" in tags else None)
+                                 if series.depends_on_matching(b) else ()))
+        return text + notes.mark(f"{where(r, k)}, {what}", sel.iloc[0]["flags"])
 
     keys = [*setting_keys, "width"] if "width" in averaged.columns else list(setting_keys)
     if averaged.empty:
         return ["No naive/permuted runs in this setting.", ""]
-    header = ["Width", "Sparsity", "LTH", "Naive", "Permuted", "Permuted − naive (pp)", "Gap closed"]
+    def matching(r) -> list[str]:  # the permuted series' matching, when there are several
+        return [_matching_words(r, tags)] if tags else []
+
+    def method_of(r) -> dict:
+        return {"method": r.method} if "method" in tags and bars is not None and "method" in bars.columns else {}
+
+    header = ["Width", "Sparsity", *(["Matching"] if tags else []), "LTH", "Naive", "Permuted",
+              "Permuted − naive (pp)", "Gap closed"]
+    ncols = len(header)
     if corr is not None:
         header.append("Matched corr.")
     if main_mode is not None:
         header.append(f"Loss barrier ({names.path_kind(True, main_mode)})")
     notes = Notes(rule=False)
     rows = []
-    for r in averaged.sort_values([k for k in ("width", "sparsity") if k in averaged.columns]).itertuples():
+    order = [k for k in ("width", "sparsity") if k in averaged.columns]
+    for r in (_sort_tags(averaged, list(tags)) if tags else averaged.sort_values(order)).itertuples():
         width = getattr(r, "width", None)
-        row = [names.width(width) if width is not None else "–", sparsity(r),
+        row = [names.width(width) if width is not None else "–", sparsity(r), *matching(r),
                *(branch_cell(notes, r, b) for b in ("lth", "naive", "permuted")),
                _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed)]
         if corr is not None:
-            c = _lookup(corr, setting, width)
+            c = _lookup(corr, setting, width, {t: getattr(r, t) for t in _corr_tags(corr) if t in tags})
             row.append(fmt_mean_std(c["mean"], c["std"], c["n"], 3) if c is not None else "–")
         if main_mode is not None:
-            b = _lookup(bars, setting, width, {"permuted": True, "mode": main_mode})
+            b = _lookup(bars, setting, width, {"permuted": True, "mode": main_mode, **method_of(r)})
             row.append(fmt_mean_std(b["mean"], b["std"], b["n"], 3) + notes.mark(
                 f"{names.width(width)}, loss barrier", b["flags"]) if b is not None else notes.missing())
         rows.append(row)
@@ -397,51 +519,68 @@ def _comparison_sections(averaged: pd.DataFrame, per_k: pd.DataFrame, setting: d
         out += [notes.render(), ""]
     notes = Notes(rule=False)
     rows = []
-    for r in per_k.sort_values([c for c in ("width", "sparsity", "k") if c in per_k.columns]).itertuples():
+    order = [c for c in ("width", "sparsity", "k") if c in per_k.columns]
+    for r in (_sort_tags(per_k, list(tags)) if tags else per_k.sort_values(order)).itertuples():
         test = None
         if tests is not None and not tests.empty:
             sel = tests[np.isclose(tests["sparsity"], r.sparsity) & np.isclose(tests["k"], r.k)]
             if "width" in keys:
                 sel = sel[sel["width"] == getattr(r, "width")]
+            if tags:
+                sel = sel[_same_tags(sel, r, tags)]
             test = sel.iloc[0] if len(sel) else None
         p = "" if test is None or not scorecard_mod._finite(test["p"]) else f"{test['p']:.3g}"
         rows.append([names.width(getattr(r, "width", None)) if "width" in per_k.columns else "–", sparsity(r),
-                     f"{r.k:g}", *(branch_cell(notes, r, b, r.k) for b in ("lth", "naive", "permuted")),
+                     f"{r.k:g}", *matching(r), *(branch_cell(notes, r, b, r.k) for b in ("lth", "naive", "permuted")),
                      _fmt_diff(r.diff_mean, r.diff_std, r.diff_n), _fmt_gap(r.gap_closed), p,
                      test["result"] if test is not None else "not tested"])
     out += ["### Per rewind point k", "",
-            markdown_table(header[:2] + ["k"] + header[2:7] + ["p (one-sided)", "Permuted > naive"], rows), ""]
+            markdown_table(header[:2] + ["k"] + header[2:ncols] + ["p (one-sided)", "Permuted > naive"], rows), ""]
     if notes.render():
         out += [notes.render(), ""]
     return out
 
 
+def _path_words(permuted: bool, mode_name: str, method=None) -> str:
+    return names.path_kind(permuted, mode_name) + (f" · {names.method(method)}" if method else "")
+
+
 def _per_width_section(setting: dict, widths: list, dense_acc, corr, bars) -> list[str]:
     """Dense accuracy, matched correlation and every loss barrier (naive/permuted × mode) per width."""
     header = ["Width"]
-    combos: list[tuple[bool, str]] = []
+    combos: list[tuple] = []
+    ctags = _corr_tags(corr)
+    corr_series = [{}]  # one column per matching series of the correlation (method, epoch of B) when several
+    if ctags:
+        corr_series = [dict(zip(ctags, key if isinstance(key, tuple) else (key,))) for key, _ in
+                       _sort_tags(corr.assign(sparsity=0.0), ctags).groupby(ctags, sort=False, dropna=False)]
     if dense_acc is not None:
         header.append("Dense acc. (%)")
     if corr is not None:
-        header.append("Matched corr.")
+        header += [f"Matched corr. ({series.matching_label(**c)})" if c else "Matched corr." for c in corr_series]
     if bars is not None:
         sel = _restrict(bars, setting)
-        combos = sorted({(bool(p), str(m)) for p, m in zip(sel["permuted"], sel["mode"])},
-                        key=lambda c: (c[0], names.MODES.index(c[1]) if c[1] in names.MODES else len(names.MODES)))
-        header += [f"Loss barrier ({names.path_kind(p, m)})" for p, m in combos]
+        methods = sel["method"] if "method" in sel.columns else [None] * len(sel)
+        combos = sorted({(bool(p), str(m), None if series._blank(me) else str(me))
+                         for p, m, me in zip(sel["permuted"], sel["mode"], methods)},
+                        key=lambda c: (c[0], names.MODES.index(c[1]) if c[1] in names.MODES else len(names.MODES),
+                                       series.method_rank(c[2])))
+        header += [f"Loss barrier ({_path_words(p, m, me)})" for p, m, me in combos]
     rows = []
     notes = Notes(rule=False)
     for w in widths:
         row = [names.width(w)]
-        for frame, digits, what in ((dense_acc, 2, "dense accuracy"), (corr, 3, "matched correlation")):
+        cells = [(dense_acc, 2, "dense accuracy", {})] + [(corr, 3, "matched correlation", c) for c in corr_series]
+        for frame, digits, what, extra in cells:
             if frame is not None:
-                c = _lookup(frame, setting, w)
+                c = _lookup(frame, setting, w, extra)
+                what = f"{what} ({series.matching_label(**extra)})" if extra else what
                 row.append(notes.cell(c["mean"], c["std"], c["n"], c["flags"], f"{names.width(w)}, {what}", digits)
                            if c is not None else notes.missing())
-        for p, m in combos:
-            b = _lookup(bars, setting, w, {"permuted": p, "mode": m})
+        for p, m, me in combos:
+            b = _lookup(bars, setting, w, {"permuted": p, "mode": m, **({"method": me} if me else {})})
             row.append(notes.cell(b["mean"], b["std"], b["n"], b["flags"],
-                                  f"{names.width(w)}, loss barrier ({names.path_kind(p, m)})", 3)
+                                  f"{names.width(w)}, loss barrier ({_path_words(p, m, me)})", 3)
                        if b is not None else notes.missing())
         rows.append(row)
     note = "Mean ± std over seeds; barriers on the test split when available."

@@ -15,7 +15,15 @@ percent (CSV columns ``*_pct``); barriers, KL and JS keep their own units.
   ``[dataset, model, width, sparsity, k, branch, match_epoch, mean_pct, std_pct, n]``.
 - ``lmc``: barriers (or curves) table -> ``[dataset, model, width, split, mode,
   permuted, loss_barrier_mean, loss_barrier_std, error_barrier_mean_pct,
-  error_barrier_std_pct, n]``.
+  error_barrier_std_pct, n]`` (``method`` after ``permuted`` when the barriers carry several).
+- ``baselines``: runs table (and the matches table) -> per ``[dataset, model,
+  width, sparsity, k, series]``: accuracy, the paired difference from naive
+  with its one-sided test, the time to find the permutation
+  (``sparsebasin.analysis.baselines``).
+
+Runs that depend on the matching (permuted) are one series per matching
+method and epoch of B (``series``): with several, the accuracy table has a
+``method`` / ``match_epoch`` column and one Markdown column per series.
 (Key columns appear only when present in the input.)
 """
 
@@ -28,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from . import barriers, names, tidy
+from . import barriers, names, series, tidy
 
 SETTING_KEYS = ("experiment", "dataset", "model", "width")
 ACCURACY_METRICS = ("test_acc", "test_top5")
@@ -204,11 +212,11 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "test_acc", metrics=None) -
     bad = [m for m in metrics if m not in ACCURACY_METRICS]
     if bad:
         raise UserError(f"--metric {bad[0]!r} is not an accuracy; choose from {', '.join(ACCURACY_METRICS)}")
-    runs = tidy.prepare(runs, ["branch", *metrics], "the accuracy table")
-    tidy.check_single_matching(runs)
+    runs = series.blank_independent(tidy.prepare(runs, ["branch", *metrics], "the accuracy table"))
     runs = runs.assign(**{c: runs[c] if c in runs.columns else np.nan for c in ("sparsity", "k")})
     setting_keys = present(runs, SETTING_KEYS)
-    keys = setting_keys + ["sparsity", "k", "branch"]
+    tags = series.keys(runs)  # several matching methods or epochs of B: one column each, never averaged
+    keys = setting_keys + ["sparsity", "k", "branch"] + tags
     all_weights = weight_sparsity_by_cell(runs, setting_keys)
     frames, parts = [], []
     for m in metrics:
@@ -218,7 +226,7 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "test_acc", metrics=None) -
         frame["sparsity_all_weights"] = [all_weights.get(tuple(r[k] for k in setting_keys) + (r["sparsity"],))
                                          for _, r in frame.iterrows()]
         frame = frame[[c for c in frame.columns if c not in FLAG_COLUMNS] + list(FLAG_COLUMNS)]
-        frames.append(_sort_branches(frame, keys))
+        frames.append(_sort_series(frame, setting_keys + ["sparsity", "k"], tags))
     frame = pd.concat(frames, ignore_index=True)
 
     for setting, part in settings(frame):
@@ -238,18 +246,18 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "test_acc", metrics=None) -
                 lines.append("- IMP (pruned and fine-tuned A): " + "; ".join(cells))
             sparse = mpart[~mpart["branch"].isin(["dense", "imp"])]
             if not sparse.empty:
-                cols = branch_order(sparse["branch"])
+                ids = _series_ids(sparse, tags)
+                cols = series.order(ids)
                 rows = []
                 for (s, k), cell in sparse.groupby(["sparsity", "k"], dropna=False, sort=True):
-                    by_branch = {r.branch: notes.cell(r.mean_pct, r.std_pct, r.n, r.flags,
-                                                      f"S = {names.sparsity(s)}, k = {_k_label(k)}, "
-                                                      f"{names.branch(r.branch)}")
-                                 for r in cell.itertuples()}
+                    by_series = {i: notes.cell(r.mean_pct, r.std_pct, r.n, r.flags,
+                                               f"S = {names.sparsity(s)}, k = {_k_label(k)}, {series.label_of(i)}")
+                                 for i, r in zip(ids[cell.index], cell.itertuples())}
                     rows.append([sparsity_cell(s, _value(cell["sparsity_all_weights"].iloc[0])), _k_label(k)]
-                                + [by_branch[b] if b in by_branch else notes.missing() for b in cols])
+                                + [by_series[b] if b in by_series else notes.missing() for b in cols])
                 if lines[-1] != "":
                     lines.append("")
-                lines.append(markdown_table(["Sparsity", "k"] + [names.branch(b) for b in cols], rows))
+                lines.append(markdown_table(["Sparsity", "k"] + [series.label_of(b) for b in cols], rows))
             if mpart["sparsity_all_weights"].notna().any():
                 lines += ["", ALL_WEIGHTS_NOTE]
             parts.append(notes.append_to("\n".join(lines)))
@@ -258,6 +266,21 @@ def accuracy_table(runs: pd.DataFrame, metric: str = "test_acc", metrics=None) -
 
 def _value(v) -> float | None:
     return None if _isnan(v) else float(v)
+
+
+def _series_ids(frame: pd.DataFrame, tags: list[str]) -> pd.Series:
+    """Each row's series (``series.ident``) from its branch and the series tags ``tags``."""
+    method = frame["method"] if "method" in tags else pd.Series(None, index=frame.index, dtype=object)
+    epoch = frame["match_epoch"] if "match_epoch" in tags else pd.Series(np.nan, index=frame.index)
+    return pd.Series([series.ident(b, m, e) for b, m, e in zip(frame["branch"], method, epoch)], index=frame.index)
+
+
+def _sort_series(frame: pd.DataFrame, keys: list[str], tags: list[str]) -> pd.DataFrame:
+    """Rows by ``keys``, then series in display order (branches, then method, then epoch of B)."""
+    ids = _series_ids(frame, tags)
+    rank = ids.map({s: i for i, s in enumerate(series.order(ids))})
+    return (frame.assign(_rank=rank).sort_values(keys + ["_rank"], na_position="first")
+            .drop(columns="_rank").reset_index(drop=True))
 
 
 def _sort_branches(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -351,7 +374,7 @@ def early_matching_table(runs: pd.DataFrame, k: int = 20, metric: str = "test_ac
     LTH and naive at the same ``k`` (they do not depend on the matching) are
     added as reference rows with an empty ``match_epoch``.
     """
-    runs = tidy.prepare(runs, ["branch", "k", metric], "the early-matching table")
+    runs = series.blank_independent(tidy.prepare(runs, ["branch", "k", metric], "the early-matching table"))
     if "match_epoch" not in runs.columns:
         raise UserError(f"{tidy.source_of(runs)}: the early-matching table needs a match_epoch tag on permuted runs; "
                         "tag them --tag match_epoch=<epoch of B used for matching>")
@@ -361,7 +384,8 @@ def early_matching_table(runs: pd.DataFrame, k: int = 20, metric: str = "test_ac
         raise UserError(f"{tidy.source_of(runs)}: no permuted runs with a match_epoch at k={k}; check the rewind point (--k) and tags")
     reference = at_k[at_k["branch"].isin(["lth", "naive"])].assign(match_epoch=np.nan)
     rows = pd.concat([permuted, reference], ignore_index=True)
-    keys = present(rows, ("dataset", "model", "width", "sparsity")) + ["branch", "match_epoch"]
+    method = ["method"] if "method" in series.keys(permuted) else []  # several methods: one row each
+    keys = present(rows, ("dataset", "model", "width", "sparsity")) + ["branch", *method, "match_epoch"]
     frame = aggregate(rows, keys, metric, scale=100.0).rename(columns={"mean": "mean_pct", "std": "std_pct"})
     frame.insert(keys.index("branch"), "k", k)
     frame = _sort_branches(frame, keys)
@@ -386,8 +410,16 @@ def early_matching_table(runs: pd.DataFrame, k: int = 20, metric: str = "test_ac
             return out
 
         perm = part[part["branch"] == "permuted"]
-        table_rows = [[_k_label(i)] + cells(perm[perm["match_epoch"] == i], f"permuted matched at epoch {_k_label(i)}")
-                      for i in sorted(perm["match_epoch"].unique())]
+        if method:
+            table_rows = [[f"{_k_label(i)} ({names.method(m)})"] + cells(
+                perm[(perm["match_epoch"] == i) & (perm["method"] == m)],
+                f"permuted matched at epoch {_k_label(i)} by {names.method(m)}")
+                for m in series.order_methods(perm["method"]) for i in sorted(perm["match_epoch"].unique())
+                if ((perm["match_epoch"] == i) & (perm["method"] == m)).any()]
+        else:
+            table_rows = [[_k_label(i)] + cells(perm[perm["match_epoch"] == i],
+                                                f"permuted matched at epoch {_k_label(i)}")
+                          for i in sorted(perm["match_epoch"].unique())]
         for b in ("lth", "naive"):
             ref = part[part["branch"] == b]
             if not ref.empty:
@@ -404,6 +436,8 @@ def lmc_table(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Loss and error barriers (mean ± std over seeds) per width, mode and matching."""
     rows = barriers.ensure_barriers(tidy.prepare(table, [], "the LMC table"))
     keys = present(rows, ("dataset", "model", "width", "split", "mode", "permuted"))
+    if "method" in rows.columns and rows["method"].map(lambda v: not series._blank(v)).any():
+        keys.append("method")  # several matching methods: each its own barrier, never averaged
     if "permuted" not in keys or "mode" not in keys:
         raise UserError(f"{tidy.source_of(table)}: the LMC table needs mode and permuted columns; collect interpolate's output")
     parts_frames = []
@@ -430,8 +464,9 @@ def lmc_table(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     parts = []
     for setting, part in settings(frame, present(frame, ("dataset", "model", "split"))):
         split = setting.pop("split", None)
-        combos = list(dict.fromkeys(zip(part["permuted"], part["mode"])))
-        combos.sort(key=lambda c: (c[0], mode_rank.get(c[1], len(mode_rank))))
+        methods = part["method"] if "method" in keys else pd.Series(None, index=part.index, dtype=object)
+        combos = list(dict.fromkeys(zip(part["permuted"], part["mode"], methods)))
+        combos.sort(key=lambda c: (c[0], mode_rank.get(c[1], len(mode_rank)), series.method_rank(c[2])))
         for barrier, column, std_column, label, digits in (
             ("loss_barrier", "loss_barrier_mean", "loss_barrier_std", "loss barrier", 3),
             ("error_barrier", "error_barrier_mean_pct", "error_barrier_std_pct", "error barrier (%)", 2),
@@ -439,17 +474,19 @@ def lmc_table(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
             if column not in part.columns:
                 continue
             notes = Notes()
-            header = ["Width"] + [names.path_kind(p, m) for p, m in combos]
+            header = ["Width"] + [_path_label(p, m, me) for p, m, me in combos]
             body = []
             for w, wpart in part.groupby("width", sort=True) if "width" in part.columns else [(None, part)]:
                 row = [names.width(w) if w is not None else "–"]
-                for p, m in combos:
+                for p, m, me in combos:
                     c = wpart[(wpart["permuted"] == p) & (wpart["mode"] == m)]
+                    if "method" in keys:
+                        c = c[c["method"].map(lambda v, me=me: series._blank(v) if series._blank(me) else v == me)]
                     if c.empty:
                         row.append(notes.missing())
                         continue
                     r = c.iloc[0]
-                    where = ", ".join(x for x in (names.width(w) if w is not None else "", names.path_kind(p, m)) if x)
+                    where = ", ".join(x for x in (names.width(w) if w is not None else "", _path_label(p, m, me)) if x)
                     row.append(notes.cell(r[column], r[std_column], r[f"{barrier}_n"], r[f"{barrier}_flags"], where,
                                           digits))
                 body.append(row)
@@ -458,9 +495,28 @@ def lmc_table(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return frame, "\n\n".join(parts)
 
 
+def _path_label(permuted: bool, mode_name: str, method=None) -> str:
+    """'Permuted · REPAIR', with the matching method when the table has several: 'Permuted · REPAIR · weight
+    matching'."""
+    label = names.path_kind(permuted, mode_name)
+    return label if series._blank(method) else f"{label} · {names.method(method)}"
+
+
+# ---------------------------------------------------------------- baselines (branches x matching methods)
+
+
+def baselines_table(runs: pd.DataFrame, matches: pd.DataFrame | None = None,
+                    metric: str = "test_acc") -> tuple[pd.DataFrame, str]:
+    """Every sparse branch and matching method per (setting, sparsity, k): ``baselines.baselines_table``."""
+    from .baselines import baselines_table as build  # baselines reads the scorecard's test, which reads this module
+
+    return build(runs, matches, metric)
+
+
 KINDS: dict[str, Callable[..., tuple[pd.DataFrame, str]]] = {
     "accuracy": accuracy_table,
     "diversity": diversity_table,
     "early_matching": early_matching_table,
     "lmc": lmc_table,
+    "baselines": baselines_table,
 }

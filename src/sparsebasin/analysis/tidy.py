@@ -7,11 +7,12 @@ ignored; a missing required column is a ``UserError`` naming the table):
 
 runs (collect over ``result.json``)
     ``experiment, dataset, model, width, seed, sparsity, k, branch, test_acc,
-    test_top5, test_loss, density, run, health, health_reasons``. ``branch`` is one of dense, imp, lth,
-    naive, permuted; ``sparsity`` and ``k`` are empty for dense runs (``k`` also
-    for imp). Accuracies are fractions in [0, 1]. Table 15 (early matching)
-    additionally needs ``match_epoch`` on the permuted runs: the epoch of B at
-    which the permutation was found.
+    test_top5, test_loss, density, run, health, health_reasons``. ``branch`` is one of dense, imp and
+    the sparse branches of ``sparsebasin.branches`` (lth, naive, permuted, random, signs); ``sparsity`` and
+    ``k`` are empty for dense runs (``k`` also for imp). Accuracies are fractions in [0, 1]. The runs
+    that depend on the matching (permuted) carry ``match_epoch`` (the epoch of B at which the
+    permutation was found; Table 15's axis) and, when an experiment lists several matching methods,
+    ``method``; the others carry neither. Both are series keys (``series``), never averaged over.
 lmc curves (concatenated ``interpolate`` CSVs)
     ``alpha, mode, permuted, split, loss, acc, error`` plus tags (``width``,
     ``seed``, ...). ``mode`` is plain, bn_reset or repair; ``error`` = 1 - acc.
@@ -29,7 +30,8 @@ ensembles (collect over ``ensemble`` JSON)
     ``group, n, member_acc_mean, member_acc_std, ensemble_acc, disagreement,
     kl, js`` plus tags (``dataset, model, width, sparsity``, ...).
 matches (collect over ``match --summary`` JSON)
-    ``mean_correlation`` plus tags (``dataset, model, width, seed``).
+    ``mean_correlation, method, seconds`` (time to find the permutation), ``epoch_b`` plus tags
+    (``dataset, model, width, seed``; ``match_epoch`` and ``method`` where the plan tags them).
 
 Tag values arrive as strings; ``normalise`` converts the numeric tags and the
 ``permuted`` flag so that ``width == 4`` and ``sparsity == 0.9`` work.
@@ -174,22 +176,6 @@ def prepare(df: pd.DataFrame, required: Iterable[str], what: str) -> pd.DataFram
     return normalise(df, src)
 
 
-def check_single_matching(runs: pd.DataFrame) -> None:
-    """Refuse runs tables whose permuted runs used permutations from different epochs of B.
-
-    Early-matching runs (Table 15) carry a ``match_epoch`` tag; averaging them
-    with the main permuted runs would silently blend different experiments.
-    """
-    if "match_epoch" not in runs.columns or "branch" not in runs.columns:
-        return
-    epochs = runs.loc[runs["branch"] == "permuted", "match_epoch"]
-    distinct = set(epochs.dropna().unique()) | ({"untagged"} if epochs.isna().any() else set())
-    if len(distinct) > 1:
-        shown = ", ".join(sorted(map(str, distinct)))
-        raise UserError(f"{source_of(runs)}: permuted runs come from several matching epochs ({shown}); "
-                        "collect the early-matching runs into their own table (table --kind early_matching)")
-
-
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a collected CSV and normalise its tag columns."""
     path = require_file(path, "CSV table")
@@ -233,7 +219,7 @@ def json_rows(obj, source: str) -> list[dict]:
             _flatten_into(base, key, value)
     if len(record_keys) > 1:
         raise UserError(f"{source}: several lists of records ({', '.join(record_keys)}); collect expands at most one per file")
-    clash = sorted(set(tags) & set(base))
+    clash = sorted(k for k in set(tags) & set(base) if not _same(tags[k], base[k]))
     if clash:
         raise UserError(f"{source}: tag(s) {', '.join(clash)} clash with result fields; rename the --tag")
     base.update(tags)
@@ -256,7 +242,7 @@ def json_rows(obj, source: str) -> list[dict]:
         flat: dict = {}
         for key, value in record.items():
             _flatten_into(flat, key, value)
-        clash = sorted(set(tags) & set(flat))
+        clash = sorted(k for k in set(tags) & set(flat) if not _same(tags[k], flat[k]))
         if clash:
             raise UserError(f"{source}: tag(s) {', '.join(clash)} clash with fields of {record_keys[0]!r}; rename the --tag")
         row = {**base, **flat}
@@ -308,6 +294,17 @@ def _flatten_into(out: dict, key: str, value) -> None:
         out[key] = json.dumps(value)
     else:
         out[key] = value
+
+
+def _same(tag, field) -> bool:
+    """A tag that says what the file's own field says (``method=weight`` on a match summary whose ``method`` is
+    weight) is the same column, not a clash; tags arrive as strings, so numbers compare as numbers."""
+    if str(tag) == str(field):
+        return True
+    try:
+        return float(tag) == float(field)
+    except (TypeError, ValueError):
+        return False
 
 
 def _blank(value) -> bool:
