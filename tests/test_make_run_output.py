@@ -46,11 +46,11 @@ def test_a_cpu_only_install_is_one_make_variable():
 def test_make_run_output_is_short_shows_progress_and_ends_with_the_headline(default_run):
     lines = default_run.output.splitlines()
     assert len(lines) < 120, f"{len(lines)} lines (Snakemake's own output is about 950)"
-    status = [ln for ln in lines if re.match(r"^\[(\d+)/57 \d+%\] ", ln)]
+    status = [ln for ln in lines if re.match(r"^\[(\d+)/59 \d+%\] ", ln)]
     done = [int(re.match(r"^\[(\d+)/", ln).group(1)) for ln in status]
     assert len(status) >= 3 and done == sorted(done), status
     assert any(re.search(r"running: .*\(\S.* epoch \d+/\d+\)", ln) for ln in status), status
-    assert "57 of 57 jobs done in" in default_run.output
+    assert "59 of 59 jobs done in" in default_run.output
     block = lines[lines.index("Results") + 1:]
     assert block[0].startswith(HEADLINE), block
     paths = dict(re.match(r"^\s+(\w+):\s+(\S+)$", ln).groups() for ln in block[1:4])

@@ -31,7 +31,7 @@ DIRECTORIES = {
     "config/diversity.yaml": ("dd465164ec238f8b", 80),
     "config/early_matching.yaml": ("140ba2f826a9fbdb", 108),
     "config/imagenet_resnet50.yaml": ("d722481419cda104", 96),
-    "config.yaml": ("f75dbd338b5c3f7b", 97),
+    "config.yaml": ("a5521842cef4ede9", 129),  # 97 before the demo's sweep added the random and signs controls
 }
 
 

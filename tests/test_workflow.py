@@ -137,7 +137,7 @@ def expected_jobs(config: dict) -> dict[str, int]:
             for w, s in cover(sweep):
                 for S in sweep["sparsities"]:
                     for k in sweep["rewind"]:
-                        runs.update((w, s, _fmt(S), k, b, None) for b in BRANCHES)
+                        runs.update((w, s, _fmt(S), k, b, None) for b in sweep.get("branches", BRANCHES))
             for w, s in cover(plane):
                 runs.update((w, s, _fmt(plane["sparsity"]), plane["k"], b, None) for b in ("lth", "permuted"))
             if div:
@@ -191,6 +191,10 @@ def expected_jobs(config: dict) -> dict[str, int]:
         add("summary", 1)
         add("scorecard", 1)
         if flags["sweep"]:
+            # the baselines figure and table: a sweep with a control branch (sparsebasin.branches)
+            controls = any(set((c.get("sweep") or {}).get("branches", BRANCHES)) - set(BRANCHES) for c in e["cells"])
+            add("figure_baselines", int(controls))
+            add("table_baselines", int(controls))
             add("figure_accuracy_vs_rewind", 1)
             add("figure_accuracy_vs_rewind_top5", int(top5))
             if len(sparsities) >= 2:

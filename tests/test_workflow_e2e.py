@@ -44,8 +44,8 @@ def finished(default_run):
 
 def _targets():
     exp = "results/mnist1d"
-    figures = ["accuracy_vs_rewind", "accuracy_vs_sparsity", "lmc_width", "imp_barrier", "plane"]
-    tables = ["accuracy", "diversity", "early_matching", "lmc", "scorecard"]
+    figures = ["accuracy_vs_rewind", "accuracy_vs_sparsity", "lmc_width", "imp_barrier", "plane", "baselines"]
+    tables = ["accuracy", "diversity", "early_matching", "lmc", "scorecard", "baselines"]
     return ([f"{exp}/figures/{f}.{ext}" for f in figures for ext in ("pdf", "png")]
             + [f"{exp}/tables/{t}.{ext}" for t in tables for ext in ("csv", "md")] + [f"{exp}/summary.md"])
 
@@ -68,10 +68,10 @@ def test_tidy_tables_carry_the_tags(finished):
     for col in ("experiment", "dataset", "model", "width", "seed", "sparsity", "k", "branch", "test_acc"):
         assert col in runs[0], col
     branches = {r["branch"] for r in runs}
-    assert branches == {"dense", "imp", "lth", "naive", "permuted"}
-    sparse = [r for r in runs if r["branch"] in ("lth", "naive", "permuted")]
-    # sweep: widths 1, 4 x seeds 0, 1 x sparsities 0.8, 0.95 x rewind points 0, 4 x 3 branches
-    assert len(sparse) == 48
+    assert branches == {"dense", "imp", "lth", "naive", "permuted", "random", "signs"}
+    sparse = [r for r in runs if r["branch"] in ("lth", "naive", "permuted", "random", "signs")]
+    # sweep: widths 1, 4 x seeds 0, 1 x sparsities 0.8, 0.95 x rewind points 0, 4 x 5 branches
+    assert len(sparse) == 80
     assert {r["experiment"] for r in runs} == {"mnist1d"}
     early = _rows(tidy / "early.csv")
     assert {float(r["match_epoch"]) for r in early if r["branch"] == "permuted"} == {5, 20}
@@ -136,7 +136,7 @@ def test_changing_the_dense_lr_reruns_everything_but_the_data(finished, tmp_path
     stats = job_stats(res.stdout + res.stderr)
     assert "prepare" not in stats
     every = job_stats((lambda r: r.stdout + r.stderr)(snakemake(["-n", "-F", "--quiet=rules"], finished)))
-    assert sum(every.values()) == 57  # the default DAG (docs/workflow.md)
+    assert sum(every.values()) == 59  # the default DAG (docs/workflow.md)
     assert sum(stats.values()) == sum(every.values()) - 1  # every job of the default DAG except prepare
 
 

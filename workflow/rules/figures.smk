@@ -35,7 +35,7 @@ for _name, (_kind, _metric, _sec, _table) in reports.FIGURES.items():
         name:
             f"figure_{_name}"
         input:
-            table=f"results/{{experiment}}/tidy/{_table}.csv",
+            unpack(lambda wc, _k=_kind, _t=_table: reports.report_inputs(PLAN, wc.experiment, _k, _t)),
         output:
             pdf=report(
                 f"results/{{experiment}}/figures/{_name}.pdf",
@@ -73,7 +73,7 @@ for _kind, (_table, _sec) in reports.TABLES.items():
         name:
             f"table_{_kind}"
         input:
-            table=f"results/{{experiment}}/tidy/{_table}.csv",
+            unpack(lambda wc, _k=_kind, _t=_table: reports.report_inputs(PLAN, wc.experiment, _k, _t)),
         output:
             csv=report(
                 f"results/{{experiment}}/tables/{_kind}.csv",

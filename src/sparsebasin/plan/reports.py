@@ -19,6 +19,7 @@ FIGURES = {
     "lmc_width": ("lmc_width", None, "lmc", "lmc_curves"),
     "imp_barrier": ("imp_barrier", None, "imp_barrier", "imp_curves"),
     "plane": ("plane", None, "plane", "plane"),
+    "baselines": ("baselines", "test_acc", "sweep", "runs"),
 }
 # table kind -> (tidy table it reads, study that enables it)
 TABLES = {
@@ -26,7 +27,9 @@ TABLES = {
     "diversity": ("ensembles", "diversity"),
     "early_matching": ("early", "early_matching"),
     "lmc": ("lmc_barriers", "lmc"),
+    "baselines": ("runs", "sweep"),
 }
+COMPARISONS = ("baselines",)  # kinds drawn only where an experiment compares more than the paper's sweep
 
 
 def figure_names(plan: Plan, exp: str) -> list[str]:
@@ -39,12 +42,36 @@ def figure_names(plan: Plan, exp: str) -> list[str]:
             continue
         if kind == "accuracy_vs_sparsity" and len(plan.sweep_union(exp, "sparsities")) < 2:
             continue
+        if kind in COMPARISONS and not compares(plan, exp):
+            continue
         names.append(name)
     return names
 
 
 def table_kinds(plan: Plan, exp: str) -> list[str]:
-    return [kind for kind, (_, study) in TABLES.items() if plan.has_study(exp, study)]
+    return [kind for kind, (_, study) in TABLES.items() if plan.has_study(exp, study)
+            and (kind not in COMPARISONS or compares(plan, exp))]
+
+
+def compares(plan: Plan, exp: str) -> bool:
+    """Whether an experiment's sweep compares more than the paper's three branches at one matching: a control
+    branch (sparsebasin.branches), several matching methods or several matching epochs of B."""
+    from ..branches import PAPER_BRANCHES
+
+    for c in plan.cells_of(exp):
+        sweep = c.section("sweep")
+        if sweep and (set(sweep["branches"]) - set(PAPER_BRANCHES) or len(c.methods) > 1
+                      or len(sweep["match_epochs"]) > 1):
+            return True
+    return False
+
+
+def report_inputs(plan: Plan, exp: str, kind: str, table: str) -> dict[str, str]:
+    """A figure's or table's tidy inputs: its table, and for a comparison the matches table (matching times)."""
+    d = {"table": paths.experiment_file(exp, "tidy", f"{table}.csv")}
+    if kind in COMPARISONS and plan.tidy[exp]["matches"]:
+        d["matches"] = paths.experiment_file(exp, "tidy", "matches.csv")
+    return d
 
 
 SCORECARD = ("csv", "md", "json", "html")  # tables/scorecard.{csv,md,json,html}
@@ -62,6 +89,8 @@ def experiment_targets(plan: Plan, exp: str) -> list[str]:
 
 def figure_extra(plan: Plan, exp: str, kind: str, metric: str | None) -> str:
     a = f" --metric {metric}" if metric else ""
+    if kind in COMPARISONS and plan.tidy[exp]["matches"]:
+        a += f" --matches {q(paths.experiment_file(exp, 'tidy', 'matches.csv'))}"
     if kind.startswith("accuracy_vs_") and plan.config["experiments"][exp]["paper_reference"]:
         a += " --paper-reference"
     if kind == "accuracy_vs_sparsity":
@@ -71,6 +100,9 @@ def figure_extra(plan: Plan, exp: str, kind: str, metric: str | None) -> str:
 
 
 def table_extra(plan: Plan, exp: str, kind: str) -> str:
+    if kind in COMPARISONS:
+        return (f" --matches {q(paths.experiment_file(exp, 'tidy', 'matches.csv'))}"
+                if plan.tidy[exp]["matches"] else "")
     if kind == "accuracy":  # every accuracy the experiment reports (Table 10: top-1 and top-5)
         return f" --metrics {','.join(plan.config['experiments'][exp]['metrics'])}"
     if kind == "early_matching":
