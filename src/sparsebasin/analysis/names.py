@@ -12,7 +12,7 @@ from ..branches import TABLE as _BRANCH_TABLE
 
 BRANCH_LABELS = {b.name: b.label for b in _BRANCH_TABLE}  # each branch's record names it
 
-# The matching methods (symmetry.align.METHODS, torch-free here), as a series label says them.
+# The matching methods (symmetry.matching.METHODS), as a series label says them; another shows its own name.
 METHOD_LABELS = {"activation": "activation matching", "weight": "weight matching"}
 
 MODES = ("plain", "bn_reset", "repair", "repair_block")  # the order of symmetry.lmc.MODES (torch-free here)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..symmetry.align import METHODS, STATS
+from ..symmetry.align import STATS
 from ..symmetry.spec import STREAM_POINTS
 from .common import NONNEG_INT, POSITIVE_INT, SEED, StepPaths, add_data_args, add_run_args, data_options, run_options
 
@@ -18,8 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--a", required=True, metavar="CKPT", help="checkpoint to permute (its model/data are recorded)")
     p.add_argument("--b", required=True, metavar="CKPT", help="checkpoint to align A to")
     add_data_args(p)
+    from ..symmetry.matching import METHODS  # the one list of methods (torch: only this step's parser pays)
+
     g = p.add_argument_group("matching")
-    g.add_argument("--method", choices=METHODS, default="activation")
+    g.add_argument("--method", choices=tuple(METHODS), default="activation",
+                   help="how the permutation is found: " + "; ".join(f"{n}: {m.find.__doc__.split(':')[0]}"
+                                                                     for n, m in METHODS.items()))
     g.add_argument("--stat", choices=STATS, default="correlation",
                    help="activation matching score: Pearson correlation or cross-covariance (Eq. 1)")
     g.add_argument("--batches", type=NONNEG_INT, default=20, help="training batches of activations (default 20)")

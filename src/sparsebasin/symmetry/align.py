@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..options import DataOptions
 
-METHODS = ("activation", "weight")
 STATS = ("correlation", "covariance")
 
 
@@ -43,15 +42,17 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
     from ..checkpoints import load_checkpoint, model_from_checkpoint, same_architecture
     from ..errors import UserError
     from ..io import write_json
-    from .matching import (NonFiniteStatistics, activation_matching, activation_statistics, correlation_summary,
-                           weight_matching)
+    from .matching import METHODS, MatchJob, NonFiniteStatistics
     from .permfile import save_permutation
     from .results import check_dataset
     from .spec import permutation_spec
 
     tags = dict(tags or {})
-    if opts.batches < 1 and opts.method == "activation":
-        raise UserError(f"--batches must be >= 1 for activation matching (>= 0 for weight matching), got {opts.batches}")
+    method = METHODS.get(opts.method)
+    if method is None:
+        raise UserError(f"--method {opts.method!r} is not one of {', '.join(METHODS)} (symmetry.matching.METHODS)")
+    if opts.batches < 1 and method.needs_data:
+        raise UserError(f"--batches must be >= 1 for {opts.method} matching (it reads activations), got {opts.batches}")
     dev = devices.resolve(device)
     ckpt_a, ckpt_b = load_checkpoint(a), load_checkpoint(b)
     same_architecture(ckpt_a, ckpt_b, a, b)
@@ -71,23 +72,13 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
                                shard=distributed.batch_shard())
 
     t0 = time.perf_counter()
-    if opts.method == "activation":
-        try:
-            perm, meta = activation_matching(model_a, model_b, spec, train_batches(), stat=opts.stat, device=dev,
-                                             max_batches=opts.batches, chunk=opts.chunk)
-        except NonFiniteStatistics as exc:
-            raise UserError(f"cannot match {a} (A) to {b} (B): {exc}; check that both runs trained "
-                            "(their result.json 'health'); nothing was written") from None
-    else:
-        perm, meta = weight_matching(spec, ckpt_a["state_dict"], ckpt_b["state_dict"], seed=opts.seed,
-                                     max_iter=opts.max_iter)
-        if opts.batches > 0:
-            stats, used, examples = activation_statistics(model_a, model_b, spec, train_batches(), dev,
-                                                          opts.batches, opts.chunk)
-            meta.update(batches=used, examples=examples, **correlation_summary(stats, perm))
-        else:
-            meta.update(batches=0, examples=0)
-    meta["seconds"] = time.perf_counter() - t0
+    job = MatchJob(model_a, model_b, ckpt_a["state_dict"], ckpt_b["state_dict"], spec, train_batches, opts, dev)
+    try:
+        perm, meta = method.find(job)
+    except NonFiniteStatistics as exc:
+        raise UserError(f"cannot match {a} (A) to {b} (B): {exc}; check that both runs trained "
+                        "(their result.json 'health'); nothing was written") from None
+    meta["seconds"] = time.perf_counter() - t0  # the time to find the permutation (data loading included)
     meta["sample"] = sample or None
     meta["stream_points"] = opts.stream_points
     meta["epoch_a"], meta["epoch_b"] = int(ckpt_a["epoch"]), int(ckpt_b["epoch"])
@@ -121,4 +112,4 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
     return summary
 
 
-__all__ = ["METHODS", "STATS", "MatchOptions", "match_checkpoints"]
+__all__ = ["STATS", "MatchOptions", "match_checkpoints"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -36,7 +36,6 @@ from ..errors import UserError
 from .spec import PermutationSpec
 
 STATS = ("correlation", "covariance")
-METHODS = ("activation", "weight")
 
 
 def unit_matrix(out: torch.Tensor) -> torch.Tensor:
@@ -368,6 +367,56 @@ def weight_matching(
     return perm, meta
 
 
+# ---------------------------------------------------------------- methods --
+# A matching method is one function ``(job) -> (perm, meta)`` over a ``MatchJob`` (the two models, their
+# state dicts, the spec, the training batches on demand, the options and the device), registered in METHODS
+# with whether it reads training data to find the permutation. ``symmetry.align`` dispatches on the name; the
+# step's --method choices and the workflow's ``match.method`` enum list these names. A new method is a function
+# and an entry here, its name in the config schema, and its test.
+
+
+@dataclass
+class MatchJob:
+    model_a: nn.Module
+    model_b: nn.Module
+    sd_a: Mapping[str, torch.Tensor]
+    sd_b: Mapping[str, torch.Tensor]
+    spec: PermutationSpec
+    batches: Callable[[], Iterable]  # the seeded training sample, loaded when a method asks for it
+    opts: Any  # align.MatchOptions
+    device: torch.device
+
+
+def _by_activations(job: MatchJob) -> tuple[dict, dict]:
+    """The paper's: each group's units matched on the correlation (or covariance) of their activations."""
+    return activation_matching(job.model_a, job.model_b, job.spec, job.batches(), stat=job.opts.stat,
+                               device=job.device, max_batches=job.opts.batches, chunk=job.opts.chunk)
+
+
+def _by_weights(job: MatchJob) -> tuple[dict, dict]:
+    """Git Re-Basin's: no data to find it; the correlations it reports are then measured on the same sample."""
+    perm, meta = weight_matching(job.spec, job.sd_a, job.sd_b, seed=job.opts.seed, max_iter=job.opts.max_iter)
+    if job.opts.batches > 0:
+        stats, used, examples = activation_statistics(job.model_a, job.model_b, job.spec, job.batches(),
+                                                      job.device, job.opts.batches, job.opts.chunk)
+        meta.update(batches=used, examples=examples, **correlation_summary(stats, perm))
+    else:
+        meta.update(batches=0, examples=0)
+    return perm, meta
+
+
+@dataclass(frozen=True)
+class Method:
+    find: Callable[[MatchJob], tuple[dict, dict]]
+    needs_data: bool  # reads training activations to find the permutation (its --batches must be >= 1)
+
+
+METHODS: dict[str, Method] = {
+    "activation": Method(_by_activations, needs_data=True),
+    "weight": Method(_by_weights, needs_data=False),
+}
+
+
 def _permuted(spec: PermutationSpec, perm: Mapping[str, torch.Tensor], key: str, t: torch.Tensor) -> torch.Tensor:
     for d, h in enumerate(spec.axes[key]):
         if h is not None:
@@ -376,6 +425,7 @@ def _permuted(spec: PermutationSpec, perm: Mapping[str, torch.Tensor], key: str,
 
 
 __all__ = [
-    "STATS", "METHODS", "CrossStats", "activation_statistics", "activation_matching", "weight_matching",
+    "STATS", "METHODS", "Method", "MatchJob", "CrossStats", "activation_statistics", "activation_matching",
+    "weight_matching",
     "solve_assignment", "matched_correlation", "correlation_summary", "unit_matrix",
 ]
