@@ -154,9 +154,10 @@ def test_sweep_branches_switch(tmp_path):
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cell = cfg["experiments"]["mnist1d"]["cells"][0]
+    cell["sweep"].pop("branches", None)  # a sweep that lists none runs the paper's
     default = plan_for(cfg)
     assert {j.spec["branch"] for j in default.jobs["sparse"].values()} == {"lth", "naive", "permuted"}
-    cell["sweep"]["branches"] = ["lth", "random", "signs", "naive", "permuted"]
+    cell["sweep"]["branches"] = list(reversed(branches.SPARSE_BRANCHES))
     plan = plan_for(cfg)
     rows = list(plan.jobs["sparse"].values())
     assert {j.spec["branch"] for j in rows} == set(branches.SPARSE_BRANCHES)
