@@ -37,7 +37,7 @@ def test_every_layer_reads_the_table():
 
 
 def test_unknown_branch_is_one_line():
-    with pytest.raises(Exception, match=r"branch 'lottery' is not one of lth, naive, permuted, random, signs"):
+    with pytest.raises(Exception, match=r"branch 'lottery' is not one of lth, naive, permuted, random, signs, lth_random"):
         branches.get("lottery")
 
 
@@ -76,7 +76,7 @@ def env(tmp_path_factory):
 
 
 def _run(env, branch, out, **kw):
-    init = env / ("A_k0.pt" if branch == "lth" else "B_k0.pt")
+    init = env / ("A_k0.pt" if branches.get(branch).rewind == "A" else "B_k0.pt")
     return run_sparse(init=init, mask=env / "mA.pt", branch=branch, cfg=CFG,
                       data=DataOptions("mnist1d", env / "data"), out_dir=env / out, save_epochs=[0],
                       run=RunOptions(device="cpu", progress="log"), seed=5, **kw)
@@ -174,3 +174,14 @@ def test_sweep_branches_switch(tmp_path):
     cell["sweep"]["branches"] = ["lth", "lottery"]
     with pytest.raises(Exception, match=r"sweep.branches lists 'lottery'"):
         plan_for(cfg)
+
+
+def test_lth_random_is_one_record_a_s_init_under_a_shuffled_mask(env):
+    """Added as one record of sparsebasin.branches and this test: A's rewind weights, m_A shuffled per layer."""
+    _run(env, "lth_random", "lth_random")
+    start, m_a, a = _sd(env / "lth_random/ckpt/epoch0.pt"), checkpoints.load_mask(env / "mA.pt")["mask"], \
+        _sd(env / "A_k0.pt")
+    shuffled = branches.shuffled_mask(m_a, 5)
+    for k in KEYS:
+        assert torch.equal(start[k], a[k] * shuffled[k])
+    assert io.read_json(env / "lth_random/result.json")["tags"]["branch"] == "lth_random"

@@ -15,6 +15,8 @@ the controls the field asks for):
   that a mask plus the right signs is what transfers (Oh, Baik & Lee, ICLR
   2025, "Find A Winning Sign"; Gadhikar et al., NeurIPS 2025, "Sign-In to the
   Lottery")
+- ``lth_random``: A's checkpoint at k, m_A shuffled within each layer: does the
+  ticket need its mask's layout on its own init (open_lth's randomly_prune)?
 
 ``dense`` (A and B) and ``imp`` (the pruned and fine-tuned A) are the
 references tables and figures show beside them.
@@ -85,6 +87,8 @@ TABLE: tuple[Branch, ...] = (
            about="B's rewind weights with m_A shuffled within each layer"),
     Branch("signs", "A's signs", "#E69F00", "P", "--", rewind="B", weights="A's signs", paper=False,
            about="B's rewind magnitudes with A's rewind signs, m_A"),
+    Branch("lth_random", "LTH, random mask", "#56B4E9", "X", ":", rewind="A", mask="shuffled m_A", paper=False,
+           about="A's rewind weights with m_A shuffled within each layer (open_lth's randomly_prune)"),
 )
 
 BY_NAME: dict[str, Branch] = {b.name: b for b in TABLE}
