@@ -118,7 +118,8 @@ def test_ensemble_step_writes_contract_json(tmp_path):
     assert code == 0
     result = json.loads(out.read_text())
     assert set(result) == {"group", "n", "member_acc_mean", "member_acc_std", "ensemble_acc", "disagreement", "kl_one_way",
-                           "kl", "js", "nonfinite", "tags", "provenance"}
+                           "kl", "js", "nonfinite", "health", "tags", "provenance"}
+    assert result["health"] == {"status": "ok", "reasons": []}
     assert result["group"] == "permuted" and result["n"] == 2
     assert result["tags"] == {"width": "1", "sparsity": "0.9"}
     assert result["ensemble_acc"] == pytest.approx(1.0)
@@ -135,3 +136,18 @@ def test_ensemble_step_rejects_different_test_sets(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "b.pt" in err and "same test set" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "e.json").exists()
+
+
+def test_a_flagged_member_flags_the_ensemble(tmp_path):
+    """A dead or diverged member (its result.json's health, beside its predictions) is named in the ensemble's
+    health, so Table 1 marks it (issue 25, item 2)."""
+    for name, probs, status in (("a", A, "ok"), ("b", B, "chance")):
+        (tmp_path / name).mkdir()
+        _save_predictions(tmp_path / name / "predictions.pt", probs, LABELS)
+        reasons = [] if status == "ok" else ["the final test accuracy 10% is not above chance"]
+        (tmp_path / name / "result.json").write_text(json.dumps({"health": {"status": status, "reasons": reasons}}))
+    out = tmp_path / "ens.json"
+    assert cli.main(["ensemble", "--predictions", str(tmp_path / "a/predictions.pt"),
+                     str(tmp_path / "b/predictions.pt"), "--group", "naive", "--out", str(out)]) == 0
+    health = json.loads(out.read_text())["health"]
+    assert health["status"] == "chance" and len(health["reasons"]) == 1 and str(tmp_path / "b") in health["reasons"][0]

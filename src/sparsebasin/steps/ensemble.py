@@ -74,11 +74,31 @@ def run(args: argparse.Namespace) -> None:
     io.write_json(args.out, {
         "group": args.group,
         "n": metrics.n,
+        "health": members_health(args.predictions),
         **{k: (None if k in nonfinite else v) for k, v in values.items()},
         "nonfinite": nonfinite,
         "tags": tags,
         "provenance": provenance.collect(config=config),
     })
+
+
+def members_health(predictions: list[str]) -> dict:
+    """The ensemble's health: its worst member's (sparsebasin.health), each flagged member named, so a dead or
+    diverged member shows wherever Table 1 is read. A member's result.json sits beside its predictions.pt."""
+    from pathlib import Path
+
+    from .. import health
+
+    order = ("ok", "chance", "exploded")
+    status, reasons = "ok", []
+    for path in predictions:
+        result_path = Path(path).with_name("result.json")
+        result = io.read_json(result_path) if result_path.is_file() else None
+        member = health.status_of(result)
+        if member != "ok":
+            status = max(status, member, key=order.index)
+            reasons += [f"member {Path(path).parent}: {r}" for r in (result.get("health") or {}).get("reasons", [])]
+    return {"status": status, "reasons": reasons}
 
 
 def paths(args: argparse.Namespace) -> StepPaths:
