@@ -1,4 +1,5 @@
-"""Time activation matching of two ResNet20xw (random weights) on CIFAR-shaped data.
+"""Time activation matching of two ResNet20xw (random weights) on CIFAR-shaped data, and weight matching
+(Git Re-Basin: no data) of the same pair beside it, with the ratio.
 
 Default: widths 1, 2, 4, 8, 16; 10,000 random 32x32 RGB images streamed as 20
 batches of 500 (no augmentation, fixed order), correlation statistic, on CPU.
@@ -34,7 +35,7 @@ from sparsebasin.data.base import ArrayDataset
 from sparsebasin.io import write_json
 from sparsebasin.models import build_model
 from sparsebasin.symmetry import permutation_spec
-from sparsebasin.symmetry.matching import activation_statistics, solve_assignment
+from sparsebasin.symmetry.matching import activation_statistics, solve_assignment, weight_matching
 
 OUT = Path(__file__).resolve().parent / "results" / "matching.json"
 
@@ -70,7 +71,12 @@ def bench_width(width: int, ds, batch_size: int, n_batches: int, max_batches: in
         solve_assignment(st.correlation())
     t2 = time.perf_counter()
     stat_s = (t1 - t0) * n_batches / used
+    w0 = time.perf_counter()
+    _, wmeta = weight_matching(spec, a.state_dict(), b.state_dict(), seed=0)
+    weight_s = time.perf_counter() - w0
     return {
+        "seconds_weight_matching": weight_s,
+        "weight_matching_passes": wmeta.get("passes"),
         "width": width,
         "seconds": stat_s + (t2 - t1),
         "seconds_statistics": stat_s,
@@ -112,11 +118,13 @@ def main(argv=None) -> int:
         r = bench_width(w, ds, args.batch_size, n_batches, args.max_batches, device, args.chunk, args.budget_seconds)
         results.append(r)
         note = f" (extrapolated from {r['measured_batches']} batches)" if r["extrapolated"] else ""
-        print(f"resnet20x{w}: {r['seconds']:.1f} s  [statistics {r['seconds_statistics']:.1f} s, "
+        print(f"resnet20x{w}: activation {r['seconds']:.1f} s  [statistics {r['seconds_statistics']:.1f} s, "
               f"assignment {r['seconds_assignment']:.2f} s; CPU {r['cpu_seconds_statistics']:.1f} s; "
-              f"load {r['load_average_1min'][0]:.1f}]{note}", flush=True)
+              f"load {r['load_average_1min'][0]:.1f}]{note}; weight {r['seconds_weight_matching']:.2f} s "
+              f"({r['weight_matching_passes']} passes): activation/weight = "
+              f"{r['seconds'] / max(r['seconds_weight_matching'], 1e-9):.1f}x", flush=True)
         write_json(args.out, {
-            "benchmark": "activation matching, ResNet20xw, random weights, CIFAR-shaped random images",
+            "benchmark": "activation vs weight matching, ResNet20xw, random weights, CIFAR-shaped random images",
             "images": args.images, "device": str(device), "threads": torch.get_num_threads(),
             "cpus": os.cpu_count(),
             "results": results,
