@@ -11,7 +11,7 @@
 
 rule ensemble:
     input:
-        lambda wc: [ancient(f) for f in ensemble_job(wc).inputs],
+        lambda wc: ensemble_job(wc).inputs,
     output:
         "results/{experiment}/{dataset}-{model}-w{width}/ensembles/S{sparsity}/k{k}/{group}.json",
     params:

@@ -19,7 +19,7 @@ if FUSED:
             name:
                 _fj.name
             input:
-                [ancient(f) for f in _fj.inputs],
+                _fj.inputs,
             output:
                 [update(f) for f in _fj.outputs],
             params:

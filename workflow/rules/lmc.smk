@@ -33,7 +33,7 @@ rule lmc:
 
 rule imp_barrier:
     input:
-        lambda wc: [ancient(f) for f in round_job(wc).inputs],
+        lambda wc: round_job(wc).inputs,
     output:
         **run_outputs(curve="results/{job}/round{round}.csv", barriers="results/{job}/round{round}.json"),
     wildcard_constraints:
