@@ -46,7 +46,7 @@ def test_too_many_threads_are_clamped_with_a_warning_not_a_segfault(tmp_path):
 @pytest.mark.parametrize("extra,words", [
     (["--hidden", "1000000000000"], ["model mlp", "hidden 1000000000000", "4e+13 parameters", "lower --width or --hidden"]),
     (["--width", "1000000000"], ["model mlp", "width 1000000000", "parameters", "host memory available"]),
-    (["--depth", "1000000000"], ["model mlp", "depth 1000000000", "cannot be built", "lower --width, --hidden or --depth"]),
+    (["--depth", "1000000000"], ["model mlp", "depth 1000000000", "cannot be built", "lower --width, --depth or --hidden"]),
     (["--hidden", "4096", "--batch-size", "100000000"], ["needs at least", "activations a batch of 100000000 keeps"]),
 ])
 def test_a_model_too_large_for_memory_is_one_line_before_any_work(tmp_path, capsys, extra, words):

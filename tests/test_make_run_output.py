@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from default_run import REPO, VENV_BIN, follow_command, run_env
 
-HEADLINE = "mnist1d: Reproduction: No published reference for this experiment (MNIST-1D MLP); permuted > naive in"
+HEADLINE = "mnist1d: Reproduction: No published reference for this experiment (MNIST-1D MLP); permuted > naive significant in"
 
 
 def test_make_run_runs_the_follower_and_builds_the_report():

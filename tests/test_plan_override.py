@@ -39,6 +39,8 @@ def test_override_sets_every_cell_like_the_file_and_keys_follow():
     edited["experiments"]["mnist1d"]["cells"][0]["sparse"]["lr"] = 0.04
     assert set(plan_of(edited).jobs["sparse"]) == set(over.jobs["sparse"])
     assert plan_of(_cfg({"sweep": {"sparsities": ["0.8"]}})).cells[0].section("sweep")["sparsities"] == [0.8]
+    both = plan_of(_cfg({"sparse.batch_size": "64", "sparse": {"lr": "0.04"}})).cells[0].sparse  # either order
+    assert (both["lr"], both["batch_size"]) == (0.04, 64)
 
 
 @pytest.mark.parametrize("block, message", [

@@ -16,7 +16,7 @@ from browser import dump_dom
 
 pytestmark = pytest.mark.slow
 
-HEADLINE = "No published reference for this experiment (MNIST-1D MLP); permuted > naive in"
+HEADLINE = "No published reference for this experiment (MNIST-1D MLP); permuted > naive significant in"
 FIGURES = ("accuracy_vs_rewind", "accuracy_vs_sparsity", "imp_barrier", "lmc_width", "plane")
 
 

@@ -133,11 +133,18 @@ def expected_jobs(config: dict) -> dict[str, int]:
                 prune_targets.setdefault((prune_id, w, s), set()).update(targets)
 
             matched = cover(sweep) | cover(lmc) | cover(plane)
+            methods = c["match"].get("method", "activation")
+            methods = methods if isinstance(methods, list) else [methods]  # the first is the cell's own
+            for w, s in cover(sweep) | cover(lmc):  # every other method's matching, per pair it serves
+                for m in methods[1:]:
+                    job("match", match_id, w, s, ("method", m))
             runs = set()
             for w, s in cover(sweep):
                 for S in sweep["sparsities"]:
                     for k in sweep["rewind"]:
                         runs.update((w, s, _fmt(S), k, b, None) for b in sweep.get("branches", BRANCHES))
+                        if "permuted" in sweep.get("branches", BRANCHES):
+                            runs.update((w, s, _fmt(S), k, "permuted", ("method", m)) for m in methods[1:])
             for w, s in cover(plane):
                 runs.update((w, s, _fmt(plane["sparsity"]), plane["k"], b, None) for b in ("lth", "permuted"))
             if div:
@@ -175,7 +182,8 @@ def expected_jobs(config: dict) -> dict[str, int]:
             for run in runs:
                 job("sparse", sparse_id, *run)
             for w, s in cover(lmc):
-                job("lmc", match_id, w, s, _settings(lmc, "alphas", "modes"))
+                for m in methods:
+                    job("lmc", match_id, w, s, _settings(lmc, "alphas", "modes"), m)
             for w, s in cover(plane):
                 job("plane", sparse_id, w, s, _settings(plane, "grid", "sparsity", "k"))
             if imp:
@@ -192,7 +200,9 @@ def expected_jobs(config: dict) -> dict[str, int]:
         add("scorecard", 1)
         if flags["sweep"]:
             # the baselines figure and table: a sweep with a control branch (sparsebasin.branches)
-            controls = any(set((c.get("sweep") or {}).get("branches", BRANCHES)) - set(BRANCHES) for c in e["cells"])
+            controls = any(set((c.get("sweep") or {}).get("branches", BRANCHES)) - set(BRANCHES)
+                           or isinstance(c["match"].get("method"), list) and len(c["match"]["method"]) > 1
+                           or len((c.get("sweep") or {}).get("match_epochs", [0])) > 1 for c in e["cells"])
             add("figure_baselines", int(controls))
             add("table_baselines", int(controls))
             add("figure_accuracy_vs_rewind", 1)

@@ -15,6 +15,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PARTS = ("cifar10_resnet20", "cifar100_resnet20", "cifar10_vgg11", "imagenet_resnet50", "diversity", "early_matching")
+# Configs beside the paper's in config/: studies the paper does not run (not part of all.yaml)
+BEYOND = ("baselines",)
 HEADER = """\
 # The whole paper: the union of config/{cifar10_resnet20,cifar100_resnet20,
 # cifar10_vgg11,imagenet_resnet50,diversity,early_matching}.yaml.

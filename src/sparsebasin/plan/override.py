@@ -1,6 +1,6 @@
 """A command-line override of cell settings, for a quick trial without editing the config file.
 
-    snakemake --cores all --config 'override={"sparse": {"lr": 0.04}, "dense.epochs": 10}'
+    snakemake --cores all --config 'override={"sparse": {"lr": 0.04}, "sparse.batch_size": 64}'
 
 sets those keys in every cell of every experiment (``cells`` is a list, which
 ``--config`` cannot reach into). Keys may be nested or dotted. Snakemake reads
@@ -38,7 +38,10 @@ def _undot(block: dict, where: str = KEY) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{where}.{key}: {p} is given both as a value and as a section; give it once")
-        node[parts[-1]] = _undot(value, f"{where}.{key}") if isinstance(value, dict) else value
+        if isinstance(value, dict):
+            _merge(node.setdefault(parts[-1], {}), _undot(value, f"{where}.{key}"))
+        else:
+            node[parts[-1]] = value
     return out
 
 
