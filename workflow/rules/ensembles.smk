@@ -11,7 +11,7 @@
 
 rule ensemble:
     input:
-        lambda wc: ensemble_job(wc).inputs,
+        lambda wc: settled(ensemble_job(wc).inputs, ensemble_job(wc).outputs),
     output:
         "results/{experiment}/{dataset}-{model}-w{width}/ensembles/S{sparsity}/k{k}/{group}.json",
     params:

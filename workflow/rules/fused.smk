@@ -19,7 +19,7 @@ if FUSED:
             name:
                 _fj.name
             input:
-                _fj.inputs,
+                lambda wc, _j=_fj: settled(_j.inputs, _j.outputs),
             output:
                 [update(f) for f in _fj.outputs],
             params:

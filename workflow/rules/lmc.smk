@@ -33,7 +33,7 @@ rule lmc:
 
 rule imp_barrier:
     input:
-        lambda wc: round_job(wc).inputs,
+        lambda wc: settled(round_job(wc).inputs, round_job(wc).outputs),
     output:
         **run_outputs(curve="results/{job}/round{round}.csv", barriers="results/{job}/round{round}.json"),
     wildcard_constraints:
