@@ -32,7 +32,7 @@ def plan(capsys, *args):
     (["--kind", "sparsee"], "--kind sparsee: no such kind of job (kinds: dense, prune, match, sparse,"),
     (["--experiment", "mnist"], "no such experiment in the config (experiments: mnist1d)"),
     (["--kind", "dense", "--where", "sparsity=0.95"], "no dense job has a tag 'sparsity' (tags: branch,"),
-    (["--kind", "sparse", "--where", "branch=dense"], "no sparse job has branch=dense (branch: lth, naive, permuted)"),
+    (["--kind", "sparse", "--where", "branch=dense"], "no sparse job has branch=dense (branch: lth, naive, permuted, random, signs)"),
     (["--kind", "sparse", "--where", "studies=early_matching", "--where", "sparsity=0.8"],
      "no sparse job has all of these at once"),
 ])

@@ -303,8 +303,8 @@ def test_one_width_manifest(tmp_path):
     stats = dry_run(tmp_path, "results/mnist1d/mnist1d-mlp-w1/manifest.txt", "--config", "fused=False")
     assert stats["manifest"] == 1
     assert "figure_lmc_width" not in stats and "summary" not in stats
-    # width 1: sweep seeds 0, 1 (2 sparsities x 2 rewind points x 3 branches) and early matching
-    assert stats["sparse"] == 2 * 2 * 2 * 3 + 2  # and the two early-matching runs (e5, seeds 0 and 1)
+    # width 1: sweep seeds 0, 1 (2 sparsities x 2 rewind points x 5 branches: the paper's and two controls)
+    assert stats["sparse"] == 2 * 2 * 2 * 5 + 2  # and the two early-matching runs (e5, seeds 0 and 1)
     assert stats["lmc"] == 1
 
 
@@ -457,7 +457,7 @@ def test_fused_mode_trains_exactly_the_per_run_jobs(tmp_path):
         if "--model" in opts:
             continue  # a dense group
         grouped.update(_fused_runs(opts))
-    assert len(per_run) == 56 and grouped == per_run
+    assert len(per_run) == 88 and grouped == per_run  # 56 of the paper's branches, 32 of the two controls
 
     dense_plain = {}
     for argv in _commands(plain.stdout, "train"):

@@ -115,6 +115,7 @@ def test_changing_the_sparse_lr_reruns_only_what_depends_on_it(finished, tmp_pat
         "plane": 1, "ensemble": 3,  # lth, naive, permuted groups (dense and imp do not change)
         "collect": 4,  # runs, early, ensembles, plane (not matches, lmc, imp curves)
         "figure_accuracy_vs_rewind": 1, "figure_accuracy_vs_sparsity": 1, "figure_plane": 1,
+        "figure_baselines": 1, "table_baselines": 1,  # the controls' comparison reads the runs too
         "table_accuracy": 1, "table_diversity": 1, "table_early_matching": 1, "scorecard": 1, "summary": 1, "all": 1,
     }
 
@@ -162,7 +163,7 @@ def test_summary_opens_with_the_scorecard_headline(finished):
     card = json.loads((finished / "results/mnist1d/tables/scorecard.json").read_text())
     assert card["published"] == 0 and card["counts"]["no_reference"] > 0 and card["headline"] in first
 
-FIGURES = ("accuracy_vs_rewind", "accuracy_vs_sparsity", "imp_barrier", "lmc_width", "plane")
+FIGURES = ("accuracy_vs_rewind", "accuracy_vs_sparsity", "baselines", "imp_barrier", "lmc_width", "plane")
 
 
 def test_report_opens_in_headless_chromium(finished, tmp_path):
