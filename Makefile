@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test install lint clean
+.PHONY: run test test-fast install lint clean
 
 # The default torch wheel from PyPI is the CUDA build (about 5.9 GB of .venv). For a CPU-only machine:
 #   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -35,6 +35,11 @@ run: $(STAMP)
 
 test: $(TEST_STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q
+
+# The unit layer while you work (about 2.5 minutes on 2 cores): everything but the tests marked slow (end-to-end
+# workflows, subprocesses that train, torchrun) and the local SLURM cluster. `make test` runs them all.
+test-fast: $(TEST_STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -m "not slow and not slurm"
 
 lint: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --lint

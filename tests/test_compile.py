@@ -54,6 +54,7 @@ def test_compiled_training_matches_eager_keeps_masks_and_is_recorded(tmp_path):
     assert all(int((state[k][~m] != 0).sum()) == 0 for k, m in mask.items())
 
 
+@pytest.mark.slow
 def test_compile_is_refused_where_it_cannot_apply(tmp_path):
     (tmp_path / "file").write_text("x")
     res = _cli("train", "--dataset", "mnist1d", "--data-dir", tmp_path / "data", "--model", "mlp", "--epochs", 1,

@@ -83,6 +83,7 @@ def test_a_broken_copy_goes_to_the_network_without_offline(tmp_path, monkeypatch
     assert calls
 
 
+@pytest.mark.slow
 def test_the_workflow_takes_data_on_disk_without_the_network(tmp_path):
     """`snakemake <data stamp>`: the download rule checks the copy in data/ and writes the documented stamp."""
     write_cifar10(tmp_path / "data")

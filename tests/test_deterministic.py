@@ -4,6 +4,8 @@ move the last bits on a GPU), so toggling it reruns nothing (issue 27, item 4)."
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from sparsebasin.checkpoints import load_checkpoint
 from sparsebasin.data import cifar
 
 
+@pytest.mark.slow
 def test_deterministic_runs_on_cpu_give_the_same_weights_and_are_recorded(tmp_path):
     cifar.write_synthetic("cifar10", tmp_path / "data", 128, 32)
     common = [sys.executable, "-m", "sparsebasin", "train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"),

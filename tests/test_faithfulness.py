@@ -54,6 +54,7 @@ def _imagenet_checkpoints(tmp, tree):
     return paths
 
 
+@pytest.mark.slow
 def test_match_and_interpolate_record_their_sample(imagenet_tree, tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSEBASIN_WORKERS", "0")
     a, b = _imagenet_checkpoints(tmp_path, imagenet_tree)

@@ -113,6 +113,7 @@ def test_locks_are_per_user_by_default(env, tmp_path):
     assert Path(f"/tmp/sparsebasin-gpu-locks-{os.getuid()}/gpu0.lock").exists()
 
 
+@pytest.mark.slow
 def test_the_workflow_warns_when_gpus_would_sit_idle(tmp_path):
     """A workstation with 4 GPUs run with gpu=1 (local/config.yaml's default) says so at start."""
     import sys
@@ -203,6 +204,7 @@ def test_a_lock_directory_that_cannot_be_used_is_one_line(env, tmp_path):
     assert res.returncode == 2 and "SPARSEBASIN_GPU_LOCKS=" in res.stderr and len(res.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_waiting_job_says_for_what_and_gives_up_at_its_limit(env, tmp_path):
     e, bin_dir = env
     fake(bin_dir, "nvidia-smi", 'echo "GPU 0: X (UUID: GPU-0)"; echo "GPU 1: X (UUID: GPU-1)"')

@@ -34,6 +34,7 @@ def _one_error(capsys) -> str:
     return err[0]
 
 
+@pytest.mark.slow
 def test_too_many_threads_are_clamped_with_a_warning_not_a_segfault(tmp_path):
     res = subprocess.run([sys.executable, "-m", "sparsebasin", *_train_argv(tmp_path, "--threads", "100000")],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -114,6 +115,7 @@ def test_a_fused_run_seed_beyond_int64_is_one_line(tmp_path, capsys):
     assert "seed must be an integer in [0, 2**63)" in _one_error(capsys)
 
 
+@pytest.mark.slow
 def test_the_largest_seed_trains(tmp_path):
     res = subprocess.run([sys.executable, "-m", "sparsebasin", *_train_argv(tmp_path, "--threads", "1", "--seed",
                                                                             str(limits.MAX_SEED))],

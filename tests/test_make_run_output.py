@@ -81,6 +81,7 @@ def _failing(tmp_path: Path) -> tuple[list[str], dict]:
     return ["data/.sparsebasin/cifar10.prepared.json"], env
 
 
+@pytest.mark.slow
 def test_a_failed_run_names_the_failed_jobs_log_and_its_last_lines(tmp_path):
     targets, env = _failing(tmp_path)
     res = subprocess.run([str(VENV_BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--cores", "1", *targets],
@@ -115,6 +116,7 @@ print("2 of 2 steps (100%) done\nComplete log(s): /nowhere/x.snakemake.log", flu
 '''
 
 
+@pytest.mark.slow
 def test_on_a_terminal_one_status_line_is_redrawn_with_the_running_jobs_epoch(tmp_path):
     """follow.py's terminal mode, against a stand-in for snakemake that prints its job blocks and progress."""
     fake = tmp_path / "fake_snakemake.py"

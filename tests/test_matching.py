@@ -53,7 +53,8 @@ def permuted_pair(arch: str, n: int, seed: int = 0):
 N_INPUTS = {"mlp": 64, "vgg11": 8, "resnet20": 8, "resnet50": 4}
 
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.slow) if a in ("vgg11", "resnet50") else a
+                                  for a in ARCHS])
 def test_activation_matching_recovers_the_permutation(arch):
     model, copy, spec, perm, x = permuted_pair(arch, N_INPUTS[arch])
     batches = [(x[: len(x) // 2], None), (x[len(x) // 2:], None)]
@@ -102,7 +103,7 @@ def test_dead_units_give_zero_correlation_not_nan():
     assert sorted(perm.tolist()) == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("arch", ["mlp", "vgg11", "resnet20"])
+@pytest.mark.parametrize("arch", ["mlp", "vgg11", pytest.param("resnet20", marks=pytest.mark.slow)])
 def test_weight_matching_recovers_the_permutation(arch):
     model, copy, spec, perm, _ = permuted_pair(arch, 8)
     found, meta = weight_matching(spec, model.state_dict(), copy.state_dict(), seed=0)

@@ -54,6 +54,7 @@ def test_a_bad_override_is_one_line_naming_the_key(block, message):
         plan_of(_cfg(block))
 
 
+@pytest.mark.slow
 def test_the_documented_command_line_reaches_the_cells(tmp_path):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory",

@@ -18,6 +18,7 @@ def _cmd(root, out):
             "--out-dir", str(root / out), "--tag", "seed=0"]
 
 
+@pytest.mark.slow
 def test_killed_prune_resumes_bit_identical(tmp_path, cli_env):
     make_data(tmp_path / "data")
     init_checkpoint(tmp_path / "A.pt", seed=0, epoch=3)

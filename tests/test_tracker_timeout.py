@@ -92,6 +92,7 @@ def _one_warning(stderr: str, *words: str) -> str:
 
 @pytest.mark.parametrize("backend", ["wandb", pytest.param("mlflow", marks=pytest.mark.slow),
                                      pytest.param("tensorboard", marks=pytest.mark.slow)])
+@pytest.mark.slow
 def test_a_backend_that_hangs_at_import_is_one_warning(untracked, tmp_path, backend):
     data, ref = untracked
     res, seconds = _train(data, tmp_path / "run", "--tracker", backend, "--tracker-timeout", TIMEOUT,

@@ -261,6 +261,7 @@ def test_default_config_job_counts(tmp_path, fused):
     assert families(dry_run(tmp_path, "--config", f"fused={fused}")) == expected_jobs(config)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_paper_config_job_counts(tmp_path, path):
     config = yaml.safe_load(path.read_text())
@@ -283,6 +284,7 @@ def test_default_is_small_and_complete(tmp_path):
     assert sum(stats.values()) <= 80  # fused: 57 jobs
 
 
+@pytest.mark.slow
 def test_one_figure_schedules_only_its_ancestors(tmp_path):
     stats = dry_run(tmp_path, "results/mnist1d/figures/lmc_width.pdf", "--config", "fused=False")
     # lmc at widths 1, 2, 4 and seed 0: dense A+B, match, interpolate per width
@@ -441,6 +443,7 @@ def _fused_runs(opts) -> dict:
     return runs
 
 
+@pytest.mark.slow
 def test_fused_mode_trains_exactly_the_per_run_jobs(tmp_path):
     """fused: true groups the runs (one dense job per width, one sparse job per width and k)
     but every run keeps its directory, init, mask, branch, seeds, epochs and tags."""

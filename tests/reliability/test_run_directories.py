@@ -74,6 +74,7 @@ def test_finished_run_with_other_arguments_is_refused(kind, option, value, named
     assert diff_snapshots(before, snapshot(tmp_path, refs.data)) == []
 
 
+@pytest.mark.slow
 def test_forced_replacement_keeps_the_old_run_until_the_new_one_has_finished(refs, forkserver, tmp_path):
     out = tmp_path / "dense"
     shutil.copytree(refs.dense, out)
@@ -169,6 +170,7 @@ def test_fused_member_locked_by_another_writer(refs, forkserver, tmp_path, capsy
     assert run.status == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dense", "prune"])
 def test_second_writer_waits_for_the_holder_then_finds_the_run_finished(kind, refs, forkserver, tmp_path, capsys,
                                                                        monkeypatch):
