@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from _pruning_data import init_checkpoint, make_data
 
