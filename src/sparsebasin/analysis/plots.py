@@ -486,9 +486,10 @@ def baselines(runs: pd.DataFrame, matches: pd.DataFrame | None = None, metric: s
             _min_span(ax, 2.0)
             title = panel
             times = _times(seconds, setting, setting_cols)
-            if first and times and len(rows) > 1:  # several settings: each row says its own, once
-                title += "\nπ found in " + ", ".join(" ".join(x for x in (_short(sid), f"{v[0]:.2g} s") if x)
-                                                     for sid, v in times.items())
+            if times and len(rows) > 1:  # several settings: each row's first panel says its own, once
+                if first:
+                    title += "\nπ found in " + ", ".join(" ".join(x for x in (_short(sid), f"{v[0]:.2g} s") if x)
+                                                         for sid, v in times.items())
             elif times:  # one setting: the time sits in the legend entry of its series
                 for line in ax.get_lines():
                     for sid, v in times.items():
