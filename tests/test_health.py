@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from sparsebasin import health
+from sparsebasin import health, io
 
 
 def test_binomial_sf_is_exact():
@@ -76,8 +76,8 @@ def test_status_of_reads_back_and_defaults_to_ok():
 def test_nonfinite_paths_and_nulls_are_valid_json():
     obj = {"a": 1.0, "b": {"c": float("nan"), "d": [0.0, float("inf")]}, "e": "x"}
     assert health.nonfinite_paths(obj) == ["b.c", "b.d.1"]
-    json.dumps(health.null_nonfinite(obj), allow_nan=False)
-    assert health.null_nonfinite(obj)["b"] == {"c": None, "d": [0.0, None]}
+    json.dumps(io.finite_or_none(obj), allow_nan=False)
+    assert io.finite_or_none(obj)["b"] == {"c": None, "d": [0.0, None]}
 
 
 def test_health_is_torch_free():

@@ -180,16 +180,6 @@ def nonfinite_paths(obj: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def null_nonfinite(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by None (JSON null)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {k: null_nonfinite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [null_nonfinite(v) for v in obj]
-    return obj
-
 
 def describe(value: Any) -> str:
     """'NaN', 'inf' or '-inf' for a non-finite float."""

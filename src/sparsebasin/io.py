@@ -154,20 +154,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     ``health``). ``allow_nan=False`` makes any value this conversion misses an
     error here rather than an invalid file.
     """
-    text = json.dumps(_finite_json(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    text = json.dumps(finite_or_none(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
     write_text(path, text + "\n")
 
 
-def _finite_json(obj: Any) -> Any:
+def finite_or_none(obj: Any) -> Any:
     """``obj`` with every non-finite float (numpy and 0-d tensors too) as None; containers rebuilt."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite_json(v) for k, v in obj.items()}
+        return {k: finite_or_none(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite_json(v) for v in obj]
+        return [finite_or_none(v) for v in obj]
     if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # tensors, arrays and numpy scalars
-        return _finite_json(obj.tolist())
+        return finite_or_none(obj.tolist())
     return obj
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from .. import branches
 from . import names
+from .tidy import _blank  # an empty tag (None, NaN, "", "nan"): one rule for the tidy tables and the series
 
 TAGS = ("method", "match_epoch")  # the matching's tags, in the order a series label gives them
 PAPER_METHOD = "activation"  # the paper matches activations (its Eq. 1); config match.method's default
@@ -204,14 +205,6 @@ def is_paper(runs: pd.DataFrame, epoch: bool = True) -> pd.Series:
 def paper_runs(runs: pd.DataFrame, epoch: bool = True) -> pd.DataFrame:
     """The runs of the paper's setting (``is_paper``), as one series per branch."""
     return runs[is_paper(runs, epoch)]
-
-
-def _blank(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and value.strip().lower() in ("", "nan", "none", "null")
 
 
 def _is_number(text: str) -> bool:

@@ -45,7 +45,7 @@ def metrics_csv(rows: list[dict]) -> str:
     writer = csv.DictWriter(buf, fieldnames=METRICS_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: health.null_nonfinite(row[k]) for k in METRICS_COLUMNS})
+        writer.writerow({k: io.finite_or_none(row[k]) for k in METRICS_COLUMNS})
     return buf.getvalue()
 
 
