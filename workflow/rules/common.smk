@@ -169,7 +169,6 @@ def launch(kind):
     return lambda wc: PLAN.launcher(job(kind)(wc))
 
 
-
 def gpus(kind):
     """resources: as many GPUs as the run has processes (device: cuda), none otherwise."""
     return {"gpu": lambda wc: PLAN.processes(job(kind)(wc))} if CUDA else {}

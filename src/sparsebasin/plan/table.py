@@ -557,7 +557,7 @@ class Plan:
     def optim_args(self, opt: dict, epochs: int) -> str:
         return f"--preset {opt['preset']} --epochs {epochs}{self.option_args(opt)} --precision {self.precision}"
 
-    def run_args(self, progress: bool = True) -> str:
+    def run_args(self) -> str:
         """The device: the one run setting that is part of a run's key (``run_only_args`` has the others)."""
         return f"--device {self.device}"
 
@@ -613,7 +613,7 @@ class Plan:
                  f" --batch-size {m['batch_size']} --sample-seed {m['sample_seed']} --stream-points {m['stream_points']}")
             if "batches" in m:
                 a += f" --batches {m['batches']}"
-            return f"{a} {self.run_args(progress=False)} {tag_args(s['tags'])}"
+            return f"{a} {self.run_args()} {tag_args(s['tags'])}"
         if job.kind == "sparse":
             perm = f" --mask-permutation {q(s['perm'])}" if s["perm"] else ""
             perm += f" --signs-from {q(s['signs'])}" if s["signs"] else ""
@@ -624,10 +624,10 @@ class Plan:
             perm = f" --permutation {q(s['perm'])}" if job.kind == "lmc" else ""
             sample = f" --train-eval-examples {s['train_examples']}" if s["train_examples"] else ""
             return (f"--a {q(s['a'])} --b {q(s['b'])}{perm} {self.data_args(cell)} --alphas {s['alphas']} "
-                    f"--modes {','.join(s['modes'])}{sample} {self.run_args(progress=False)} {tag_args(s['tags'])}")
+                    f"--modes {','.join(s['modes'])}{sample} {self.run_args()} {tag_args(s['tags'])}")
         if job.kind == "plane":
             return (f"--origin {q(s['origin'])} --p1 {q(s['p1'])} --p2 {q(s['p2'])} --p2-permutation {q(s['perm'])}"
-                    f" --inverse {self.data_args(cell)} --grid {s['grid']} {self.run_args(progress=False)} "
+                    f" --inverse {self.data_args(cell)} --grid {s['grid']} {self.run_args()} "
                     f"{tag_args(s['tags'])}")
         if job.kind == "ensemble":
             return f"--predictions {' '.join(q(p) for p in job.inputs)} --group {s['group']} {tag_args(s['tags'])}"

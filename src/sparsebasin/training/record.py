@@ -114,16 +114,16 @@ class RunRecord:
     # asked is the run asked for (another config on the same tree may need the others).
     KEPT = ("save_epochs",)
 
-    def outputs(self) -> list[Path]:
-        names = [n for n in FINAL_OUTPUTS if self.write_predictions or n != "predictions.pt"]
-        return [self.out / n for n in names] + [self.checkpoint_path(k) for k in self.save_epochs]
+    def final_outputs(self) -> list[Path]:
+        """What a finished run has whatever rewind checkpoints it keeps (``status`` checks those)."""
+        return [self.out / n for n in FINAL_OUTPUTS if self.write_predictions or n != "predictions.pt"]
 
     def checkpoint_path(self, epoch: int) -> Path:
         return self.out / "ckpt" / f"epoch{int(epoch)}.pt"
 
     def finished_result(self) -> dict | None:
         """The recorded result if every final output of a finished run is there (rewind checkpoints aside), else None."""
-        if not all(p.is_file() for p in self.outputs()[:-len(self.save_epochs) or None]):
+        if not all(p.is_file() for p in self.final_outputs()):
             return None
         try:
             result = io.read_json(self.out / "result.json")
