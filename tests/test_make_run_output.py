@@ -23,9 +23,16 @@ from default_run import REPO, VENV_BIN, follow_command, run_env
 HEADLINE = "mnist1d: Reproduction: No published reference for this experiment (MNIST-1D MLP); permuted > naive significant in"
 
 
+def dry_make(*args: str) -> subprocess.CompletedProcess:
+    """`make -n` as a person types it: `make test` runs this suite, and a make started under it would inherit
+    MAKELEVEL/MAKEFLAGS and print "make[1]: Leaving directory" lines around the recipe."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    return subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
 def test_make_run_runs_the_follower_and_builds_the_report():
-    res = subprocess.run(["make", "-n", "-o", ".venv/.installed", "run"], cwd=REPO, capture_output=True, text=True,
-                         timeout=60)
+    res = dry_make("-o", ".venv/.installed", "run")
     assert res.returncode == 0, res.stderr
     recipe = res.stdout.strip().splitlines()[-1]
     assert re.search(r"python workflow/scripts/follow\.py --report report\.html -- \S*snakemake --cores all$", recipe), \
@@ -33,9 +40,8 @@ def test_make_run_runs_the_follower_and_builds_the_report():
 
 
 def test_a_cpu_only_install_is_one_make_variable():
-    plain = subprocess.run(["make", "-n", "-B", "install"], cwd=REPO, capture_output=True, text=True, timeout=60)
-    cpu = subprocess.run(["make", "-n", "-B", "install", "TORCH_INDEX=https://download.pytorch.org/whl/cpu"], cwd=REPO,
-                         capture_output=True, text=True, timeout=60)
+    plain = dry_make("-B", "install")
+    cpu = dry_make("-B", "install", "TORCH_INDEX=https://download.pytorch.org/whl/cpu")
     assert "index-url" not in plain.stdout, plain.stdout
     assert "pip install --quiet -e . --extra-index-url https://download.pytorch.org/whl/cpu" in cpu.stdout, cpu.stdout
     readme = (REPO / "README.md").read_text(encoding="utf-8")
