@@ -13,10 +13,10 @@ from html import unescape
 
 import pytest
 from browser import dump_dom
+from default_run import HEADLINE
 
 pytestmark = pytest.mark.slow
 
-HEADLINE = "No published reference for this experiment (MNIST-1D MLP); permuted > naive significant in"
 FIGURES = ("accuracy_vs_rewind", "accuracy_vs_sparsity", "baselines", "imp_barrier", "lmc_width", "plane")
 
 
@@ -44,7 +44,8 @@ def test_the_report_opens_on_the_headline_the_scorecard_then_the_figures(default
     assert "Results" in text and "Workflow" in text, "the report's menu did not render"
 
     # first the headline, then the scorecard's rows, then the figures
-    assert HEADLINE in text, text[:2000]
+    headline = HEADLINE.search(text)
+    assert headline, text[:2000]
     rows = table_rows(dom)
     ours = [r for r in rows if len(r) >= 13 and r[1] == "MNIST-1D MLP" and r[5] == "Permuted" and r[6] == ""
             and r[7] == "test_acc"]
@@ -54,7 +55,7 @@ def test_the_report_opens_on_the_headline_the_scorecard_then_the_figures(default
     claims = [r for r in rows if r and r[0] == "permuted > naive"]
     assert claims and any(re.fullmatch(r"\d+ of \d+", c) for c in claims[0]), claims  # the count of cells
     first_row = text.index(" ".join(c for c in ours[0][1:6] if c))
-    assert text.index(HEADLINE) < first_row < text.index("Figures: mnist1d"), "not headline, scorecard, figures"
+    assert headline.start() < first_row < text.index("Figures: mnist1d"), "not headline, scorecard, figures"
 
     # the figures are the report's embedded PNGs, loaded by the page
     imgs = dict(re.findall(r'<img class="figure"[^>]*data-result="([^"]+)"[^>]*src="([^"]{0,40})', dom))
@@ -72,5 +73,5 @@ def test_the_scorecard_page_is_in_the_report_and_renders(default_run, tmp_path):
 
     dom = dump_dom(default_run.workdir / page, tmp_path / "profile")
     text = visible_text(dom)
-    assert HEADLINE in text and "Our cells" in text
+    assert HEADLINE.search(text) and "Our cells" in text
     assert any(len(r) >= 13 and r[5] == "Naive" for r in table_rows(dom))

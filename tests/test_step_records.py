@@ -1,6 +1,6 @@
-"""Step options as records (issue 26, item 1): a training option is declared once (training.config.option) and
-the step CLIs, the plan's command lines, the presets' overrides and the run keys all derive from it; every paper
-config keeps exactly its run directories.
+"""Step options as records (issue 26, item 1): a training, matching or evaluation option is declared once
+(options.option, in TrainConfig, MatchOptions or EvalOptions) and the step CLIs, the plan's command lines, the
+presets' overrides and the run keys all derive from it; every paper config keeps exactly its run directories.
 """
 
 from __future__ import annotations
@@ -8,14 +8,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 from workflow_plan import REPO, plan_of
 
+from sparsebasin.options import declared, option, section_argv, section_key
 from sparsebasin.plan.keys import train_settings
-from sparsebasin.steps import common
+from sparsebasin.steps import common, interpolate
+from sparsebasin.steps import match as match_step
+from sparsebasin.steps import plane as plane_step
+from sparsebasin.symmetry.align import MatchOptions
+from sparsebasin.symmetry.landscape import EvalOptions
 from sparsebasin.training.config import PRESETS, TrainConfig, resolve_config, step_options
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
@@ -35,11 +41,30 @@ DIRECTORIES = {
 }
 
 
+# ... and of every job's command line (the rules' Snakemake params: a change reruns finished jobs).
+COMMAND_LINES = {
+    "config/all.yaml": "8b256ec18ad64036",
+    "config/cifar100_resnet20.yaml": "da761747927ea7b1",
+    "config/cifar10_resnet20.yaml": "9abce7c457018a4e",
+    "config/cifar10_vgg11.yaml": "74a84c44890b0e58",
+    "config/diversity.yaml": "b91fa3807b252847",
+    "config/early_matching.yaml": "5dcb4a47f0079169",
+    "config/imagenet_resnet50.yaml": "070fe3f2f586b519",
+    "config.yaml": "eaf7b3fdec5751a7",
+}
+
+
+def _digest(lines) -> str:
+    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]
+
+
 @pytest.mark.parametrize("config", sorted(DIRECTORIES))
-def test_every_config_plans_exactly_its_run_directories(config):
+def test_every_config_plans_exactly_its_run_directories_and_command_lines(config):
     plan = plan_of(REPO / config)
-    paths = sorted(f"{kind}\t{path}" for kind, rows in plan.jobs.items() for path in rows)
-    assert (hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16], len(paths)) == DIRECTORIES[config]
+    paths = [f"{kind}\t{path}" for kind, rows in plan.jobs.items() for path in rows]
+    assert (_digest(paths), len(paths)) == DIRECTORIES[config]
+    assert _digest(f"{kind}\t{path}\t{plan.args(job)}" for kind, rows in plan.jobs.items()
+                   for path, job in rows.items()) == COMMAND_LINES[config]
 
 
 def _value(f: dataclasses.Field):
@@ -112,3 +137,68 @@ def test_result_free_options_are_never_in_a_jobs_params():
                 assert option not in args, (kind, option)
     assert "--deterministic" in plan.run_only_args() and "--tracker tensorboard" in plan.run_only_args()
     assert Path(REPO / "workflow" / "rules" / "common.smk").read_text(encoding="utf-8").count("lambda wc, threads") >= 2
+
+
+# ------------------------------------------- matching and evaluation --
+# The other step records (options.option): a config key of these sections that is not one of the study's own
+# (which runs: widths, seeds, sparsity, ...; the interpolation grid) is an option the plan passes from the
+# record, and the step parses back into the same record.
+STEP_SECTIONS = {"match": (MatchOptions, "match"), "lmc": (EvalOptions, "lmc"),
+                 "imp_barrier": (EvalOptions, "imp_barrier"), "plane": (EvalOptions, "plane")}
+STUDY_KEYS = {"method", "widths", "seeds", "width", "seed", "sparsity", "k", "alphas", "modes", "grid"}
+STEP_PARSERS = {"match": (match_step.add_arguments, ["--out", "p.pt", "--summary", "p.json"]),
+                "lmc": (interpolate.add_arguments, ["--out", "c.csv", "--barriers", "b.json"]),
+                "imp_barrier": (interpolate.add_arguments, ["--out", "c.csv", "--barriers", "b.json"]),
+                "plane": (plane_step.add_arguments, ["--out", "p.csv"])}
+
+
+def _section_options():
+    for section, (record, kind) in STEP_SECTIONS.items():
+        for name in SCHEMA["$defs"][section]["properties"]:
+            if name not in STUDY_KEYS:
+                yield pytest.param(section, name, id=f"{section}.{name}")
+
+
+def test_every_config_key_of_a_step_section_is_a_declared_option():
+    for section, name in ((p.values[0], p.values[1]) for p in _section_options()):
+        assert name in {f.name for f in declared(STEP_SECTIONS[section][0])}, (section, name)
+
+
+def _other_value(f: dataclasses.Field):
+    choices = f.metadata["choices"]() if callable(f.metadata["choices"]) else f.metadata["choices"]
+    if choices:
+        return next(c for c in choices if c != f.default)
+    return {"positive_int": 3, "nonneg_int": 3, "seed": 5}[f.metadata["type"]]
+
+
+@pytest.mark.parametrize("section,name", [p for p in _section_options() if p.values[1] != "stream_points"])
+def test_a_step_option_flows_from_its_section_to_the_step_and_into_the_key(section, name):
+    """Set in the demo's section, the option reaches the step's command line, the step parses it back into its
+    record (MatchOptions / EvalOptions), and the rows' directories change; unset, nothing moves (the pinned
+    DIRECTORIES above). stream_points: ResNet20 only (the MLP's card refuses it; tests/test_faithfulness.py)."""
+    record, kind = STEP_SECTIONS[section]
+    f = next(f for f in declared(record) if f.name == name)
+    value = _other_value(f)
+    config = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    config["experiments"]["mnist1d"]["cells"][0][section][name] = value
+    plan, base = plan_of(config), plan_of(REPO / "config.yaml")
+    job = next(iter(plan.jobs[kind].values()))
+    add, outputs = STEP_PARSERS[section]
+    parser = argparse.ArgumentParser()
+    add(parser)
+    parsed = parser.parse_args(shlex.split(plan.args(job)) + outputs)
+    options = record(**common.record_values(record, parsed))
+    assert getattr(options, name) == value, plan.args(job)
+    assert set(plan.jobs[kind]) - set(base.jobs[kind]), "the option is not in the rows' key"
+
+
+def test_a_later_step_option_keeps_every_key_until_a_config_sets_it():
+    """A field added to a step record is passed and hashed only where a config section sets it."""
+    later = dataclasses.make_dataclass("Later", [("normalize", bool, option("scale A's units first", "boolean",
+                                                                          False))], bases=(MatchOptions,),
+                                       frozen=True)
+    section = {"stat": "correlation", "batch_size": 500}
+    assert section_key(later, section) == section_key(MatchOptions, section) == section
+    assert section_argv(later, section) == section_argv(MatchOptions, section) == " --stat correlation --batch-size 500"
+    assert section_argv(later, {**section, "normalize": True}).endswith(" --normalize True")
+    assert section_key(MatchOptions, {"chunk": 64}) == {}  # speed and memory only: never in a key

@@ -31,6 +31,7 @@ from .. import registry
 from . import paths, resources
 from .cells import Cell, cells
 from .config import ConfigError
+from ..options import section_argv, section_key
 from .keys import key, train_settings
 
 GROUPS = branches.GROUPS  # diversity groups (Table 1)
@@ -51,10 +52,12 @@ def q(value) -> str:
     return shlex.quote(str(value))
 
 
-def _sample_key(sec: dict) -> dict:
-    """Key material of an evaluation sample: only when set, so the directories of whole-split runs keep their keys."""
-    n = sec.get("train_eval_examples")
-    return {"train_eval_examples": n} if n is not None else {}
+def _evaluation(sec: dict) -> dict:
+    """The evaluation options (``symmetry.landscape.EvalOptions``) a study section sets: key material and the
+    step's options, only when set, so the directories of runs that set none keep their keys."""
+    from ..symmetry.landscape import EvalOptions
+
+    return section_key(EvalOptions, sec)
 
 
 def tag_args(tags: dict) -> str:
@@ -409,10 +412,10 @@ class Plan:
         method = method or cell.methods[0]
         match = self.match(cell, width, seed, use, method=method)
         k = key({"match": self._keys(cell, width)["match:" + method], "alphas": sec["alphas"], "modes": sec["modes"],
-                 **_sample_key(sec)})
+                 **_evaluation(sec)})
         d = f"{self._seed_dir(cell, width, seed)}/lmc-{k}"
         job = self._row("lmc", d, cell, width, use, a=match.spec["a"], b=match.spec["b"], perm=match.outputs[0],
-                        alphas=sec["alphas"], modes=sec["modes"], train_examples=sec.get("train_eval_examples"),
+                        alphas=sec["alphas"], modes=sec["modes"], evaluation=_evaluation(sec),
                         tags={**self._tags(cell, width, seed=seed), **self._method_tag(cell, method)})
         job.inputs = [self.data_stamp(cell.dataset), *match.inputs[1:], match.outputs[0]]
         job.outputs = [f"{d}/curve.csv", f"{d}/barriers.json"]
@@ -423,7 +426,7 @@ class Plan:
         prune = self.prune(cell, width, seed, use)
         target = sec["sparsity"]
         k = key({"prune": self._keys(cell, width)["prune"], "target": target, "alphas": sec["alphas"],
-                 "modes": sec["modes"], **_sample_key(sec)})
+                 "modes": sec["modes"], **_evaluation(sec)})
         d = f"{self._seed_dir(cell, width, seed)}/impb-{k}"
         a = self.dense_file(cell, width, seed, "A", "final.pt", use)
         chain = f"{prune.path}/S{fmt_sparsity(target)}/model.pt"  # the round checkpoints exist once it does
@@ -431,7 +434,7 @@ class Plan:
         for i, (r, s_round) in enumerate(self.imp_lineage(prune, target)):
             job = self._row("imp_barrier", f"{d}/round{r}", cell, width, use, a=a,
                             b=f"{prune.path}/rounds/round{r}.pt", alphas=sec["alphas"], modes=sec["modes"],
-                            train_examples=sec.get("train_eval_examples"),
+                            evaluation=_evaluation(sec),
                             tags=self._tags(cell, width, seed=seed, sparsity=fmt_sparsity(target), branch="imp",
                                             round=r, imp_iteration=i + 1, round_sparsity=fmt_sparsity(s_round)))
             job.inputs = [self.data_stamp(cell.dataset), a, chain]
@@ -461,11 +464,12 @@ class Plan:
         lth = self.sparse(cell, w, s, S, k, "lth", use)
         perm = self.sparse(cell, w, s, S, k, "permuted", use)
         match = self.match(cell, w, s, use)
-        key_ = key({"sparse": self._keys(cell, w)["sparse"], "grid": sec["grid"]})
+        key_ = key({"sparse": self._keys(cell, w)["sparse"], "grid": sec["grid"], **_evaluation(sec)})
         d = f"{self._seed_dir(cell, w, s)}/plane-{key_}/S{fmt_sparsity(S)}/k{k}"
         origin = self.dense_file(cell, w, s, "A", "final.pt", use)
         job = self._row("plane", d, cell, w, use, origin=origin, p1=f"{lth.path}/final.pt",
                         p2=f"{perm.path}/final.pt", perm=match.outputs[0], grid=sec["grid"],
+                        evaluation=_evaluation(sec),
                         tags=self._tags(cell, w, seed=s, sparsity=fmt_sparsity(S), k=k))
         job.inputs = [self.data_stamp(cell.dataset), origin, f"{lth.path}/final.pt", f"{perm.path}/final.pt",
                       match.outputs[0]]
@@ -541,18 +545,11 @@ class Plan:
 
     @staticmethod
     def option_args(section: dict, prefix: str = "", skip: tuple = ("epochs", "precision")) -> str:
-        """``--{prefix}name value`` for every TrainConfig option (``training.config.option``) the config section
-        sets (as ``{prefix}name``), in declaration order: the step parses exactly these declarations back."""
-        from ..training.config import step_options
+        """``--{prefix}name value`` for every TrainConfig option the config section sets (as ``{prefix}name``),
+        in declaration order: the step parses exactly these declarations back."""
+        from ..training.config import TrainConfig
 
-        a = ""
-        for f in step_options():
-            if f.name in skip:
-                continue
-            key = ("" if f.metadata["shared"] else prefix.replace("-", "_")) + f.name
-            if key in section:
-                a += f" --{('' if f.metadata['shared'] else prefix)}{f.name.replace('_', '-')} {section[key]}"
-        return a
+        return section_argv(TrainConfig, section, prefix=prefix, skip=skip)
 
     def optim_args(self, opt: dict, epochs: int) -> str:
         return f"--preset {opt['preset']} --epochs {epochs}{self.option_args(opt)} --precision {self.precision}"
@@ -584,6 +581,13 @@ class Plan:
                 f" --tracker-project {q(t.get('project', 'sparsebasin'))} --tracker-mode {t.get('mode', 'offline')}"
                 + (f" --tracker-timeout {t['timeout']}" if "timeout" in t else ""))
 
+    @staticmethod
+    def evaluation_args(spec: dict) -> str:
+        """The evaluation options an LMC, IMP-barrier or plane row's study section set (``EvalOptions``)."""
+        from ..symmetry.landscape import EvalOptions
+
+        return section_argv(EvalOptions, spec["evaluation"])
+
     def save_epochs_arg(self, job: Job) -> str:
         return f"--save-epochs {','.join(map(str, sorted(job.spec['save_epochs']))) or q('')}"
 
@@ -608,12 +612,11 @@ class Plan:
             return (f"{a} --precision {self.precision} {self.run_args()} --seed {dense_seed(s['seed'], 'A')} "
                     f"{tag_args(s['tags'])}")
         if job.kind == "match":
-            m = cell.raw["match"]
-            a = (f"--a {q(s['a'])} --b {q(s['b'])} {self.data_args(cell)} --method {s['method']} --stat {m['stat']}"
-                 f" --batch-size {m['batch_size']} --sample-seed {m['sample_seed']} --stream-points {m['stream_points']}")
-            if "batches" in m:
-                a += f" --batches {m['batches']}"
-            return f"{a} {self.run_args()} {tag_args(s['tags'])}"
+            from ..symmetry.align import MatchOptions  # the method is the job's own (an axis of the cell)
+
+            return (f"--a {q(s['a'])} --b {q(s['b'])} {self.data_args(cell)} --method {s['method']}"
+                    f"{section_argv(MatchOptions, cell.raw['match'], skip=('method',))} {self.run_args()} "
+                    f"{tag_args(s['tags'])}")
         if job.kind == "sparse":
             perm = f" --mask-permutation {q(s['perm'])}" if s["perm"] else ""
             perm += f" --signs-from {q(s['signs'])}" if s["signs"] else ""
@@ -622,13 +625,13 @@ class Plan:
                              f"--seed {s['data_seed']}", tag_args(s["tags"])])
         if job.kind in ("lmc", "imp_barrier"):
             perm = f" --permutation {q(s['perm'])}" if job.kind == "lmc" else ""
-            sample = f" --train-eval-examples {s['train_examples']}" if s["train_examples"] else ""
             return (f"--a {q(s['a'])} --b {q(s['b'])}{perm} {self.data_args(cell)} --alphas {s['alphas']} "
-                    f"--modes {','.join(s['modes'])}{sample} {self.run_args()} {tag_args(s['tags'])}")
+                    f"--modes {','.join(s['modes'])}{self.evaluation_args(s)} {self.run_args()} "
+                    f"{tag_args(s['tags'])}")
         if job.kind == "plane":
             return (f"--origin {q(s['origin'])} --p1 {q(s['p1'])} --p2 {q(s['p2'])} --p2-permutation {q(s['perm'])}"
-                    f" --inverse {self.data_args(cell)} --grid {s['grid']} {self.run_args()} "
-                    f"{tag_args(s['tags'])}")
+                    f" --inverse {self.data_args(cell)} --grid {s['grid']}{self.evaluation_args(s)} "
+                    f"{self.run_args()} {tag_args(s['tags'])}")
         if job.kind == "ensemble":
             return f"--predictions {' '.join(q(p) for p in job.inputs)} --group {s['group']} {tag_args(s['tags'])}"
         raise KeyError(job.kind)

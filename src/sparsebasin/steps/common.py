@@ -9,11 +9,13 @@ a traceback in the middle of a job. Nothing here imports torch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
 
 from .. import registry
 from ..limits import MAX_SEED
+from ..options import argv_value
 
 DATASETS = registry.dataset_names()  # the dataset modules' cards (torch-free)
 
@@ -156,38 +158,68 @@ def _boolean(text: str) -> bool:
 
 BOOLEAN = Number(_boolean, "true or false")
 
-# The validated types an option record names (``training.config.option``'s ``type``).
+def _splits(text: str) -> tuple[str, ...]:
+    splits = [s.strip() for s in str(text).split(",") if s.strip()]
+    if not splits or any(s not in ("train", "test") for s in splits):
+        raise argparse.ArgumentTypeError(f"must be a comma-separated subset of train,test, got {text!r}")
+    return tuple(dict.fromkeys(splits))
+
+
+SPLITS = _splits
+
+# The validated types an option record names (``options.option``'s ``type``).
 TYPES = {"positive_int": POSITIVE_INT, "nonneg_int": NONNEG_INT, "positive_float": POSITIVE_FLOAT,
          "nonneg_float": NONNEG_FLOAT, "fraction": FRACTION, "momentum": MOMENTUM, "step_gamma": STEP_GAMMA,
-         "boolean": BOOLEAN}
+         "boolean": BOOLEAN, "seed": SEED, "splits": SPLITS}
+
+
+def add_record_args(g, record: type, *, prefix: str = "", skip: tuple = (), defaults: bool = True,
+                    default_note: str = "", step_defaults: dict | None = None) -> None:
+    """``--{prefix}name`` for every option ``record`` declares (``options.option``), generated from the
+    declaration: its validated type or choices, its help, and its default (``step_defaults`` a step's own;
+    ``defaults`` False: None, for a record whose unset values come from elsewhere, such as TrainConfig's
+    preset)."""
+    from ..options import config_name, declared
+
+    for f in declared(record):
+        if f.name in skip:
+            continue
+        meta = f.metadata
+        choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+        kind = {"type": TYPES[meta["type"]]} if meta["type"] else {"choices": choices}
+        default = (step_defaults or {}).get(f.name, f.default)
+        default = default if defaults and default is not dataclasses.MISSING else None
+        note = default_note or ("" if default is None else f" (default {argv_value(default)})")
+        g.add_argument(f"--{config_name(f, prefix).replace('_', '-')}", default=default, help=meta["help"] + note,
+                       **kind)
+
+
+def record_values(record: type, args: argparse.Namespace, *, prefix: str = "") -> dict:
+    """The parsed value of every option ``record`` declares, by field name (what ``add_record_args`` added)."""
+    from ..options import config_name, declared
+
+    return {f.name: getattr(args, config_name(f, prefix), None) for f in declared(record)}
 
 
 def add_optim_args(p: argparse.ArgumentParser, preset_default: str | None = "dense", prefix: str = "",
                    title: str = "optimisation (unset values come from --preset)") -> None:
     """``--preset`` and every TrainConfig option (``--{prefix}lr`` ...), generated from its declaration
-    (``training.config.option``); ``prefix`` "ft-" for IMP fine-tuning (shared options take none)."""
-    from ..training.config import PRESETS, step_options
+    (``options.option``); ``prefix`` "ft-" for IMP fine-tuning (shared options take none)."""
+    from ..training.config import PRESETS, TrainConfig
 
     g = p.add_argument_group(title)
     default = f" (default {preset_default})" if preset_default else ""
     g.add_argument(f"--{prefix}preset", default=preset_default,
                    help=f"named hyper-parameter preset, one of {', '.join(PRESETS)}{default}; it gives the options "
                         "below that are not set")
-    for f in step_options():
-        meta = f.metadata
-        flag = ("" if meta["shared"] else prefix) + f.name.replace("_", "-")
-        kind = {"type": TYPES[meta["type"]]} if meta["type"] else {"choices": meta["choices"]}
-        g.add_argument(f"--{flag}", default=None, help=f"{meta['help']} (default: the preset's)", **kind)
+    add_record_args(g, TrainConfig, prefix=prefix, defaults=False, default_note=" (default: the preset's)")
 
 
 def optim_overrides(args: argparse.Namespace, prefix: str = "") -> dict:
     """The options the user set, by TrainConfig field (None = take the preset's value)."""
-    from ..training.config import step_options
+    from ..training.config import TrainConfig
 
-    out = {}
-    for f in step_options():
-        attr = ("" if f.metadata["shared"] else prefix.replace("-", "_")) + f.name
-        out[f.name] = getattr(args, attr, None)
+    out = record_values(TrainConfig, args, prefix=prefix)
     if out.get("augment") == "auto":  # "auto" is the dataset's default, which the preset's "auto" already is
         out["augment"] = None
     return out

@@ -15,33 +15,17 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (POSITIVE_INT, SEED, Number, StepPaths, add_data_args, add_run_args, csv_outputs, data_options,
-                     run_options)
+from .common import (Number, StepPaths, add_data_args, add_record_args, add_run_args, csv_outputs, data_options,
+                     record_values, run_options)
 
 ALPHAS = Number(int, "an integer >= 2 (grid points from 0 to 1)", 2)
 
 
-def _splits(text: str) -> list[str]:
-    splits = [s.strip() for s in text.split(",") if s.strip()]
-    if not splits or any(s not in ("train", "test") for s in splits):
-        raise argparse.ArgumentTypeError(f"must be a comma-separated subset of train,test, got {text!r}")
-    return list(dict.fromkeys(splits))
+def add_eval_args(p: argparse.ArgumentParser, splits: tuple = ("train", "test")) -> None:
+    """The evaluation options (``symmetry.landscape.EvalOptions``), with this step's default splits."""
+    from ..symmetry.landscape import EvalOptions
 
-
-def add_eval_args(p: argparse.ArgumentParser, splits: str = "train,test") -> None:
-    g = p.add_argument_group("evaluation")
-    g.add_argument("--batch-size", type=POSITIVE_INT, default=500)
-    g.add_argument("--eval-batches", type=POSITIVE_INT, default=None,
-                   help="evaluate on the first N batches of each split (default: all)")
-    g.add_argument("--train-eval-examples", type=POSITIVE_INT, default=None, metavar="N",
-                   help="evaluate the train split on a seeded random sample of N examples, the other splits whole "
-                        "(default: as the other splits); the sample is recorded")
-    g.add_argument("--reset-batches", type=POSITIVE_INT, default=20,
-                   help="training batches for BN reset and REPAIR statistics (default 20)")
-    g.add_argument("--sample-seed", type=SEED, default=0,
-                   help="seed of the random samples behind --reset-batches and --eval-batches (default 0)")
-    g.add_argument("--splits", type=_splits, default=_splits(splits),
-                   help=f"comma-separated splits to evaluate (default {splits})")
+    add_record_args(p.add_argument_group("evaluation"), EvalOptions, step_defaults={"splits": splits})
     add_run_args(p, seed=False, progress=False)
 
 
@@ -63,9 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def eval_options(args: argparse.Namespace):
     from ..symmetry.landscape import EvalOptions
 
-    return EvalOptions(batch_size=args.batch_size, eval_batches=args.eval_batches, reset_batches=args.reset_batches,
-                       sample_seed=args.sample_seed, splits=tuple(args.splits),
-                       train_examples=args.train_eval_examples)
+    return EvalOptions(**record_values(EvalOptions, args))
 
 
 def run(args: argparse.Namespace) -> None:

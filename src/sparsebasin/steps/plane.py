@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="extend the anchors' bounding box by this fraction on each side (default 0.2)")
     g.add_argument("--mode", choices=("plain", "bn_reset"), default="bn_reset",
                    help="BN statistics: as combined (plain) or recomputed at each point (bn_reset, default)")
-    add_eval_args(p, splits="test")
+    add_eval_args(p, splits=("test",))
     p.add_argument("--out", required=True, metavar="CSV")
 
 

@@ -14,22 +14,44 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..options import DataOptions
+from ..options import DataOptions, option
 
 STATS = ("correlation", "covariance")
 
 
+def _methods() -> tuple:
+    from .matching import METHODS  # the one table of methods (imports torch: read when a step builds its parser)
+
+    return tuple(METHODS)
+
+
+def _stream_points() -> tuple:
+    from .spec import STREAM_POINTS
+
+    return STREAM_POINTS
+
+
 @dataclass(frozen=True)
 class MatchOptions:
-    method: str = "activation"
-    stat: str = "correlation"  # activation matching score: Pearson correlation or cross-covariance (Eq. 1)
-    batches: int = 20  # training batches of activations (weight matching: of the reported correlations)
-    batch_size: int = 500
-    chunk: int | None = None  # forward at most this many examples at a time (same result, less memory)
-    sample_seed: int = 0
-    stream_points: str = "stage_output"
-    seed: int = 0  # group order of weight matching
-    max_iter: int = 100  # weight matching passes at most
+    """How A is matched to B: the ``sparsebasin match`` options, the config's ``match`` section (the plan passes
+    the ones it sets: ``options.section_argv``) and the matching's key (the section) in one declaration each.
+    The method is an axis of the plan (``match.method`` may list several), so each job passes its own."""
+
+    method: str = option("how the permutation is found (symmetry.matching.METHODS)", choices=_methods,
+                         default="activation")
+    stat: str = option("activation matching score: Pearson correlation or cross-covariance (Eq. 1)",
+                       choices=STATS, default="correlation")
+    batch_size: int = option("examples per batch of the statistics", "positive_int", 500)
+    sample_seed: int = option("seed of the random sample of training images the statistics use", "seed", 0)
+    stream_points: str = option("where ResNet20's residual-stream groups are matched: stage_output (each stage's "
+                                "output, REPAIR's choice) or authors_code (res3 at layer3.1's output, as the "
+                                "paper's code)", choices=_stream_points, default="stage_output")
+    batches: int = option("training batches of activations (weight matching: of the reported correlations)",
+                          "nonneg_int", 20)
+    chunk: int | None = option("forward at most this many examples at a time (same result, less memory)",
+                               "positive_int", None, result=False)
+    seed: int = option("group order of weight matching", "seed", 0)
+    max_iter: int = option("weight matching passes at most", "positive_int", 100)
 
 
 def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: MatchOptions, out: str | Path,

@@ -12,21 +12,24 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..options import DataOptions
+from ..options import DataOptions, option
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """How points are evaluated: batch size, batches per split (None = all), examples of the train split
-    (None = as the others), training batches for BN reset and REPAIR statistics, the seed of those random
-    samples, and which splits."""
+    """How points are evaluated: the ``interpolate``/``plane`` evaluation options, the config's ``lmc``,
+    ``imp_barrier`` and ``plane`` sections (the plan passes the ones a section sets: ``options.section_argv``)
+    and their part of the key (``options.section_key``), one declaration each."""
 
-    batch_size: int = 500
-    eval_batches: int | None = None
-    reset_batches: int = 20
-    sample_seed: int = 0
-    splits: tuple[str, ...] = ("train", "test")
-    train_examples: int | None = None
+    batch_size: int = option("examples per evaluation batch", "positive_int", 500)
+    eval_batches: int | None = option("evaluate on the first N batches of each split (default: all)", "positive_int",
+                                      None)
+    reset_batches: int = option("training batches for BN reset and REPAIR statistics", "positive_int", 20)
+    sample_seed: int = option("seed of the random samples behind --reset-batches and --eval-batches", "seed", 0)
+    splits: tuple[str, ...] = option("comma-separated splits to evaluate", "splits", ("train", "test"))
+    train_eval_examples: int | None = option(
+        "evaluate the train split on a seeded random sample of N examples, the other splits whole (default: as "
+        "the other splits); the sample is recorded", "positive_int", None)
 
 
 def _log(msg: str) -> None:
@@ -52,7 +55,8 @@ def _setup(data: DataOptions, ev: EvalOptions, device: str, ckpt: dict, source):
 
     dev = devices.resolve(device)
     cfg = EvalConfig(device=dev, batch_size=ev.batch_size, eval_batches=ev.eval_batches,
-                     reset_batches=ev.reset_batches, sample_seed=ev.sample_seed, train_examples=ev.train_examples)
+                     reset_batches=ev.reset_batches, sample_seed=ev.sample_seed,
+                     train_examples=ev.train_eval_examples)
     train = data.load("train")
     sets = {s: (train if s == "train" else data.load("test")) for s in ev.splits}
     for ds in (train, *sets.values()):  # classes and inputs as read, not the card's
@@ -62,7 +66,7 @@ def _setup(data: DataOptions, ev: EvalOptions, device: str, ckpt: dict, source):
 
 def _eval_record(ev: EvalOptions, cfg, sets) -> dict:
     return {"batch_size": ev.batch_size, "eval_batches": ev.eval_batches, "reset_batches": ev.reset_batches,
-            "sample_seed": ev.sample_seed, "train_examples": ev.train_examples, "samples": cfg.samples,
+            "sample_seed": ev.sample_seed, "train_examples": ev.train_eval_examples, "samples": cfg.samples,
             "splits": list(sets)}
 
 

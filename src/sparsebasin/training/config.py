@@ -11,25 +11,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..options import declared, option
 
 AUGMENT_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("bf16", "fp32")  # the training step's arithmetic on CUDA (device.autocast); CPU is always fp32
 SCHEDULES = ("cosine", "step")
 FUSED_ENGINES = ("auto", "grouped", "mlp")  # training.fused: auto picks the card's engine for the device
-
-
-def option(help: str, type: str | None = None, default=dataclasses.MISSING, *, choices: tuple | None = None,
-           shared: bool = False, cli: bool = True, key: str = "always"):
-    """A TrainConfig field that is also a step option and a config key; everything else derives from this.
-
-    ``type`` names a validated argparse type of ``steps.common.TYPES``; ``choices`` a fixed set. ``shared``:
-    IMP's fine-tuning takes it without the ``ft-`` prefix (augment, precision). ``cli`` False: a setting of
-    the code and presets only. ``key``: "always" (part of every run's key and fingerprint), or "if_set" (only
-    when it differs from its default: a new option keeps every existing run's key, as open_lth omits unset
-    hparams from its hash).
-    """
-    return dataclasses.field(default=default, metadata={"help": help, "type": type, "choices": choices,
-                                                        "shared": shared, "cli": cli, "key": key})
 
 
 @dataclass(frozen=True)
@@ -43,9 +30,10 @@ class TrainConfig:
     way). ``schedule``: cosine to 0, or step decay by ``step_gamma`` every
     ``step_every`` epochs after the warm-up (``training.schedule``).
 
-    Each field is declared once, with its help: the step CLIs (``steps.common.add_optim_args``), the plan's
-    command lines (``Plan.optim_args``), the overrides a preset takes (``resolve_config``) and the run keys
-    (``key_dict``) all read these declarations; a new option is a field here plus its schema entries.
+    Each field is declared once, with its help (``options.option``): the step CLIs
+    (``steps.common.add_optim_args``), the plan's command lines (``Plan.optim_args``), the overrides a preset
+    takes (``resolve_config``) and the run keys (``key_dict``) all read these declarations; a new option is a
+    field here plus its schema entries.
     """
 
     epochs: int = option("training epochs", "positive_int")
@@ -57,7 +45,8 @@ class TrainConfig:
     augment: str = option("random crop + flip (auto: on for image datasets)", choices=AUGMENT_CHOICES,
                           default="auto", shared=True)
     nesterov: bool = option("Nesterov momentum", "boolean", False)
-    eval_batch_size: int = option("batch size of the per-epoch test evaluation (speed only)", default=1000, cli=False)
+    eval_batch_size: int = option("batch size of the per-epoch test evaluation (speed only)", default=1000, cli=False,
+                                  result=False)
     preset: str | None = option("the named preset this config came from", default=None, cli=False)
     precision: str = option("the training step on CUDA: bf16 autocast or fp32 (evaluation is fp32 either way)",
                             choices=PRECISIONS, default="bf16", shared=True)
@@ -149,7 +138,7 @@ PRESETS = {name: dataclasses.replace(cfg, preset=name) for name, cfg in PRESETS.
 
 def step_options() -> list[dataclasses.Field]:
     """The TrainConfig fields that are step options (declaration order: the order of every command line)."""
-    return [f for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli")]
+    return declared(TrainConfig)
 
 
 def resolve_config(preset: str | TrainConfig = "dense", **overrides) -> TrainConfig:
