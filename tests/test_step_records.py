@@ -17,9 +17,11 @@ from workflow_plan import REPO, plan_of
 
 from sparsebasin.options import declared, option, section_argv, section_key
 from sparsebasin.plan.keys import train_settings
+from sparsebasin.pruning.schedule import IMPOptions
 from sparsebasin.steps import common, interpolate
 from sparsebasin.steps import match as match_step
 from sparsebasin.steps import plane as plane_step
+from sparsebasin.steps import prune as prune_step
 from sparsebasin.symmetry.align import MatchOptions
 from sparsebasin.symmetry.landscape import EvalOptions
 from sparsebasin.training.config import PRESETS, TrainConfig, resolve_config, step_options
@@ -133,20 +135,21 @@ def test_result_free_options_are_never_in_a_jobs_params():
     for kind, rows in plan.jobs.items():
         for job in list(rows.values())[:3]:
             args = plan.args(job)
-            for option in ("--tracker", "--progress", "--threads", "--deterministic", "--compile"):
-                assert option not in args, (kind, option)
+            for flag in ("--tracker", "--progress", "--threads", "--deterministic", "--compile"):
+                assert flag not in args, (kind, flag)
     assert "--deterministic" in plan.run_only_args() and "--tracker tensorboard" in plan.run_only_args()
     assert Path(REPO / "workflow" / "rules" / "common.smk").read_text(encoding="utf-8").count("lambda wc, threads") >= 2
 
 
 # ------------------------------------------- matching and evaluation --
 # The other step records (options.option): a config key of these sections that is not one of the study's own
-# (which runs: widths, seeds, sparsity, ...; the interpolation grid) is an option the plan passes from the
-# record, and the step parses back into the same record.
-STEP_SECTIONS = {"match": (MatchOptions, "match"), "lmc": (EvalOptions, "lmc"),
+# (which runs: widths, seeds, sparsity, ...; the interpolation grid) nor IMP's fine-tuning (ft_*: TrainConfig,
+# above) is an option the plan passes from the record, and the step parses back into the same record.
+STEP_SECTIONS = {"prune": (IMPOptions, "prune"), "match": (MatchOptions, "match"), "lmc": (EvalOptions, "lmc"),
                  "imp_barrier": (EvalOptions, "imp_barrier"), "plane": (EvalOptions, "plane")}
 STUDY_KEYS = {"method", "widths", "seeds", "width", "seed", "sparsity", "k", "alphas", "modes", "grid"}
-STEP_PARSERS = {"match": (match_step.add_arguments, ["--out", "p.pt", "--summary", "p.json"]),
+STEP_PARSERS = {"prune": (prune_step.add_arguments, ["--out-dir", "d"]),
+                "match": (match_step.add_arguments, ["--out", "p.pt", "--summary", "p.json"]),
                 "lmc": (interpolate.add_arguments, ["--out", "c.csv", "--barriers", "b.json"]),
                 "imp_barrier": (interpolate.add_arguments, ["--out", "c.csv", "--barriers", "b.json"]),
                 "plane": (plane_step.add_arguments, ["--out", "p.csv"])}
@@ -155,7 +158,7 @@ STEP_PARSERS = {"match": (match_step.add_arguments, ["--out", "p.pt", "--summary
 def _section_options():
     for section, (record, kind) in STEP_SECTIONS.items():
         for name in SCHEMA["$defs"][section]["properties"]:
-            if name not in STUDY_KEYS:
+            if name not in STUDY_KEYS and not (section == "prune" and name.startswith("ft_")):  # TrainConfig's
                 yield pytest.param(section, name, id=f"{section}.{name}")
 
 
@@ -168,7 +171,7 @@ def _other_value(f: dataclasses.Field):
     choices = f.metadata["choices"]() if callable(f.metadata["choices"]) else f.metadata["choices"]
     if choices:
         return next(c for c in choices if c != f.default)
-    return {"positive_int": 3, "nonneg_int": 3, "seed": 5}[f.metadata["type"]]
+    return {"positive_int": 3, "nonneg_int": 3, "seed": 5, "fraction": 0.3}[f.metadata["type"]]
 
 
 @pytest.mark.parametrize("section,name", [p for p in _section_options() if p.values[1] != "stream_points"])

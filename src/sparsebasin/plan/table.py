@@ -26,7 +26,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from .. import branches
-from ..pruning.schedule import fmt_sparsity, imp_schedule, lineage
+from ..pruning.schedule import IMPOptions, fmt_sparsity, imp_schedule, lineage
 from .. import registry
 from . import paths, resources
 from .cells import Cell, cells
@@ -162,7 +162,7 @@ class Plan:
     def _compute_keys(self, cell: Cell, width: int) -> dict[str, str]:
         dk = self._key(self._material(cell, width))
         p = cell.raw["prune"]
-        prune = {"rate": p["rate"], "augment": cell.dense.get("augment", "auto"),
+        prune = {**section_key(IMPOptions, p), "augment": cell.dense.get("augment", "auto"),
                  "ft": train_settings({"preset": p["ft_preset"], **{k[3:]: v for k, v in p.items() if k.startswith("ft_")
                                                                     and k != "ft_preset"}}, self.precision)}
         pk = self._key({"dense": dk, "prune": prune})
@@ -605,8 +605,8 @@ class Plan:
         if job.kind == "prune":
             p = cell.raw["prune"]
             a = (f"--checkpoint {q(job.inputs[1])} {self.data_args(cell)} "
-                 f"--targets {','.join(fmt_sparsity(t) for t in sorted(s['targets']))} --rate {p['rate']}"
-                 f" --mode ft --chain --ft-preset {p['ft_preset']}"
+                 f"--targets {','.join(fmt_sparsity(t) for t in sorted(s['targets']))}"
+                 f"{section_argv(IMPOptions, p, skip=('mode',))} --mode ft --chain --ft-preset {p['ft_preset']}"
                  + self.option_args(p, "ft-", skip=("augment", "precision"))  # the fine-tuning's own options
                  + self.option_args({k: v for k, v in cell.dense.items() if k == "augment"}))  # augments as A did
             return (f"{a} --precision {self.precision} {self.run_args()} --seed {dense_seed(s['seed'], 'A')} "

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -51,23 +50,10 @@ from ..training.resume import tensor_digest
 from ..training.record import STAGING
 from .magnitude import kept_count, mask_counts, prune_to, select_keys
 from .report import sparsity_report
-from .schedule import Round, fmt_sparsity, imp_schedule, lineage, round_mask_path, round_path, target_dir
+from .schedule import IMPOptions, Round, fmt_sparsity, imp_schedule, lineage, round_mask_path, round_path, target_dir
 
 MODES = ("ft", "rewind")
 
-
-@dataclass(frozen=True)
-class IMPOptions:
-    """How IMP prunes: ``rate`` of the remaining weights per round; ``mode`` ft (fine-tune each round, IMP-FT)
-    or rewind (rewind to the ``rewind`` checkpoint, IMP with rewinding); ``chain``: one chain through every
-    target; which weights (glob patterns ``include`` / ``exclude``, default the card's prunable set)."""
-
-    rate: float = 0.2
-    mode: str = "ft"
-    rewind: str | Path | None = None
-    chain: bool = True
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
 
 TARGET_FILES = ("mask.pt", "sparsity.json", "model.pt", "result.json", "predictions.pt")
 # Settings that determine the results: a rerun must agree on all of them to reuse finished rounds.

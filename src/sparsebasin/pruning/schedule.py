@@ -16,9 +16,30 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterable
 
 from ..errors import UserError
+from ..options import option
+
+@dataclass(frozen=True)
+class IMPOptions:
+    """How IMP prunes: ``rate`` of the remaining weights per round; ``mode`` ft (fine-tune each round, IMP-FT)
+    or rewind (rewind to the ``rewind`` checkpoint, IMP with rewinding); ``chain``: one chain through every
+    target; which weights (glob patterns ``include`` / ``exclude``, default the card's prunable set).
+
+    ``rate`` and ``mode`` are declared options (``options.option``): the ``prune`` step's flags, the config's
+    ``prune`` section (the plan passes what it sets) and the IMP key derive from them; the paths and globs
+    stay the step's own flags (``--rewind``, ``--chain``, ``--prune-include``/``--prune-exclude``)."""
+
+    rate: float = option("fraction of the remaining prunable weights removed per round", "fraction", 0.2)
+    mode: str = option("ft: fine-tune after each round (IMP-FT); rewind: reset survivors to --rewind and retrain",
+                       choices=("ft", "rewind"), default="ft")
+    rewind: str | Path | None = None
+    chain: bool = True
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
 
 # A nominal round sparsity within this of a target counts as the target itself
 # (1 - 0.8**2 is 0.35999999999999993, not 0.36).

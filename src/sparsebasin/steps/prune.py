@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from .common import (FRACTION, SPARSITY_LIST, StepPaths, add_data_args, add_force_arg, add_optim_args,
-                     add_run_args, data_options, optim_overrides, run_options)
+from .common import (SPARSITY_LIST, StepPaths, add_data_args, add_force_arg, add_optim_args, add_record_args,
+                     add_run_args, data_options, optim_overrides, record_values, run_options)
 
 FT_PRESET_DEFAULT = {"ft": "imp_ft", "rewind": "sparse"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..pruning.schedule import IMPOptions
+
     g = p.add_argument_group("pruning")
     g.add_argument("--checkpoint", required=True, metavar="CKPT", help="the trained dense model A (final.pt)")
     g.add_argument("--targets", required=True, type=SPARSITY_LIST,
                    help="comma-separated target sparsities, e.g. 0.8,0.9,0.95,0.97")
-    g.add_argument("--rate", type=FRACTION, default=0.2,
-                   help="fraction of the remaining prunable weights removed per round")
-    g.add_argument("--mode", choices=("ft", "rewind"), default="ft",
-                   help="ft: fine-tune after each round (IMP-FT); rewind: reset survivors to --rewind and retrain")
+    add_record_args(g, IMPOptions)  # --rate, --mode
     g.add_argument("--rewind", default=None, metavar="CKPT", help="rewind checkpoint (epoch k) for --mode rewind")
     g.add_argument("--chain", action=argparse.BooleanOptionalAction, default=True,
                    help="one IMP chain serves every target, each target a capped branch (default); "
@@ -44,7 +43,7 @@ def run(args: argparse.Namespace) -> None:
 
     run = run_options(args)
     cfg = resolve_config(args.ft_preset or FT_PRESET_DEFAULT[args.mode], **optim_overrides(args, prefix="ft-"))
-    imp = IMPOptions(rate=args.rate, mode=args.mode, rewind=args.rewind, chain=args.chain,
+    imp = IMPOptions(**record_values(IMPOptions, args), rewind=args.rewind, chain=args.chain,
                      include=tuple(args.prune_include), exclude=tuple(args.prune_exclude))
     run_imp(checkpoint=args.checkpoint, targets=args.targets, out_dir=args.out_dir, data=data_options(args),
             ft_cfg=cfg, imp=imp, seed=args.seed, data_seed=args.data_seed, run=run)
