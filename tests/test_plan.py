@@ -22,13 +22,16 @@ def _paths(plan) -> dict[str, set[str]]:
 
 
 def test_planning_imports_no_torch():
-    """The Snakemake process plans the whole paper without importing torch (start-up stays cheap)."""
+    """The Snakemake process plans the whole paper, every job's command line included (the rules' params, from
+    the step records), without importing torch (start-up stays cheap)."""
     code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(REPO / 'src')!r}); sys.path.insert(0, {str(REPO / 'tests')!r})
         from workflow_plan import plan_of
         plan = plan_of({str(REPO / 'config' / 'all.yaml')!r})
         assert sum(map(len, plan.jobs.values())) > 1000
+        assert all(plan.args(job) for rows in plan.jobs.values() for job in rows.values())
+        assert all(fj.args for fj in plan.fused_jobs())
         heavy = sorted(m for m in ("torch", "numpy", "torchvision", "matplotlib") if m in sys.modules)
         print(heavy)
     """)

@@ -24,7 +24,7 @@ from sparsebasin.steps import plane as plane_step
 from sparsebasin.steps import prune as prune_step
 from sparsebasin.symmetry.align import MatchOptions
 from sparsebasin.symmetry.landscape import EvalOptions
-from sparsebasin.training.config import PRESETS, TrainConfig, resolve_config, step_options
+from sparsebasin.training.config import PRESETS, TrainConfig, resolve_config
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text(encoding="utf-8"))
 
@@ -77,7 +77,7 @@ def _value(f: dataclasses.Field):
             "boolean": True}[f.metadata["type"]]
 
 
-@pytest.mark.parametrize("f", [f for f in step_options() if f.name not in ("epochs", "precision")],
+@pytest.mark.parametrize("f", [f for f in declared(TrainConfig) if f.name not in ("epochs", "precision")],
                          ids=lambda f: f.name)
 def test_an_option_flows_from_the_config_to_the_step_and_into_the_key(f):
     """Set in a cell's dense section, the option reaches the dense step's command line, the step parses it
@@ -205,3 +205,13 @@ def test_a_later_step_option_keeps_every_key_until_a_config_sets_it():
     assert section_argv(later, section) == section_argv(MatchOptions, section) == " --stat correlation --batch-size 500"
     assert section_argv(later, {**section, "normalize": True}).endswith(" --normalize True")
     assert section_key(MatchOptions, {"chunk": 64}) == {}  # speed and memory only: never in a key
+
+
+def test_a_skipped_option_keeps_the_records_default_and_a_declaration_needs_type_or_choices():
+    parser = argparse.ArgumentParser()
+    common.add_record_args(parser, MatchOptions, skip=("chunk", "max_iter"))
+    values = common.record_values(MatchOptions, parser.parse_args(["--batches", "0", "--method", "weight"]))
+    assert "max_iter" not in values and MatchOptions(**values).max_iter == 100 and MatchOptions(**values).batches == 0
+    loose = dataclasses.make_dataclass("Loose", [("size", int, option("no type, no choices", default=1))])
+    with pytest.raises(TypeError, match="Loose.size: declare exactly one of type and choices"):
+        common.add_record_args(argparse.ArgumentParser(), loose)

@@ -7,12 +7,13 @@ and the step CLIs build them from one argument group each
 (``steps.common.data_options`` / ``run_options``).
 
 A step's own options live in one record each (``training.config.TrainConfig``,
-``symmetry.align.MatchOptions``, ``symmetry.landscape.EvalOptions``), every
-field declared by ``option``: the step's argparse group
-(``steps.common.add_record_args``), the plan's command line from a config
-section (``section_argv``) and the part of a run's key the section sets
-(``section_key``) all read the declarations, so a new option is one field
-plus its schema entry (docs/architecture.md). Torch-free.
+``pruning.schedule.IMPOptions``, ``symmetry.align.MatchOptions``,
+``symmetry.landscape.EvalOptions``), every field declared by ``option``: the
+step's argparse group (``steps.common.add_record_args``), the plan's command
+line from a config section (``section_argv``) and the part of a run's key the
+section sets (``section_key``) all read the declarations, so a new option is
+one field plus its schema entry, with no ``default:`` there (a schema default
+counts as set: it would enter every key and command line). Torch-free.
 """
 
 from __future__ import annotations
@@ -45,8 +46,6 @@ class DataOptions:
         subset = self.train_subset if split == "train" else None
         ds = load_split(self.dataset, self.data_dir, split, train_subset=subset)
         if self.decode != "pil" and hasattr(ds, "decode"):
-            import dataclasses
-
             ds = dataclasses.replace(ds, decode=self.decode)
         return ds
 
@@ -63,20 +62,24 @@ class RunOptions:
     force: bool | str = False
 
 
-def option(help: str, type: str | None = None, default=dataclasses.MISSING, *,
-           choices: tuple | Callable[[], tuple] | None = None, shared: bool = False, cli: bool = True,
-           key: str = "always", result: bool = True):
+def option(help: str | Callable[[], str], type: str | None = None, default=dataclasses.MISSING, *,
+           choices: tuple | Callable[[], tuple] | None = None, metavar: str | None = None, shared: bool = False,
+           cli: bool = True, key: str = "always", result: bool = True):
     """A record field that is also a step option (``--name-with-dashes``) and a config key (``name``).
 
-    ``type`` names a validated argparse type of ``steps.common.TYPES``; ``choices`` a fixed set (or a function
-    giving it, for a table that imports torch, read only when a step builds its parser). ``shared``: IMP's
-    fine-tuning takes it without the ``ft-`` prefix (augment, precision). ``cli`` False: a setting of the code
-    and presets only. ``key``: "always" (part of every run's key), or "if_set" (only when it differs from its
-    default: a new option keeps every existing run's key, as open_lth omits unset hparams from its hash).
-    ``result`` False: it changes speed or memory, never a number (kept out of keys and Snakemake's params).
+    ``type`` names a validated argparse type of ``steps.common.TYPES``, or ``choices`` a fixed set; ``help``
+    and ``choices`` may be functions giving them, for a table that imports torch (read only when a step
+    builds its parser). ``shared``: IMP's fine-tuning takes it without the ``ft-`` prefix (augment,
+    precision). ``cli`` False: a setting of the code and presets only. ``key`` (TrainConfig's ``key_dict``):
+    "always" (part of every run's key), or "if_set" (only when it differs from its default: a new option
+    keeps every existing run's key, as open_lth omits unset hparams from its hash; the other records hash
+    only what a config section sets, ``section_key``). ``result`` False: it changes speed or memory, never a
+    number, so no key hashes it (``section_key``, ``plan.keys.train_settings``); none is a config key today
+    (one would still be a Snakemake param through ``section_argv``: pass it with the rules' run-only options).
     """
     return dataclasses.field(default=default, metadata={"help": help, "type": type, "choices": choices,
-                                                        "shared": shared, "cli": cli, "key": key, "result": result})
+                                                        "metavar": metavar, "shared": shared, "cli": cli,
+                                                        "key": key, "result": result})
 
 
 def declared(record: type) -> list[dataclasses.Field]:

@@ -18,12 +18,16 @@ def key(material, n: int = 8) -> str:
 
 
 def train_settings(section: dict, precision: str, drop: tuple = ()) -> dict:
-    """A config section (preset + overrides) resolved to every TrainConfig value that determines a result."""
-    from ..training.config import resolve_config
+    """A config section (preset + overrides) resolved to every TrainConfig value that determines a result: not
+    the preset's name (its values are here) nor an option declared ``result=False`` (eval_batch_size)."""
+    import dataclasses
+
+    from ..training.config import TrainConfig, resolve_config
 
     overrides = {k: v for k, v in section.items() if k != "preset"}
     cfg = resolve_config(section.get("preset", "dense"), **overrides).key_dict()
     cfg["precision"] = precision
-    for k in ("eval_batch_size", "preset", *drop):
+    speed_only = [f.name for f in dataclasses.fields(TrainConfig) if not f.metadata.get("result", True)]
+    for k in ("preset", *speed_only, *drop):
         cfg.pop(k, None)
     return cfg

@@ -25,13 +25,15 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from .. import branches
+from .. import branches, registry
+from ..options import section_argv, section_key
 from ..pruning.schedule import IMPOptions, fmt_sparsity, imp_schedule, lineage
-from .. import registry
+from ..symmetry.align import MatchOptions
+from ..symmetry.landscape import EvalOptions
+from ..training.config import TrainConfig
 from . import paths, resources
 from .cells import Cell, cells
 from .config import ConfigError
-from ..options import section_argv, section_key
 from .keys import key, train_settings
 
 GROUPS = branches.GROUPS  # diversity groups (Table 1)
@@ -52,11 +54,13 @@ def q(value) -> str:
     return shlex.quote(str(value))
 
 
+# The workflow's IMP is the paper's IMP-FT in one chain (``--mode ft --chain``): not a config setting.
+WORKFLOW_IMP = ("mode",)
+
+
 def _evaluation(sec: dict) -> dict:
     """The evaluation options (``symmetry.landscape.EvalOptions``) a study section sets: key material and the
     step's options, only when set, so the directories of runs that set none keep their keys."""
-    from ..symmetry.landscape import EvalOptions
-
     return section_key(EvalOptions, sec)
 
 
@@ -162,14 +166,15 @@ class Plan:
     def _compute_keys(self, cell: Cell, width: int) -> dict[str, str]:
         dk = self._key(self._material(cell, width))
         p = cell.raw["prune"]
-        prune = {**section_key(IMPOptions, p), "augment": cell.dense.get("augment", "auto"),
+        prune = {**section_key(IMPOptions, p, skip=WORKFLOW_IMP), "augment": cell.dense.get("augment", "auto"),
                  "ft": train_settings({"preset": p["ft_preset"], **{k[3:]: v for k, v in p.items() if k.startswith("ft_")
                                                                     and k != "ft_preset"}}, self.precision)}
         pk = self._key({"dense": dk, "prune": prune})
         sparse = train_settings({**cell.sparse, "epochs": cell.T}, self.precision, drop=("epochs",))
         keys = {"dense": dk, "prune": pk}
         for i, method in enumerate(cell.methods):  # the first method's keys are the cell's (as with one method)
-            mk = self._key({"dense": dk, "match": {**cell.raw["match"], "method": method}})
+            match = {**section_key(MatchOptions, cell.raw["match"], skip=("method",)), "method": method}
+            mk = self._key({"dense": dk, "match": match})
             sk = self._key({"dense": dk, "prune": pk, "match": mk, "sparse": sparse})
             keys.update({f"match:{method}": mk, f"sparse:{method}": sk})
             if i == 0:
@@ -547,8 +552,6 @@ class Plan:
     def option_args(section: dict, prefix: str = "", skip: tuple = ("epochs", "precision")) -> str:
         """``--{prefix}name value`` for every TrainConfig option the config section sets (as ``{prefix}name``),
         in declaration order: the step parses exactly these declarations back."""
-        from ..training.config import TrainConfig
-
         return section_argv(TrainConfig, section, prefix=prefix, skip=skip)
 
     def optim_args(self, opt: dict, epochs: int) -> str:
@@ -584,8 +587,6 @@ class Plan:
     @staticmethod
     def evaluation_args(spec: dict) -> str:
         """The evaluation options an LMC, IMP-barrier or plane row's study section set (``EvalOptions``)."""
-        from ..symmetry.landscape import EvalOptions
-
         return section_argv(EvalOptions, spec["evaluation"])
 
     def save_epochs_arg(self, job: Job) -> str:
@@ -606,15 +607,13 @@ class Plan:
             p = cell.raw["prune"]
             a = (f"--checkpoint {q(job.inputs[1])} {self.data_args(cell)} "
                  f"--targets {','.join(fmt_sparsity(t) for t in sorted(s['targets']))}"
-                 f"{section_argv(IMPOptions, p, skip=('mode',))} --mode ft --chain --ft-preset {p['ft_preset']}"
+                 f"{section_argv(IMPOptions, p, skip=WORKFLOW_IMP)} --mode ft --chain --ft-preset {p['ft_preset']}"
                  + self.option_args(p, "ft-", skip=("augment", "precision"))  # the fine-tuning's own options
                  + self.option_args({k: v for k, v in cell.dense.items() if k == "augment"}))  # augments as A did
             return (f"{a} --precision {self.precision} {self.run_args()} --seed {dense_seed(s['seed'], 'A')} "
                     f"{tag_args(s['tags'])}")
         if job.kind == "match":
-            from ..symmetry.align import MatchOptions  # the method is the job's own (an axis of the cell)
-
-            return (f"--a {q(s['a'])} --b {q(s['b'])} {self.data_args(cell)} --method {s['method']}"
+            return (f"--a {q(s['a'])} --b {q(s['b'])} {self.data_args(cell)} --method {s['method']}"  # an axis: the job's own
                     f"{section_argv(MatchOptions, cell.raw['match'], skip=('method',))} {self.run_args()} "
                     f"{tag_args(s['tags'])}")
         if job.kind == "sparse":

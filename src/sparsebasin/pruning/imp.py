@@ -50,10 +50,8 @@ from ..training.resume import tensor_digest
 from ..training.record import STAGING
 from .magnitude import kept_count, mask_counts, prune_to, select_keys
 from .report import sparsity_report
-from .schedule import IMPOptions, Round, fmt_sparsity, imp_schedule, lineage, round_mask_path, round_path, target_dir
-
-MODES = ("ft", "rewind")
-
+from .schedule import (IMP_MODES, IMPOptions, Round, fmt_sparsity, imp_schedule, lineage, round_mask_path, round_path,
+                       target_dir)
 
 TARGET_FILES = ("mask.pt", "sparsity.json", "model.pt", "result.json", "predictions.pt")
 # Settings that determine the results: a rerun must agree on all of them to reuse finished rounds.
@@ -155,8 +153,8 @@ def run_imp(*, checkpoint: str | Path, targets: Iterable[float], out_dir: str | 
     tags = dict(run.tags)
     rate, mode, rewind, chain = imp.rate, imp.mode, imp.rewind, imp.chain
     data_opts = data
-    if mode not in MODES:
-        raise UserError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+    if mode not in IMP_MODES:
+        raise UserError(f"--mode {mode!r} is not one of {', '.join(IMP_MODES)}")
     if mode == "rewind" and rewind is None:
         raise UserError("--mode rewind needs --rewind CKPT (the dense run's checkpoint at epoch k)")
     if mode == "ft" and rewind is not None:

@@ -22,6 +22,9 @@ from typing import Iterable
 from ..errors import UserError
 from ..options import option
 
+IMP_MODES = ("ft", "rewind")  # fine-tune each round (IMP-FT), or rewind to epoch k and retrain
+
+
 @dataclass(frozen=True)
 class IMPOptions:
     """How IMP prunes: ``rate`` of the remaining weights per round; ``mode`` ft (fine-tune each round, IMP-FT)
@@ -34,7 +37,7 @@ class IMPOptions:
 
     rate: float = option("fraction of the remaining prunable weights removed per round", "fraction", 0.2)
     mode: str = option("ft: fine-tune after each round (IMP-FT); rewind: reset survivors to --rewind and retrain",
-                       choices=("ft", "rewind"), default="ft")
+                       choices=IMP_MODES, default="ft")
     rewind: str | Path | None = None
     chain: bool = True
     include: tuple[str, ...] = ()

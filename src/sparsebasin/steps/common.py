@@ -158,19 +158,18 @@ def _boolean(text: str) -> bool:
 
 BOOLEAN = Number(_boolean, "true or false")
 
-def _splits(text: str) -> tuple[str, ...]:
+def split_list(text: str) -> tuple[str, ...]:
+    """A comma-separated subset of train,test (evaluation splits), in order, each once."""
     splits = [s.strip() for s in str(text).split(",") if s.strip()]
     if not splits or any(s not in ("train", "test") for s in splits):
         raise argparse.ArgumentTypeError(f"must be a comma-separated subset of train,test, got {text!r}")
     return tuple(dict.fromkeys(splits))
 
 
-SPLITS = _splits
-
 # The validated types an option record names (``options.option``'s ``type``).
 TYPES = {"positive_int": POSITIVE_INT, "nonneg_int": NONNEG_INT, "positive_float": POSITIVE_FLOAT,
          "nonneg_float": NONNEG_FLOAT, "fraction": FRACTION, "momentum": MOMENTUM, "step_gamma": STEP_GAMMA,
-         "boolean": BOOLEAN, "seed": SEED, "splits": SPLITS}
+         "boolean": BOOLEAN, "seed": SEED, "splits": split_list}
 
 
 def add_record_args(g, record: type, *, prefix: str = "", skip: tuple = (), defaults: bool = True,
@@ -185,20 +184,26 @@ def add_record_args(g, record: type, *, prefix: str = "", skip: tuple = (), defa
         if f.name in skip:
             continue
         meta = f.metadata
+        if (meta["type"] is None) == (meta["choices"] is None):
+            raise TypeError(f"{record.__name__}.{f.name}: declare exactly one of type and choices")
         choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
         kind = {"type": TYPES[meta["type"]]} if meta["type"] else {"choices": choices}
+        if meta.get("metavar"):
+            kind["metavar"] = meta["metavar"]
         default = (step_defaults or {}).get(f.name, f.default)
         default = default if defaults and default is not dataclasses.MISSING else None
         note = default_note or ("" if default is None else f" (default {argv_value(default)})")
-        g.add_argument(f"--{config_name(f, prefix).replace('_', '-')}", default=default, help=meta["help"] + note,
-                       **kind)
+        text = meta["help"]() if callable(meta["help"]) else meta["help"]
+        g.add_argument(f"--{config_name(f, prefix).replace('_', '-')}", default=default, help=text + note, **kind)
 
 
 def record_values(record: type, args: argparse.Namespace, *, prefix: str = "") -> dict:
-    """The parsed value of every option ``record`` declares, by field name (what ``add_record_args`` added)."""
+    """The parsed value of every option ``record`` declares that the parser has (what ``add_record_args``
+    added), by field name; a skipped one keeps the record's default."""
     from ..options import config_name, declared
 
-    return {f.name: getattr(args, config_name(f, prefix), None) for f in declared(record)}
+    return {f.name: getattr(args, config_name(f, prefix)) for f in declared(record)
+            if hasattr(args, config_name(f, prefix))}
 
 
 def add_optim_args(p: argparse.ArgumentParser, preset_default: str | None = "dense", prefix: str = "",

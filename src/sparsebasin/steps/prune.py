@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..pruning.imp import IMPOptions, run_imp
+    from ..pruning.imp import run_imp
+    from ..pruning.schedule import IMPOptions
     from ..training import resolve_config
 
     run = run_options(args)

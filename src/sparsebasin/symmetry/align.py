@@ -25,6 +25,13 @@ def _methods() -> tuple:
     return tuple(METHODS)
 
 
+def _method_help() -> str:
+    from .matching import METHODS
+
+    return "how the permutation is found: " + "; ".join(f"{n}: {m.find.__doc__.split(':')[0]}"
+                                                      for n, m in METHODS.items())
+
+
 def _stream_points() -> tuple:
     from .spec import STREAM_POINTS
 
@@ -37,8 +44,7 @@ class MatchOptions:
     the ones it sets: ``options.section_argv``) and the matching's key (the section) in one declaration each.
     The method is an axis of the plan (``match.method`` may list several), so each job passes its own."""
 
-    method: str = option("how the permutation is found (symmetry.matching.METHODS)", choices=_methods,
-                         default="activation")
+    method: str = option(_method_help, choices=_methods, default="activation")
     stat: str = option("activation matching score: Pearson correlation or cross-covariance (Eq. 1)",
                        choices=STATS, default="correlation")
     batch_size: int = option("examples per batch of the statistics", "positive_int", 500)

@@ -29,7 +29,7 @@ class EvalOptions:
     splits: tuple[str, ...] = option("comma-separated splits to evaluate", "splits", ("train", "test"))
     train_eval_examples: int | None = option(
         "evaluate the train split on a seeded random sample of N examples, the other splits whole (default: as "
-        "the other splits); the sample is recorded", "positive_int", None)
+        "the other splits); the sample is recorded", "positive_int", None, metavar="N")
 
 
 def _log(msg: str) -> None:

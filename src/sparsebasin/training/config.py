@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..errors import UserError
-from ..options import declared, option
+from ..options import option
 
 AUGMENT_CHOICES = ("auto", "on", "off")
 PRECISIONS = ("bf16", "fp32")  # the training step's arithmetic on CUDA (device.autocast); CPU is always fp32
@@ -134,11 +134,6 @@ PRESETS: dict[str, TrainConfig] = {
     "mnist1d_imp_ft": TrainConfig(epochs=10, lr=0.1, momentum=0.0, weight_decay=0.0, batch_size=128),
 }
 PRESETS = {name: dataclasses.replace(cfg, preset=name) for name, cfg in PRESETS.items()}
-
-
-def step_options() -> list[dataclasses.Field]:
-    """The TrainConfig fields that are step options (declaration order: the order of every command line)."""
-    return declared(TrainConfig)
 
 
 def resolve_config(preset: str | TrainConfig = "dense", **overrides) -> TrainConfig:
