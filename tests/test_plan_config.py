@@ -54,6 +54,19 @@ def test_anchors_and_aliases_are_not_duplicates(tmp_path):
     (lambda c: c["experiments"]["mnist1d"]["cells"][0]["prune"].update(rate=0.005), r"prune.rate = 0.005: .* IMP rounds"),
     (lambda c: c["experiments"]["mnist1d"]["cells"][0].update(fused_widths=[1, 8]),
      r"fused_widths = \[1, 8\]: width 8 is not one of the cell's widths \[1, 2, 4\]"),
+    # a TrainConfig that would not resolve: one line naming the key before any job, not a traceback (the
+    # preset, and the rules between fields at the shortest run of each section)
+    (lambda c: c["experiments"]["mnist1d"]["cells"][0]["prune"].update(ft_preset="nope"),
+     r"cells\[0\].prune.ft_preset = 'nope' is not a preset; choose one of dense, sparse"),
+    (lambda c: c["experiments"]["mnist1d"]["cells"][0]["dense"].update(preset="nope"),
+     r"cells\[0\].dense.preset = 'nope' is not a preset"),
+    (lambda c: c["experiments"]["mnist1d"]["cells"][0]["dense"].update(warmup_epochs=25),
+     r"cells\[0\].dense: warmup_epochs must be between 0 and epochs \(20\) \(got 25\)"),
+    (lambda c: c["experiments"]["mnist1d"]["cells"][0]["prune"].update(ft_nesterov=True),
+     r"cells\[0\].prune \(the ft_ keys: IMP's fine-tuning\): nesterov needs momentum > 0"),
+    (lambda c: c["experiments"]["mnist1d"]["cells"][0]["sparse"].update(warmup_epochs=19),
+     r"cells\[0\].sparse \(its shortest runs: 16 epochs = dense.epochs 20 - rewind point 4\): warmup_epochs must "
+     r"be between 0 and epochs \(16\)"),
 ])
 def test_refused(edit, match):
     cfg = copy.deepcopy(DEFAULT)

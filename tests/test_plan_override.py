@@ -48,6 +48,9 @@ def test_override_sets_every_cell_like_the_file_and_keys_follow():
     ({"sparse.lr": "-1"}, "override.sparse.lr = -1"),
     ({"dense": {"epochs": "ten"}}, "override.dense.epochs = 'ten'"),
     ("lr=0.04", "override = 'lr=0.04': must be a mapping"),
+    # one key spelt nested and dotted: refused, whichever comes first (order decided it before)
+    ({"match": {"batches": "5"}, "match.batches": "6"}, "override.match.batches is given twice"),
+    ({"match.batches": "6", "match": {"batches": "5"}}, "override.match.batches is given twice"),
 ])
 def test_a_bad_override_is_one_line_naming_the_key(block, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):

@@ -96,6 +96,16 @@ class Cell:
                 ks.update(e for e in sec["epochs"] if e < self.T)
         return sorted(ks)
 
+    def rewind_points(self) -> list[int]:
+        """Every epoch k a sparse run of the cell starts from (it trains T - k epochs)."""
+        ks: set[int] = set()
+        for name, sec in self.sections.items():
+            if name == "sweep":
+                ks.update(sec["rewind"])
+            elif name in ("plane", "diversity", "early_matching"):
+                ks.add(sec["k"])
+        return sorted(ks)
+
     def prune_targets(self) -> list[float]:
         """Every target sparsity the cell's IMP chain produces."""
         ts: set[float] = set()

@@ -288,6 +288,39 @@ def check_device(config: dict) -> None:
                           "(training and evaluation jobs ask for one GPU each) or device: cpu")
 
 
+def check_training(config: dict) -> None:
+    """Each cell's dense, sparse and IMP fine-tuning settings resolve to a valid TrainConfig: a preset that
+    exists, and the rules between fields (warm-up within the epochs, Nesterov with momentum) at the shortest
+    run each section makes (sparse: T - the largest rewind point), named by config key before any job."""
+    from ..errors import UserError
+    from ..training.config import PRESETS, resolve_config
+    from .cells import normalise
+
+    for exp, e in config["experiments"].items():
+        for i, raw in enumerate(e["cells"]):
+            cell = normalise(exp, i, raw)
+            p = cell.raw.get("prune") or {}
+            k = max(cell.rewind_points(), default=0)
+            runs = [("dense", "preset", cell.dense, ""),
+                    ("sparse", "preset", {**cell.sparse, "epochs": cell.T - k},
+                     f" (its shortest runs: {cell.T - k} epochs = dense.epochs {cell.T} - rewind point {k})"),
+                    ("prune", "ft_preset", {"preset": p.get("ft_preset", "imp_ft"),
+                                            **{n[3:]: v for n, v in p.items() if n.startswith("ft_")
+                                               and n != "ft_preset"}}, " (the ft_ keys: IMP's fine-tuning)")]
+            for section, preset_key, settings, what in runs:
+                if section == "prune" and "prune" not in cell.raw:
+                    continue
+                preset = settings.get("preset", "dense")
+                if preset not in PRESETS:
+                    raise ConfigError(f"{cell.where}.{section}.{preset_key} = {preset!r} is not a preset; choose one "
+                                      f"of {', '.join(PRESETS)}")
+                try:
+                    resolve_config(preset, **{n: v for n, v in settings.items() if n != "preset"})
+                except UserError as exc:
+                    raise ConfigError(f"{cell.where}.{section}{what}: {str(exc).removeprefix('training config: ')}"
+                                      ) from None
+
+
 def check_gpus_per_run(config: dict) -> None:
     """A data-parallel run (train, the IMP fine-tuning, sparse) splits its global batches evenly over its
     processes; a batch size the config leaves unset is its preset's."""
@@ -358,6 +391,7 @@ def check(config: dict, schema_path: str | os.PathLike, files: Iterable[str | os
     check_names(config)
     check_sparsity_labels(config)
     check_imp_rounds(config)
+    check_training(config)
     check_gpus_per_run(config)
     check_compile(config)
     check_throughput(config)

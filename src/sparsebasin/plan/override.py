@@ -38,11 +38,21 @@ def _undot(block: dict, where: str = KEY) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{where}.{key}: {p} is given both as a value and as a section; give it once")
-        if isinstance(value, dict):
-            _merge(node.setdefault(parts[-1], {}), _undot(value, f"{where}.{key}"))
-        else:
-            node[parts[-1]] = value
+        _add(node, parts[-1], _undot(value, f"{where}.{key}") if isinstance(value, dict) else value,
+             ".".join(parts))
     return out
+
+
+def _add(node: dict, name: str, value: Any, path: str) -> None:
+    """Set ``node[name]``, refusing a key the block already set (nested and dotted spellings of one key would
+    otherwise be decided by their order in the block)."""
+    if isinstance(value, dict) and isinstance(node.get(name), dict):
+        for k, v in value.items():
+            _add(node[name], k, v, f"{path}.{k}")
+    elif name in node:
+        raise ConfigError(f"{KEY}.{path} is given twice (nested and dotted); give it once")
+    else:
+        node[name] = value
 
 
 def _typed(value: Any) -> Any:
