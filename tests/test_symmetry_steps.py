@@ -275,3 +275,24 @@ def test_interpolate_and_plane_resume_point_by_point(setup, monkeypatch):
     monkeypatch.setattr(lmc, "evaluate_state", dies_after(10**6))
     assert run([*plane, "--out", tmp / "pc.csv"]) == 0 and len(calls) == 12 - 5
     assert (tmp / "pc.csv").read_text() == (tmp / "pw.csv").read_text()
+
+
+def test_statistics_and_matching_on_one_example_are_refused_and_a_last_batch_of_one_is_dropped(setup, capsys):
+    """Train-mode BatchNorm (BN reset, REPAIR) cannot normalise one example, and a correlation over one example
+    is 0/0 (matching would write the identity as "matched"): both refuse; a sample whose last batch would hold
+    one example leaves that example out and records it (probe of stop 33: a Python traceback before)."""
+    tmp, paths = setup
+    curve = ["--alphas", 2, "--modes", "plain,repair", "--splits", "test"]
+    one = ["--a", paths[1], "--b", paths[2], *data_args(tmp), "--train-subset", 1]
+    assert run(["interpolate", *one, *curve, "--out", tmp / "c1.csv", "--barriers", tmp / "b1.json"]) == 2
+    assert run(["match", *one, "--out", tmp / "p1.pt", "--summary", tmp / "p1.json"]) == 2
+    err = capsys.readouterr().err
+    assert "BN reset and REPAIR estimate statistics over a batch: they need at least 2 training examples" in err
+    assert "matching needs at least 2 training examples" in err
+    assert not any((tmp / f).exists() for f in ("c1.csv", "b1.json", "p1.pt", "p1.json"))
+    # 201 examples in batches of 100: the last batch would be a single example
+    argv = ["interpolate", "--a", paths[1], "--b", paths[2], *data_args(tmp), "--train-subset", 201, "--batch-size",
+            100, "--reset-batches", 3, *curve, "--out", tmp / "c.csv", "--barriers", tmp / "b.json"]
+    assert run(argv) == 0
+    statistics = json.loads((tmp / "b.json").read_text())["samples"]["statistics"]
+    assert statistics["dropped_last_single_example"] is True and statistics["examples"] == 200

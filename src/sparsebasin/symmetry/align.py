@@ -95,6 +95,10 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
         datamod.check_fits(ckpt_a["data"], full, a, data.data_dir)  # classes and inputs as read, not the card's
         ds, info = datamod.sample_split(full, opts.batches * opts.batch_size, seed=opts.sample_seed,
                                         what="match --batches", batch_size=opts.batch_size)
+        if len(ds) < 2:  # a correlation over one example is 0/0: it would give the identity as "matched"
+            raise UserError(f"matching needs at least 2 training examples for its correlations, got {len(ds)} "
+                            f"(--batches {opts.batches} x --batch-size {opts.batch_size} of a split of {len(full)}); "
+                            "raise them or --train-subset")
         sample.update(info)
         return datamod.batches(ds, opts.batch_size, shuffle=False, augment=False, device=dev,
                                shard=distributed.batch_shard())

@@ -182,6 +182,14 @@ def _train_batches(ds, cfg: EvalConfig) -> Iterable:
     from ..data import batches
 
     sample = cfg.sample(ds, cfg.reset_batches, "statistics")
+    n = len(sample)
+    if n < 2:
+        raise UserError(f"BN reset and REPAIR estimate statistics over a batch: they need at least 2 training "
+                        f"examples, got {n}; raise --train-subset or --reset-batches")
+    if n % cfg.batch_size == 1:  # a last batch of one example: train-mode BatchNorm cannot normalise it
+        sample = sample.subset(n - 1)
+        cfg.samples["statistics"] = {**cfg.samples.get("statistics", {}), "examples": n - 1,
+                                     "dropped_last_single_example": True}
     yield from batches(sample, cfg.batch_size, shuffle=False, augment=False, device=cfg.device,
                        shard=distributed.batch_shard())
 
