@@ -296,3 +296,19 @@ def test_statistics_and_matching_on_one_example_are_refused_and_a_last_batch_of_
     assert run(argv) == 0
     statistics = json.loads((tmp / "b.json").read_text())["samples"]["statistics"]
     assert statistics["dropped_last_single_example"] is True and statistics["examples"] == 200
+
+
+def test_an_option_the_method_or_the_splits_do_not_read_is_said_and_recorded(setup, capsys):
+    """--stat with weight matching, --train-eval-examples without the train split: accepted, but said in one
+    warning line and recorded (they were silently ignored)."""
+    tmp, paths = setup
+    argv = ["match", "--a", paths[1], "--b", paths[2], *data_args(tmp), "--method", "weight", "--stat", "covariance",
+            "--batches", 1, "--batch-size", 100, "--out", tmp / "w.pt", "--summary", tmp / "w.json"]
+    assert run(argv) == 0
+    assert json.loads((tmp / "w.json").read_text())["unhonoured"]["stat"]["asked"] == "covariance"
+    argv = ["interpolate", "--a", paths[1], "--b", paths[2], *data_args(tmp), "--alphas", 2, "--modes", "plain",
+            "--splits", "test", "--train-eval-examples", 10, "--out", tmp / "c.csv", "--barriers", tmp / "b.json"]
+    assert run(argv) == 0
+    assert json.loads((tmp / "b.json").read_text())["samples"]["eval_train"]["unhonoured"]["asked"] == 10
+    err = capsys.readouterr().err
+    assert "warning: --stat: asked covariance" in err and "warning: --train-eval-examples: asked 10" in err

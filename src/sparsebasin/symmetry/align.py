@@ -66,7 +66,7 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
     from .. import data as datamod
     from .. import distributed
     from .. import device as devices
-    from .. import provenance
+    from .. import provenance, unhonoured
     from ..checkpoints import load_checkpoint, model_from_checkpoint, same_architecture
     from ..errors import UserError
     from ..io import write_json
@@ -111,6 +111,10 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
         raise UserError(f"cannot match {a} (A) to {b} (B): {exc}; check that both runs trained "
                         "(their result.json 'health'); nothing was written") from None
     meta["seconds"] = time.perf_counter() - t0  # the time to find the permutation (data loading included)
+    ignored = {}
+    if not method.needs_data and opts.stat != MatchOptions.stat:  # a score of activations no activation reads
+        ignored["stat"] = unhonoured.note("--stat", opts.stat, None, f"{opts.method} matching reads no activation "
+                                          "score; its reported correlations are Pearson's")
     meta["sample"] = sample or None
     meta["stream_points"] = opts.stream_points
     meta["epoch_a"], meta["epoch_b"] = int(ckpt_a["epoch"]), int(ckpt_b["epoch"])
@@ -132,6 +136,7 @@ def match_checkpoints(a: str | Path, b: str | Path, *, data: DataOptions, opts: 
         "group_correlation": meta.get("group_correlation", {}),
         "group_size": dict(spec.sizes),
         "nonfinite": meta.get("nonfinite", {}),
+        **({"unhonoured": ignored} if ignored else {}),
         "epoch_a": meta["epoch_a"],
         "epoch_b": meta["epoch_b"],
         "seconds": meta["seconds"],

@@ -57,6 +57,11 @@ def _setup(data: DataOptions, ev: EvalOptions, device: str, ckpt: dict, source):
     cfg = EvalConfig(device=dev, batch_size=ev.batch_size, eval_batches=ev.eval_batches,
                      reset_batches=ev.reset_batches, sample_seed=ev.sample_seed,
                      train_examples=ev.train_eval_examples)
+    if ev.train_eval_examples is not None and "train" not in ev.splits:
+        from .. import unhonoured
+
+        cfg.samples["eval_train"] = {"unhonoured": unhonoured.note(
+            "--train-eval-examples", ev.train_eval_examples, None, "the train split is not evaluated (--splits)")}
     train = data.load("train")
     sets = {s: (train if s == "train" else data.load("test")) for s in ev.splits}
     for ds in (train, *sets.values()):  # classes and inputs as read, not the card's
