@@ -39,6 +39,15 @@ def test_truncated_artifact_is_one_clear_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_another_kind_of_file_is_named_as_such_and_never_called_corrupt(tmp_path):
+    """A CSV or JSON passed where an artifact goes is the user's path, not a damaged file: no advice to delete it."""
+    for name, text in (("curve.csv", "alpha,loss\n0,1\n"), ("perm.json", '{"method": "weight"}')):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(UserError, match=r"is not a sparsebasin checkpoint .*not a PyTorch file.*check the path") as e:
+            io.load_artifact(tmp_path / name, "checkpoint")
+        assert "delete" not in str(e.value)
+
+
 def test_missing_artifact_names_file(tmp_path):
     with pytest.raises(UserError, match="nope.pt does not exist"):
         io.load_artifact(tmp_path / "nope.pt", "mask")

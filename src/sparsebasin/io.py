@@ -307,9 +307,23 @@ def safe_torch_load(source, path: str | os.PathLike, what: str, map_location: st
             detail = f"it asks to import {name}" if name else "it holds objects other than tensors and plain values"
             raise UnsafeFile(f"{path} is not a sparsebasin {what} (unsafe content: {detail}; nothing was run); "
                              "if you did not put it there, delete it and rerun the step that produces it") from None
-        raise UserError(f"{path} is truncated or corrupt (UnpicklingError); delete it and rerun the step that produces it") from None
+        raise UserError(_unreadable(path, what, "UnpicklingError")) from None
     except Exception as exc:  # truncated zip, garbage, empty file
-        raise UserError(f"{path} is truncated or corrupt ({type(exc).__name__}); delete it and rerun the step that produces it") from None
+        raise UserError(_unreadable(path, what, type(exc).__name__)) from None
+
+
+def _unreadable(path, what: str, error: str) -> str:
+    """A file torch cannot read: a truncated or corrupt one (delete it and rerun), or another kind of file
+    given by mistake (a CSV, a JSON: never to be deleted on our word)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except (OSError, TypeError):
+        head = b""
+    if head and head != b"PK" and head[:1] != b"\x80":  # neither torch's zip nor a pickle
+        return (f"{path} is not a sparsebasin {what} (not a PyTorch file: it starts with {head!r}); check the path "
+                f"you passed")
+    return f"{path} is truncated or corrupt ({error}); delete it and rerun the step that produces it"
 
 
 def _foreign_global(source) -> str | None:
