@@ -294,13 +294,14 @@ def check_training(config: dict) -> None:
     run each section makes (sparse: T - the largest rewind point), named by config key before any job."""
     from ..errors import UserError
     from ..training.config import PRESETS, resolve_config
-    from .cells import normalise
+    from .cells import STUDIES, Cell
 
     for exp, e in config["experiments"].items():
         for i, raw in enumerate(e["cells"]):
-            cell = normalise(exp, i, raw)
+            # the sections as written: which seeds and widths they take is checked when the plan is built
+            cell = Cell(exp, i, raw, {name: raw[name] for name in STUDIES if name in raw})
             p = cell.raw.get("prune") or {}
-            k = max(cell.rewind_points(), default=0)
+            k = max((k for k in cell.rewind_points() if k < cell.T), default=0)  # k >= T: the cell checks say
             runs = [("dense", "preset", cell.dense, ""),
                     ("sparse", "preset", {**cell.sparse, "epochs": cell.T - k},
                      f" (its shortest runs: {cell.T - k} epochs = dense.epochs {cell.T} - rewind point {k})"),
