@@ -295,6 +295,7 @@ def check_training(config: dict) -> None:
     from ..errors import UserError
     from ..training.config import PRESETS, resolve_config
     from .cells import STUDIES, Cell
+    from .keys import ft_section
 
     for exp, e in config["experiments"].items():
         for i, raw in enumerate(e["cells"]):
@@ -305,9 +306,7 @@ def check_training(config: dict) -> None:
             runs = [("dense", "preset", cell.dense, ""),
                     ("sparse", "preset", {**cell.sparse, "epochs": cell.T - k},
                      f" (its shortest runs: {cell.T - k} epochs = dense.epochs {cell.T} - rewind point {k})"),
-                    ("prune", "ft_preset", {"preset": p.get("ft_preset", "imp_ft"),
-                                            **{n[3:]: v for n, v in p.items() if n.startswith("ft_")
-                                               and n != "ft_preset"}}, " (the ft_ keys: IMP's fine-tuning)")]
+                    ("prune", "ft_preset", ft_section(p), " (the ft_ keys: IMP's fine-tuning)")]
             for section, preset_key, settings, what in runs:
                 if section == "prune" and "prune" not in cell.raw:
                     continue

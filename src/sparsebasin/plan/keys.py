@@ -17,6 +17,12 @@ def key(material, n: int = 8) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]
 
 
+def ft_section(prune: dict) -> dict:
+    """IMP's fine-tuning as a training section: the ``prune`` section's ``ft_*`` keys without the prefix."""
+    return {"preset": prune.get("ft_preset", "imp_ft"),
+            **{k[3:]: v for k, v in prune.items() if k.startswith("ft_") and k != "ft_preset"}}
+
+
 def train_settings(section: dict, precision: str, drop: tuple = ()) -> dict:
     """A config section (preset + overrides) resolved to every TrainConfig value that determines a result: not
     the preset's name (its values are here) nor an option declared ``result=False`` (eval_batch_size)."""

@@ -34,7 +34,7 @@ from ..training.config import TrainConfig
 from . import paths, resources
 from .cells import Cell, cells
 from .config import ConfigError
-from .keys import key, train_settings
+from .keys import ft_section, key, train_settings
 
 GROUPS = branches.GROUPS  # diversity groups (Table 1)
 TIDY = ("runs", "matches", "lmc_curves", "lmc_barriers", "imp_curves", "imp_barriers", "plane", "ensembles", "early")
@@ -167,8 +167,7 @@ class Plan:
         dk = self._key(self._material(cell, width))
         p = cell.raw["prune"]
         prune = {**section_key(IMPOptions, p, skip=WORKFLOW_IMP), "augment": cell.dense.get("augment", "auto"),
-                 "ft": train_settings({"preset": p["ft_preset"], **{k[3:]: v for k, v in p.items() if k.startswith("ft_")
-                                                                    and k != "ft_preset"}}, self.precision)}
+                 "ft": train_settings(ft_section(p), self.precision)}
         pk = self._key({"dense": dk, "prune": prune})
         sparse = train_settings({**cell.sparse, "epochs": cell.T}, self.precision, drop=("epochs",))
         keys = {"dense": dk, "prune": pk}
