@@ -415,11 +415,12 @@ class Plan:
     def _lmc(self, cell: Cell, width: int, seed: int, sec: dict, use: tuple, method: str | None = None) -> Job:
         method = method or cell.methods[0]
         match = self.match(cell, width, seed, use, method=method)
+        evaluation = _evaluation(sec)
         k = key({"match": self._keys(cell, width)["match:" + method], "alphas": sec["alphas"], "modes": sec["modes"],
-                 **_evaluation(sec)})
+                 **evaluation})
         d = f"{self._seed_dir(cell, width, seed)}/lmc-{k}"
         job = self._row("lmc", d, cell, width, use, a=match.spec["a"], b=match.spec["b"], perm=match.outputs[0],
-                        alphas=sec["alphas"], modes=sec["modes"], evaluation=_evaluation(sec),
+                        alphas=sec["alphas"], modes=sec["modes"], evaluation=evaluation,
                         tags={**self._tags(cell, width, seed=seed), **self._method_tag(cell, method)})
         job.inputs = [self.data_stamp(cell.dataset), *match.inputs[1:], match.outputs[0]]
         job.outputs = [f"{d}/curve.csv", f"{d}/barriers.json"]
@@ -428,9 +429,9 @@ class Plan:
 
     def _imp_barrier(self, cell: Cell, width: int, seed: int, sec: dict, use: tuple) -> list[Job]:
         prune = self.prune(cell, width, seed, use)
-        target = sec["sparsity"]
+        target, evaluation = sec["sparsity"], _evaluation(sec)
         k = key({"prune": self._keys(cell, width)["prune"], "target": target, "alphas": sec["alphas"],
-                 "modes": sec["modes"], **_evaluation(sec)})
+                 "modes": sec["modes"], **evaluation})
         d = f"{self._seed_dir(cell, width, seed)}/impb-{k}"
         a = self.dense_file(cell, width, seed, "A", "final.pt", use)
         chain = f"{prune.path}/S{fmt_sparsity(target)}/model.pt"  # the round checkpoints exist once it does
@@ -438,7 +439,7 @@ class Plan:
         for i, (r, s_round) in enumerate(self.imp_lineage(prune, target)):
             job = self._row("imp_barrier", f"{d}/round{r}", cell, width, use, a=a,
                             b=f"{prune.path}/rounds/round{r}.pt", alphas=sec["alphas"], modes=sec["modes"],
-                            evaluation=_evaluation(sec),
+                            evaluation=evaluation,
                             tags=self._tags(cell, width, seed=seed, sparsity=fmt_sparsity(target), branch="imp",
                                             round=r, imp_iteration=i + 1, round_sparsity=fmt_sparsity(s_round)))
             job.inputs = [self.data_stamp(cell.dataset), a, chain]
@@ -468,12 +469,12 @@ class Plan:
         lth = self.sparse(cell, w, s, S, k, "lth", use)
         perm = self.sparse(cell, w, s, S, k, "permuted", use)
         match = self.match(cell, w, s, use)
-        key_ = key({"sparse": self._keys(cell, w)["sparse"], "grid": sec["grid"], **_evaluation(sec)})
+        evaluation = _evaluation(sec)
+        key_ = key({"sparse": self._keys(cell, w)["sparse"], "grid": sec["grid"], **evaluation})
         d = f"{self._seed_dir(cell, w, s)}/plane-{key_}/S{fmt_sparsity(S)}/k{k}"
         origin = self.dense_file(cell, w, s, "A", "final.pt", use)
         job = self._row("plane", d, cell, w, use, origin=origin, p1=f"{lth.path}/final.pt",
-                        p2=f"{perm.path}/final.pt", perm=match.outputs[0], grid=sec["grid"],
-                        evaluation=_evaluation(sec),
+                        p2=f"{perm.path}/final.pt", perm=match.outputs[0], grid=sec["grid"], evaluation=evaluation,
                         tags=self._tags(cell, w, seed=s, sparsity=fmt_sparsity(S), k=k))
         job.inputs = [self.data_stamp(cell.dataset), origin, f"{lth.path}/final.pt", f"{perm.path}/final.pt",
                       match.outputs[0]]
@@ -612,7 +613,8 @@ class Plan:
             return (f"{a} --precision {self.precision} {self.run_args()} --seed {dense_seed(s['seed'], 'A')} "
                     f"{tag_args(s['tags'])}")
         if job.kind == "match":
-            return (f"--a {q(s['a'])} --b {q(s['b'])} {self.data_args(cell)} --method {s['method']}"  # an axis: the job's own
+            # the method is an axis of the cell: each job passes its own
+            return (f"--a {q(s['a'])} --b {q(s['b'])} {self.data_args(cell)} --method {s['method']}"
                     f"{section_argv(MatchOptions, cell.raw['match'], skip=('method',))} {self.run_args()} "
                     f"{tag_args(s['tags'])}")
         if job.kind == "sparse":

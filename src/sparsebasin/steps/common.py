@@ -15,7 +15,7 @@ import re
 
 from .. import registry
 from ..limits import MAX_SEED
-from ..options import argv_value
+from ..options import argv_value, config_name, declared
 
 DATASETS = registry.dataset_names()  # the dataset modules' cards (torch-free)
 
@@ -178,8 +178,6 @@ def add_record_args(g, record: type, *, prefix: str = "", skip: tuple = (), defa
     declaration: its validated type or choices, its help, and its default (``step_defaults`` a step's own;
     ``defaults`` False: None, for a record whose unset values come from elsewhere, such as TrainConfig's
     preset)."""
-    from ..options import config_name, declared
-
     for f in declared(record):
         if f.name in skip:
             continue
@@ -200,10 +198,8 @@ def add_record_args(g, record: type, *, prefix: str = "", skip: tuple = (), defa
 def record_values(record: type, args: argparse.Namespace, *, prefix: str = "") -> dict:
     """The parsed value of every option ``record`` declares that the parser has (what ``add_record_args``
     added), by field name; a skipped one keeps the record's default."""
-    from ..options import config_name, declared
-
-    return {f.name: getattr(args, config_name(f, prefix)) for f in declared(record)
-            if hasattr(args, config_name(f, prefix))}
+    dests = {f.name: config_name(f, prefix) for f in declared(record)}
+    return {name: getattr(args, dest) for name, dest in dests.items() if hasattr(args, dest)}
 
 
 def add_optim_args(p: argparse.ArgumentParser, preset_default: str | None = "dense", prefix: str = "",
